@@ -1,0 +1,57 @@
+# lhpipe: the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test demo install check unit integration stack-up stack-down stack-status graphviz clean bench
+
+install: $(STAMP) graphviz
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found"; exit 2; }
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# `lhpipe graph --format svg|png` needs Graphviz's `dot`, from Debian.
+graphviz:
+	@command -v dot >/dev/null || { \
+	  echo "installing graphviz from Debian"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphviz >/dev/null; }
+
+check: install
+	$(BIN)/ruff check lhpipe tests bench
+	$(BIN)/ruff format --check lhpipe tests bench
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not integration"
+
+stack-up: install
+	$(BIN)/lhpipe stack up
+
+stack-down:
+	@if [ -x $(BIN)/lhpipe ]; then $(BIN)/lhpipe stack down; fi
+
+stack-status: install
+	$(BIN)/lhpipe stack status
+
+# Starts the stack once, runs the whole suite, stops the stack whatever the outcome.
+test: check
+	$(BIN)/lhpipe stack up
+	@rc=0; $(BIN)/pytest || rc=$$?; $(BIN)/lhpipe stack down || true; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
+
+demo: install
+	$(BIN)/lhpipe stack up
+	$(BIN)/lhpipe demo pipelines/
+
+bench: install
+	$(BIN)/python bench/lint.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+"""lhpipe: declarative pipelines into and out of LittleHorse."""
+
+__version__ = "0.1.0"

@@ -1,9 +1,105 @@
-"""The `lhpipe` console script: one entry point, subcommands imported lazily (lint stays fast)."""
+"""The `lhpipe` console script: one entry point, subcommands imported lazily (lint stays fast).
+
+Only argparse and this module load at start-up; each command imports what it needs when it runs,
+so `lhpipe lint` never imports Kafka, LittleHorse or Avro libraries.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+
+DEFAULT_PATHS = ["pipelines/"]
+
+NOT_BUILT_YET = (
+    "lhpipe {command}: not implemented yet: `{command}` comes with the engine issue; "
+    "use `lhpipe lint` and `lhpipe graph` meanwhile"
+)
+
+
+def _add_paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATHS",
+        help="`.lhp` files or folders searched for `*.lhp` (default: pipelines/)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand except `stack` and `demo`, which are handed
+    over before parsing."""
+    parser = argparse.ArgumentParser(
+        prog="lhpipe",
+        description="Declarative pipelines into and out of LittleHorse.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    lint = commands.add_parser("lint", help="parse and check .lhp files")
+    _add_paths(lint)
+    lint.add_argument(
+        "--format",
+        choices=["text", "json", "github", "sarif"],
+        default="text",
+        help="output format (default: text)",
+    )
+    lint.add_argument("--strict", action="store_true", help="fail on warnings too")
+    lint.add_argument(
+        "--online",
+        action="store_true",
+        help="also check WfSpecs, ExternalEventDefs and registry subjects (not built yet)",
+    )
+
+    fmt = commands.add_parser("fmt", help="rewrite .lhp files in the canonical layout")
+    _add_paths(fmt)
+    fmt.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; list the files that would change and exit 1 if any",
+    )
+
+    graph = commands.add_parser("graph", help="draw the execution graph")
+    _add_paths(graph)
+    graph.add_argument(
+        "--format",
+        choices=["dot", "mermaid", "svg", "png", "json"],
+        default="dot",
+        help="output format (default: dot); svg and png need Graphviz's `dot`",
+    )
+    graph.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+
+    test = commands.add_parser("test", help="run the `test` blocks (engine issue)")
+    _add_paths(test)
+
+    run = commands.add_parser("run", help="run every pipeline and webhook (engine issue)")
+    _add_paths(run)
+    run.add_argument("--watch", action="store_true", help="hot-reload on file changes")
+    run.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
+
+    # Listed for --help only: main() hands these over before argparse sees them.
+    commands.add_parser("stack", help="manage the local stack (Kafka, LittleHorse, ...)")
+    commands.add_parser("demo", help="run the example pipelines against the local stack")
+    return parser
+
+
+def _run(ns: argparse.Namespace) -> int:
+    paths: list[str] = ns.paths or DEFAULT_PATHS
+    if ns.command == "lint":
+        from lhpipe.commands.lint import run_lint
+
+        return run_lint(paths, output_format=ns.format, strict=ns.strict, online=ns.online)
+    if ns.command == "fmt":
+        from lhpipe.commands.fmt import run_fmt
+
+        return run_fmt(paths, check=ns.check)
+    if ns.command == "graph":
+        from lhpipe.commands.graph import run_graph
+
+        return run_graph(paths, output_format=ns.format, output=ns.output)
+    # test and run: registered with their flags so that scripts can be written against them.
+    print(NOT_BUILT_YET.format(command=ns.command), file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,8 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "yet, so no pipelines run. Try `lhpipe lint pipelines/` and `lhpipe graph pipelines/`."
         )
         return 0
-    print("usage: lhpipe {lint,fmt,graph,test,run,stack} ...", file=sys.stderr)
-    return 2
+    try:
+        ns = build_parser().parse_args(args)
+    except SystemExit as exc:
+        # argparse exits 2 on a usage error and 0 after --help; in-process callers get it back.
+        return exc.code if isinstance(exc.code, int) else 2
+    return _run(ns)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lhpipe.check.program import PipelineInfo, WebhookInfo
 
 JSONValue = Any  # a value json.dumps accepts
 
@@ -67,4 +70,86 @@ class Graph:
                 for n in self.nodes
             ],
             "edges": [{"src": e.src, "dst": e.dst, "label": e.label} for e in self.edges],
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs: what the engine runs, one per pipeline and one per webhook route
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSpec:
+    """One pipeline as the engine runs it.
+
+    ``pipeline`` is the checked declaration (expressions as AST nodes, typed by the program);
+    ``schemas`` names every schema it depends on (its value schema and the schemas that one
+    refers to); ``settings`` names every setting and environment variable it reads;
+    ``description`` is the same as plain JSON. ``fingerprint`` is a hash of all of that, layout
+    and comments aside: hot reload restarts a pipeline exactly when its fingerprint changes.
+    """
+
+    name: str
+    fingerprint: str
+    schemas: tuple[str, ...]
+    settings: tuple[str, ...]
+    description: Mapping[str, JSONValue]
+    pipeline: PipelineInfo = field(compare=False, repr=False)
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "schemas": list(self.schemas),
+            "settings": list(self.settings),
+            **self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One webhook route as the engine serves it.
+
+    ``topic`` is ``None`` in direct mode, where ``direct_pipeline`` runs inside the request
+    (its fingerprint is part of the route's). Otherwise as :class:`PipelineSpec`.
+    """
+
+    name: str
+    path: str
+    methods: tuple[str, ...]
+    topic: str | None
+    direct_pipeline: str | None
+    fingerprint: str
+    schemas: tuple[str, ...]
+    settings: tuple[str, ...]
+    description: Mapping[str, JSONValue]
+    webhook: WebhookInfo = field(compare=False, repr=False)
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "methods": list(self.methods),
+            "topic": self.topic,
+            "direct_pipeline": self.direct_pipeline,
+            "fingerprint": self.fingerprint,
+            "schemas": list(self.schemas),
+            "settings": list(self.settings),
+            **self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledProgram:
+    """A program compiled for running and drawing: the graph, and the specs by name."""
+
+    graph: Graph
+    pipelines: Mapping[str, PipelineSpec]
+    routes: Mapping[str, RouteSpec]
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "graph": self.graph.to_json(),
+            "pipelines": {name: spec.to_json() for name, spec in self.pipelines.items()},
+            "routes": {name: spec.to_json() for name, spec in self.routes.items()},
         }

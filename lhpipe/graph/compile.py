@@ -1,0 +1,569 @@
+"""Compiling a checked :class:`~lhpipe.check.program.Program` into the execution graph and the
+specs the engine runs.
+
+Node ids are built from names only (``webhook:kyc_intake``, ``topic:kyc-applicants``,
+``pipeline:start_kyc/step:0``), so they are stable across compiles of the same text and survive
+unrelated edits. Things several pipelines share (a topic, a WfSpec, an ExternalEventDef) are one
+node, which is how the graph shows one pipeline feeding another.
+
+A spec's fingerprint hashes everything its behaviour depends on: the declaration's meaning (its
+syntax tree without spans, so layout and comments do not count), the Avro JSON of every schema it
+uses, what it reads of other declarations (a webhook's topic, a connector's block), and the
+settings it reads, with their values when the caller passes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from lhpipe.check.program import (
+    EnvRef,
+    HmacAuth,
+    NoAuth,
+    OAuthAuth,
+    PipelineInfo,
+    Program,
+    SourceInfo,
+    TargetInfo,
+    Text,
+    WebhookInfo,
+)
+from lhpipe.check.types import ArrayType, MapType, OptionalType, RecordType, Type
+from lhpipe.graph.canonical import digest, structure
+from lhpipe.graph.model import (
+    CompiledProgram,
+    Edge,
+    Graph,
+    JSONValue,
+    Node,
+    NodeKind,
+    PipelineSpec,
+    RouteSpec,
+)
+from lhpipe.syntax import ast
+
+# Connection settings, by what needs them (names as in language.md and LittleHorse's client).
+KAFKA_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS",)
+REGISTRY_SETTINGS = ("LHPIPE_REGISTRY_URL",)
+LITTLEHORSE_SETTINGS = (
+    "LHC_API_HOST",
+    "LHC_API_PORT",
+    "LHC_API_PROTOCOL",
+    "LHC_TENANT_ID",
+    "LHC_OAUTH_ACCESS_TOKEN_URL",
+    "LHC_OAUTH_CLIENT_ID",
+    "LHC_OAUTH_CLIENT_SECRET",
+    "LHC_CA_CERT",
+    "LHC_CLIENT_CERT",
+    "LHC_CLIENT_KEY",
+)
+# The Kafka Connect REST endpoint that connectors are deployed through.
+CONNECT_SETTINGS = ("LHPIPE_CONNECT_URL",)
+
+_LITTLEHORSE_TARGETS = {ast.TargetKind.RUN_WF, ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE}
+_KAFKA_SOURCES = {ast.SourceKind.TOPIC, ast.SourceKind.WEBHOOK, ast.SourceKind.CONNECTOR}
+
+
+def expr_text(expr: ast.Expr) -> str:
+    """An expression as canonical source text."""
+    from lhpipe.syntax.formatter import format_expr
+
+    return format_expr(expr)
+
+
+def text_json(value: Text | None) -> JSONValue:
+    """A literal-or-environment setting as plain data: the string, or ``env("NAME")``."""
+    if isinstance(value, EnvRef):
+        if value.default is None:
+            return f'env("{value.name}")'
+        return f'env("{value.name}", "{value.default}")'
+    return value
+
+
+def _env_names_in(node: object) -> Iterator[str]:
+    """The names of every ``env("NAME", ...)`` call and :class:`EnvRef` inside ``node``."""
+    if isinstance(node, EnvRef):
+        yield node.name
+    elif isinstance(node, ast.Call):
+        if node.func.name == "env" and node.args and isinstance(node.args[0], ast.StringLit):
+            yield node.args[0].text
+        for arg in node.args:
+            yield from _env_names_in(arg)
+    elif isinstance(node, tuple | list):
+        for item in node:
+            yield from _env_names_in(item)
+    elif isinstance(node, Mapping):
+        for item in node.values():
+            yield from _env_names_in(item)
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            if f.name != "span":
+                yield from _env_names_in(getattr(node, f.name))
+
+
+def _record_names(t: Type, seen: set[str]) -> None:
+    """Collect the schema names of every record type reachable from ``t``."""
+    if isinstance(t, OptionalType):
+        _record_names(t.inner, seen)
+    elif isinstance(t, ArrayType):
+        _record_names(t.item, seen)
+    elif isinstance(t, MapType):
+        _record_names(t.values, seen)
+    elif isinstance(t, RecordType) and t.name is not None and t.name not in seen:
+        seen.add(t.name)
+        for field_type in t.fields.values():
+            _record_names(field_type, seen)
+
+
+class _Compiler:
+    def __init__(self, program: Program, settings: Mapping[str, str] | None) -> None:
+        self.program = program
+        self.settings = settings
+        self.nodes: dict[str, Node] = {}
+        self.edges: list[Edge] = []
+        self.dead_letters: set[str] = set()
+
+    # --- graph building ---
+
+    def node(self, node: Node) -> str:
+        # Shared nodes (topics, LittleHorse objects) are created by whoever meets them first.
+        self.nodes.setdefault(node.id, node)
+        return node.id
+
+    def edge(self, src: str, dst: str, label: str | None = None) -> None:
+        edge = Edge(src, dst, label)
+        if edge not in self.edges:
+            self.edges.append(edge)
+
+    def topic(self, name: Text) -> str:
+        label = text_json(name)
+        return self.node(Node(f"topic:{label}", NodeKind.TOPIC, f"topic {label}"))
+
+    def wf_spec(self, name: str) -> str:
+        return self.node(
+            Node(f"lh:wf_spec:{name}", NodeKind.LITTLEHORSE, f"WfSpec {name}", attrs={"name": name})
+        )
+
+    def external_event_def(self, name: str) -> str:
+        return self.node(
+            Node(
+                f"lh:external_event_def:{name}",
+                NodeKind.LITTLEHORSE,
+                f"ExternalEventDef {name}",
+                attrs={"name": name},
+            )
+        )
+
+    # --- schemas and settings ---
+
+    def schema_names(self, *types: Type) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for t in types:
+            _record_names(t, seen)
+        return tuple(sorted(name for name in seen if name in self.program.schemas))
+
+    def schema_content(self, names: tuple[str, ...]) -> tuple[object, ...]:
+        content: list[object] = []
+        for name in names:
+            info = self.program.schemas[name]
+            avro = json.dumps(info.avro, sort_keys=True) if info.avro is not None else None
+            content.append((name, info.origin, info.subject, avro))
+        return tuple(content)
+
+    def settings_content(self, names: tuple[str, ...]) -> tuple[object, ...]:
+        if self.settings is None:
+            return names
+        return tuple((name, self.settings.get(name)) for name in names)
+
+    # --- webhooks ---
+
+    def webhook_settings(self, webhook: WebhookInfo) -> tuple[str, ...]:
+        names = set(_env_names_in(webhook.auth)) | set(_env_names_in(webhook.decl))
+        if webhook.topic is not None:
+            names.update(KAFKA_SETTINGS)
+            if webhook.body in self.program.schemas:
+                names.update(REGISTRY_SETTINGS)
+        return tuple(sorted(names))
+
+    def webhook_node(self, webhook: WebhookInfo) -> str:
+        methods = ",".join(webhook.methods)
+        return self.node(
+            Node(
+                f"webhook:{webhook.name}",
+                NodeKind.WEBHOOK,
+                f"webhook {webhook.name}\n{methods} {webhook.path}",
+                attrs={
+                    "path": webhook.path,
+                    "methods": list(webhook.methods),
+                    "auth": _auth_kind(webhook),
+                    "body": webhook.body,
+                    "topic": webhook.topic,
+                },
+            )
+        )
+
+    def route(self, webhook: WebhookInfo, direct: PipelineSpec | None) -> RouteSpec:
+        node_id = self.webhook_node(webhook)
+        if webhook.topic is not None:
+            self.edge(node_id, self.topic(webhook.topic))
+        schemas = self.schema_names(webhook.body_type)
+        settings = self.webhook_settings(webhook)
+        description: dict[str, JSONValue] = {
+            "auth": _auth_json(webhook),
+            "body": webhook.body,
+            "key": expr_text(webhook.key) if webhook.key is not None else None,
+            "max_body": webhook.max_body,
+        }
+        fingerprint = digest(
+            "route",
+            structure(webhook.decl),
+            self.schema_content(schemas),
+            self.settings_content(settings),
+            (direct.name, direct.fingerprint) if direct is not None else None,
+        )
+        return RouteSpec(
+            name=webhook.name,
+            path=webhook.path,
+            methods=webhook.methods,
+            topic=webhook.topic,
+            direct_pipeline=direct.name if direct is not None else None,
+            fingerprint=fingerprint,
+            schemas=schemas,
+            settings=settings,
+            description=description,
+            webhook=webhook,
+        )
+
+    # --- pipelines ---
+
+    def source_node(self, pipeline: PipelineInfo) -> str:
+        source = pipeline.source
+        node_id = f"pipeline:{pipeline.name}/source"
+        self.node(
+            Node(
+                node_id,
+                NodeKind.SOURCE,
+                _source_label(source),
+                pipeline=pipeline.name,
+                attrs=self.source_json(pipeline),
+            )
+        )
+        if source.kind is ast.SourceKind.WEBHOOK and source.webhook is not None:
+            webhook = self.program.webhooks[source.webhook]
+            upstream = self.webhook_node(webhook)
+            if webhook.topic is not None:
+                upstream = self.topic(webhook.topic)
+            self.edge(upstream, node_id)
+        elif source.kind is ast.SourceKind.CONNECTOR and source.connector is not None:
+            connector = self.program.connectors[source.connector]
+            connector_id = self.node(
+                Node(
+                    f"connector:{connector.name}",
+                    NodeKind.EXTERNAL,
+                    f"connector {connector.name}\n{connector.connector_class}",
+                    attrs={"class": connector.connector_class, "topic": connector.topic},
+                )
+            )
+            topic_id = self.topic(connector.topic)
+            self.edge(connector_id, topic_id)
+            self.edge(topic_id, node_id)
+        elif source.kind is ast.SourceKind.TOPIC and source.topic is not None:
+            self.edge(self.topic(source.topic), node_id)
+        elif source.kind is ast.SourceKind.LH_OUTPUT:
+            if source.wf_spec is not None:
+                upstream = self.wf_spec(source.wf_spec)
+            else:
+                upstream = self.node(
+                    Node("lh:output_topic", NodeKind.LITTLEHORSE, "LittleHorse output topic")
+                )
+            self.edge(upstream, node_id)
+        elif source.kind is ast.SourceKind.POLL and source.url is not None:
+            url_id = self.node(
+                Node(
+                    f"external:poll:{source.url}",
+                    NodeKind.EXTERNAL,
+                    f"GET {source.url}",
+                    attrs={"url": source.url},
+                )
+            )
+            self.edge(url_id, node_id)
+        return node_id
+
+    def source_json(self, pipeline: PipelineInfo) -> dict[str, JSONValue]:
+        source = pipeline.source
+        group = source.group
+        if group is None and source.kind in _KAFKA_SOURCES and source.topic is not None:
+            group = f"lhpipe-{pipeline.name}"
+        return {
+            "kind": source.kind.value,
+            "topic": source.topic,
+            "group": group,
+            "value": source.value,
+            "key": source.key,
+            "webhook": source.webhook,
+            "connector": source.connector,
+            "url": source.url,
+            "every_ms": source.every_ms,
+            "kinds": list(source.kinds),
+            "wf_spec": source.wf_spec,
+            "settings": {k: expr_text(v) for k, v in source.settings.items()},
+        }
+
+    def target_node(self, pipeline: PipelineInfo, index: int, target: TargetInfo) -> str:
+        node_id = f"pipeline:{pipeline.name}/target:{index}"
+        self.node(
+            Node(
+                node_id,
+                NodeKind.TARGET,
+                _target_label(target),
+                pipeline=pipeline.name,
+                attrs=_target_json(target),
+            )
+        )
+        kind = target.kind
+        if kind is ast.TargetKind.RUN_WF and target.name is not None:
+            self.edge(node_id, self.wf_spec(target.name))
+        elif kind in (ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE) and target.name:
+            self.edge(node_id, self.external_event_def(target.name))
+        elif kind is ast.TargetKind.TOPIC and target.name is not None:
+            self.edge(node_id, self.topic(target.name))
+        elif kind is ast.TargetKind.HTTP and target.name is not None:
+            method = target.settings.get("method")
+            if method is None:
+                verb = "POST"
+            elif isinstance(method, ast.StringLit) and method.is_plain:
+                verb = method.text
+            else:
+                verb = expr_text(method)
+            self.edge(
+                node_id,
+                self.node(
+                    Node(
+                        f"external:http:{target.name}",
+                        NodeKind.EXTERNAL,
+                        f"{verb} {target.name}",
+                        attrs={"url": target.name},
+                    )
+                ),
+            )
+        elif kind is ast.TargetKind.FILE and target.name is not None:
+            self.edge(
+                node_id,
+                self.node(
+                    Node(
+                        f"external:file:{target.name}",
+                        NodeKind.EXTERNAL,
+                        f"file {target.name}",
+                        attrs={"path": target.name},
+                    )
+                ),
+            )
+        return node_id
+
+    def pipeline_settings(self, pipeline: PipelineInfo, schemas: tuple[str, ...]) -> set[str]:
+        names = set(_env_names_in(pipeline.decl)) | set(_env_names_in(pipeline.on_error))
+        source = pipeline.source
+        if source.kind in _KAFKA_SOURCES and source.topic is not None:
+            names.update(KAFKA_SETTINGS)
+        if source.kind is ast.SourceKind.LH_OUTPUT:
+            names.update(KAFKA_SETTINGS)
+            names.update(LITTLEHORSE_SETTINGS)
+        if source.kind is ast.SourceKind.CONNECTOR:
+            names.update(CONNECT_SETTINGS)
+            connector = self.program.connectors.get(source.connector or "")
+            if connector is not None:
+                names.update(_env_names_in(connector.config))
+        if schemas:
+            names.update(REGISTRY_SETTINGS)
+        for target in pipeline.targets:
+            if target.kind in _LITTLEHORSE_TARGETS:
+                names.update(LITTLEHORSE_SETTINGS)
+            elif target.kind is ast.TargetKind.TOPIC:
+                names.update(KAFKA_SETTINGS)
+        if pipeline.on_error.dead_letter is not None:
+            names.update(KAFKA_SETTINGS)
+        return names
+
+    def upstream_content(self, pipeline: PipelineInfo) -> object:
+        """What the pipeline reads of other declarations: the webhook's topic and body, or the
+        connector's whole block."""
+        source = pipeline.source
+        if source.webhook is not None and source.webhook in self.program.webhooks:
+            webhook = self.program.webhooks[source.webhook]
+            return ("webhook", webhook.name, webhook.topic, webhook.body)
+        if source.connector is not None and source.connector in self.program.connectors:
+            return ("connector", structure(self.program.connectors[source.connector].decl))
+        return None
+
+    def pipeline(self, pipeline: PipelineInfo) -> PipelineSpec:
+        source_id = self.source_node(pipeline)
+        previous = source_id
+        steps: list[dict[str, JSONValue]] = []
+        for index, step in enumerate(pipeline.steps):
+            step_json, label = _step_json(step)
+            steps.append(step_json)
+            step_id = self.node(
+                Node(
+                    f"pipeline:{pipeline.name}/step:{index}",
+                    NodeKind.STEP,
+                    label,
+                    pipeline=pipeline.name,
+                    attrs=step_json,
+                )
+            )
+            self.edge(previous, step_id)
+            previous = step_id
+        for index, target in enumerate(pipeline.targets):
+            self.edge(previous, self.target_node(pipeline, index, target))
+        policy = pipeline.on_error
+        if policy.dead_letter is not None:
+            dlq = self.topic(policy.dead_letter)
+            self.dead_letters.add(dlq)
+            self.edge(source_id, dlq, "on error")
+        schemas = self.schema_names(pipeline.source.value_type)
+        settings = tuple(sorted(self.pipeline_settings(pipeline, schemas)))
+        description: dict[str, JSONValue] = {
+            "source": self.source_json(pipeline),
+            "steps": steps,
+            "targets": [_target_json(t) for t in pipeline.targets],
+            "on_error": {
+                "retry": policy.retry,
+                "backoff_ms": policy.backoff_ms,
+                "dead_letter": text_json(policy.dead_letter),
+                "permanent": policy.permanent,
+            },
+        }
+        fingerprint = digest(
+            "pipeline",
+            structure(pipeline.decl),
+            self.upstream_content(pipeline),
+            self.schema_content(schemas),
+            self.settings_content(settings),
+        )
+        return PipelineSpec(
+            name=pipeline.name,
+            fingerprint=fingerprint,
+            schemas=schemas,
+            settings=settings,
+            description=description,
+            pipeline=pipeline,
+        )
+
+    def compile(self) -> CompiledProgram:
+        program = self.program
+        for webhook in program.webhooks.values():
+            self.webhook_node(webhook)
+        pipelines = {name: self.pipeline(p) for name, p in program.pipelines.items()}
+        direct_readers = {
+            p.source.webhook: pipelines[name]
+            for name, p in program.pipelines.items()
+            if p.source.kind is ast.SourceKind.WEBHOOK and p.source.webhook is not None
+        }
+        routes = {
+            name: self.route(w, direct_readers.get(name) if w.direct else None)
+            for name, w in program.webhooks.items()
+        }
+        nodes = tuple(
+            dataclasses.replace(node, kind=NodeKind.DEAD_LETTER)
+            if node.id in self.dead_letters
+            else node
+            for node in self.nodes.values()
+        )
+        return CompiledProgram(Graph(nodes, tuple(self.edges)), pipelines, routes)
+
+
+def _auth_kind(webhook: WebhookInfo) -> str:
+    auth = webhook.auth
+    if isinstance(auth, OAuthAuth):
+        return "oauth"
+    if isinstance(auth, HmacAuth):
+        return f"hmac {auth.preset}" if auth.preset else "hmac"
+    return "none"
+
+
+def _auth_json(webhook: WebhookInfo) -> dict[str, JSONValue]:
+    auth = webhook.auth
+    if isinstance(auth, OAuthAuth):
+        return {
+            "kind": "oauth",
+            "issuer": text_json(auth.issuer),
+            "audience": text_json(auth.audience),
+            "scopes": list(auth.scopes),
+            "leeway_ms": auth.leeway_ms,
+        }
+    if isinstance(auth, HmacAuth):
+        # The secret itself is never part of the description, only where it comes from.
+        secret = auth.secret if isinstance(auth.secret, EnvRef) else "<literal>"
+        return {
+            "kind": "hmac",
+            "preset": auth.preset,
+            "header": auth.header,
+            "algorithm": auth.algorithm,
+            "encoding": auth.encoding,
+            "prefix": auth.prefix,
+            "secret": text_json(secret),
+        }
+    assert isinstance(auth, NoAuth)
+    return {"kind": "none"}
+
+
+def _source_label(source: SourceInfo) -> str:
+    kind = source.kind
+    if kind is ast.SourceKind.TOPIC:
+        return f'from topic "{source.topic}"\nvalue {source.value}'
+    if kind is ast.SourceKind.WEBHOOK:
+        return f"from webhook {source.webhook}\nvalue {source.value}"
+    if kind is ast.SourceKind.CONNECTOR:
+        return f"from connector {source.connector}"
+    if kind is ast.SourceKind.POLL:
+        return f'from poll "{source.url}"'
+    details = []
+    if source.kinds:
+        details.append(f"kinds {', '.join(source.kinds)}")
+    if source.wf_spec:
+        details.append(f'wf_spec "{source.wf_spec}"')
+    return "\n".join(["from lh_output", *details])
+
+
+def _step_json(step: ast.Step) -> tuple[dict[str, JSONValue], str]:
+    if isinstance(step, ast.Where):
+        text = expr_text(step.condition)
+        return {"kind": "where", "condition": text}, f"where {text}"
+    text = expr_text(step.value)
+    return {"kind": "let", "name": step.name.name, "value": text}, f"let {step.name.name} = {text}"
+
+
+def _target_label(target: TargetInfo) -> str:
+    kind = target.kind
+    if kind is ast.TargetKind.LOG:
+        return "to log"
+    if kind in _LITTLEHORSE_TARGETS:
+        return f'{kind.value} "{target.name}"'
+    # to_topic -> to topic, to_http -> to http, to_file -> to file
+    return f'{kind.value.replace("_", " ")} "{target.name}"'
+
+
+def _target_json(target: TargetInfo) -> dict[str, JSONValue]:
+    result: dict[str, Any] = {
+        "kind": target.kind.value,
+        "name": target.name,
+        "settings": {k: expr_text(v) for k, v in target.settings.items()},
+    }
+    if target.variables is not None:
+        result["variables"] = {k: expr_text(v) for k, v in target.variables.items()}
+    if target.headers is not None:
+        result["headers"] = {k: expr_text(v) for k, v in target.headers.items()}
+    return result
+
+
+def compile_program(program: Program, settings: Mapping[str, str] | None = None) -> CompiledProgram:
+    """Compile ``program`` into its graph and specs.
+
+    ``settings`` are the values of the settings the process runs with (environment and
+    ``lhpipe.toml``); when given, they take part in the fingerprints, so that a changed value
+    restarts exactly what reads it. Without them, fingerprints cover the names only.
+    """
+    return _Compiler(program, settings).compile()

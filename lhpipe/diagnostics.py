@@ -93,6 +93,9 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP110", _E, "duplicate field in a schema"),
     CodeInfo("LHP111", _E, "schema file cannot be read or is not valid Avro"),
     CodeInfo("LHP112", _E, "`let` redefines a name"),
+    CodeInfo("LHP113", _E, "a declaration uses a reserved name (a built-in type)"),
+    CodeInfo("LHP114", _E, "a block where a value is expected, or a value where a block is"),
+    CodeInfo("LHP115", _E, "an inline schema uses a registry schema (unknown until run time)"),
     # --- types and expressions ---
     CodeInfo("LHP201", _E, "type mismatch"),
     CodeInfo("LHP202", _E, "unknown field"),
@@ -121,6 +124,7 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP406", _E, "invalid topic name"),
     CodeInfo("LHP407", _W, "webhook in direct mode has no pipeline reading it"),
     CodeInfo("LHP408", _E, "two pipelines read one direct-mode webhook"),
+    CodeInfo("LHP409", _E, "value not allowed for this setting"),
     # --- tests ---
     CodeInfo("LHP501", _E, "invalid test block"),
     # --- connectors and settings ---

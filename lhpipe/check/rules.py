@@ -1,0 +1,62 @@
+"""Rules for literal names and ids: LittleHorse ids and names, Kafka topics, HTTP.
+
+* A WfRun id (``run_wf`` ``id``, ``parent``, ``post_event`` ``wf_run_id``, ``guid``) follows
+  LittleHorse 1.x: ``[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?``. In ``wf_run_id`` and
+  ``parent``, ``_`` separates a parent's id from its child's (``a_b``: child ``b`` of ``a``),
+  so each ``_``-separated part must follow the rule.
+* A WfSpec or ExternalEventDef name follows LittleHorse's ``isValidLHName``:
+  ``[a-z0-9]([-a-z0-9]*[a-z0-9])?`` (lower case, digits, inner hyphens).
+* A Kafka topic name is 1 to 249 of ``[A-Za-z0-9._-]``, and not ``.`` or ``..``.
+
+For a string with interpolations (``"order-${value.id}"``) only the literal parts can be
+checked: their characters, and the first and last character when the string starts or ends
+with literal text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from lhpipe.syntax import ast
+
+WF_RUN_ID: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?")
+LH_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+TOPIC: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
+HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def valid_wf_run_id(text: str, *, allow_parent: bool = False) -> bool:
+    """Whether ``text`` is a WfRun id (``parent_child`` allowed with ``allow_parent``)."""
+    parts = text.split("_") if allow_parent else [text]
+    return all(WF_RUN_ID.fullmatch(part) for part in parts)
+
+
+def valid_lh_name(text: str) -> bool:
+    """Whether ``text`` is a valid WfSpec / ExternalEventDef name."""
+    return LH_NAME.fullmatch(text) is not None
+
+
+def valid_topic(text: str) -> bool:
+    """Whether ``text`` is a legal Kafka topic name."""
+    return TOPIC.fullmatch(text) is not None and text not in (".", "..")
+
+
+def template_fits(
+    literal: ast.StringLit, inner: str, edge: str = "A-Za-z0-9"
+) -> bool:
+    """Whether the literal parts of an interpolated string can be part of a valid value:
+    every literal character is in ``[inner]``, and a leading or trailing literal character
+    in ``[edge]``."""
+    inner_re = re.compile(f"[{inner}]*")
+    edge_re = re.compile(f"[{edge}]")
+    parts = literal.parts
+    if not parts:
+        return False
+    for part in parts:
+        if isinstance(part, str) and not inner_re.fullmatch(part):
+            return False
+    first, last = parts[0], parts[-1]
+    if isinstance(first, str) and first and not edge_re.fullmatch(first[0]):
+        return False
+    return not (isinstance(last, str) and last and not edge_re.fullmatch(last[-1]))

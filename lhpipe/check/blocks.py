@@ -118,9 +118,7 @@ def entries(
     return found
 
 
-def map_entries(
-    entry: ast.Entry, diagnostics: list[Diagnostic]
-) -> list[MapEntry] | None:
+def map_entries(entry: ast.Entry, diagnostics: list[Diagnostic]) -> list[MapEntry] | None:
     """The ``k = v`` pairs of a map-form key (``key { ... }`` or ``key = { ... }``), with
     duplicate keys reported; ``None`` (after a diagnostic) when it is not a map."""
     pairs: list[MapEntry] = []
@@ -151,9 +149,7 @@ def map_entries(
     unique: list[MapEntry] = []
     for pair in pairs:
         if pair.key.name in seen:
-            diagnostics.append(
-                make("LHP109", pair.key.span, f"key `{pair.key.name}` given twice")
-            )
+            diagnostics.append(make("LHP109", pair.key.span, f"key `{pair.key.name}` given twice"))
             continue
         seen.add(pair.key.name)
         unique.append(pair)

@@ -42,9 +42,7 @@ def valid_topic(text: str) -> bool:
     return TOPIC.fullmatch(text) is not None and text not in (".", "..")
 
 
-def template_fits(
-    literal: ast.StringLit, inner: str, edge: str = "A-Za-z0-9"
-) -> bool:
+def template_fits(literal: ast.StringLit, inner: str, edge: str = "A-Za-z0-9") -> bool:
     """Whether the literal parts of an interpolated string can be part of a valid value:
     every literal character is in ``[inner]``, and a leading or trailing literal character
     in ``[edge]``."""

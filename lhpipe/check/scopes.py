@@ -70,18 +70,12 @@ EVENT: Final = t.RecordType(
         "wf_run_id": t.STRING,
         "wf_spec": _WF_SPEC,
         "status": t.optional(t.STRING),
-        "variable": t.optional(
-            t.RecordType("variable", {"name": t.STRING, "value": t.JSON})
-        ),
+        "variable": t.optional(t.RecordType("variable", {"name": t.STRING, "value": t.JSON})),
         "task": t.optional(
-            t.RecordType(
-                "task", {"name": t.STRING, "attempt": t.INT, "output": t.JSON}
-            )
+            t.RecordType("task", {"name": t.STRING, "attempt": t.INT, "output": t.JSON})
         ),
         "external_event": t.optional(
-            t.RecordType(
-                "external_event", {"name": t.STRING, "guid": t.STRING, "content": t.JSON}
-            )
+            t.RecordType("external_event", {"name": t.STRING, "guid": t.STRING, "content": t.JSON})
         ),
         "workflow_event": t.optional(
             t.RecordType("workflow_event", {"name": t.STRING, "content": t.JSON})
@@ -121,9 +115,7 @@ def pipeline_scope(
         ),
         "event": Binding(EVENT)
         if lh_output
-        else Binding(
-            t.UNKNOWN, "`event` is only available in pipelines `from lh_output`"
-        ),
+        else Binding(t.UNKNOWN, "`event` is only available in pipelines `from lh_output`"),
     }
     return Scope(names)
 

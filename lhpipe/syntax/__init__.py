@@ -1,1 +1,6 @@
+"""The syntax stage: `.lhp` text to an AST with exact spans (:func:`parse`) and back to
+canonical text (:func:`format_file`, :func:`format_expr`)."""
 
+from lhpipe.syntax.parser import ParseResult, parse
+
+__all__ = ["ParseResult", "parse"]

@@ -1,0 +1,297 @@
+"""The AST builder: lark callbacks that turn each reduced grammar rule into an AST node.
+
+It runs inline while the LALR parser reduces (no parse tree is built), so it must never raise:
+invalid literals, escapes and interpolations become diagnostics in the current
+:class:`ParseSession` and the node gets a harmless placeholder value. Spans are computed from
+the first and last token or node of each rule, which is exact because every token that starts
+or ends a construct is kept by the grammar.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from lark import Token, Transformer
+
+from lhpipe.diagnostics import Diagnostic, Span, make
+from lhpipe.syntax import ast
+from lhpipe.syntax._literals import Interpolation, classify_number, scan_string
+
+
+@dataclass
+class ParseSession:
+    """The state of one call of ``parse()``: the file, the diagnostics found so far, the
+    comments seen by the lexer and the last tokens (for error messages)."""
+
+    path: str
+    text: str
+    parse_interpolation: Callable[[str, int, int], ast.Expr | None]
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    comments: list[Token] = field(default_factory=list)
+    current: Token | None = None
+    previous: Token | None = None
+
+    def token_span(self, token: Token) -> Span:
+        return Span(
+            self.path,
+            token.line or 1,
+            token.column or 1,
+            token.end_line or 1,
+            token.end_column or 1,
+        )
+
+    def report(self, code: str, span: Span, message: str, hint: str | None = None) -> None:
+        """Record a diagnostic once: error recovery may build the same node more than once
+        while it tries which tokens the parser accepts."""
+        diagnostic = make(code, span, message, hint)
+        if diagnostic not in self.diagnostics:
+            self.diagnostics.append(diagnostic)
+
+
+SESSION: ContextVar[ParseSession] = ContextVar("lhpipe_parse_session")
+
+_Item = Any  # a Token or an AST node: what lark hands to a rule callback
+
+
+def _start(item: _Item) -> tuple[int, int]:
+    if isinstance(item, Token):
+        return item.line or 1, item.column or 1
+    span: Span = item.span
+    return span.line, span.col
+
+
+def _end(item: _Item) -> tuple[int, int]:
+    if isinstance(item, Token):
+        return item.end_line or 1, item.end_column or 1
+    span: Span = item.span
+    return span.end_line, span.end_col
+
+
+def _span(session: ParseSession, first: _Item, last: _Item) -> Span:
+    line, col = _start(first)
+    end_line, end_col = _end(last)
+    return Span(session.path, line, col, end_line, end_col)
+
+
+def _nodes(children: list[_Item]) -> list[Any]:
+    """The children that are AST nodes (punctuation and keywords dropped)."""
+    return [c for c in children if not isinstance(c, Token)]
+
+
+_BINARY_OPS = {op.value: op for op in ast.BinaryOp}
+
+
+class AstBuilder(Transformer[Token, Any]):
+    """One method per grammar rule (or alias); lark calls them with the rule's children."""
+
+    @property
+    def _s(self) -> ParseSession:
+        return SESSION.get()
+
+    # --- file and declarations ---------------------------------------------------------------
+
+    def start(self, children: list[_Item]) -> tuple[ast.Decl, ...]:
+        return tuple(children)
+
+    def interpolation(self, children: list[_Item]) -> ast.Expr:
+        expr: ast.Expr = children[0]
+        return expr
+
+    def schema_inline(self, c: list[_Item]) -> ast.SchemaDecl:
+        fields = tuple(x for x in c[3:-1] if isinstance(x, ast.Field))
+        return ast.SchemaDecl(c[1], fields, None, None, _span(self._s, c[0], c[-1]))
+
+    def schema_file(self, c: list[_Item]) -> ast.SchemaDecl:
+        return ast.SchemaDecl(c[1], None, c[3], None, _span(self._s, c[0], c[-1]))
+
+    def schema_registry(self, c: list[_Item]) -> ast.SchemaDecl:
+        return ast.SchemaDecl(c[1], None, None, c[4], _span(self._s, c[0], c[-1]))
+
+    def field(self, c: list[_Item]) -> ast.Field:
+        default = c[4] if len(c) == 5 else None
+        return ast.Field(c[0], c[2], default, _span(self._s, c[0], c[-1]))
+
+    def named_type(self, c: list[_Item]) -> ast.NamedType:
+        return ast.NamedType(str(c[0]), self._s.token_span(c[0]))
+
+    def array_type(self, c: list[_Item]) -> ast.ArrayType:
+        return ast.ArrayType(c[1], _span(self._s, c[0], c[-1]))
+
+    def map_type(self, c: list[_Item]) -> ast.MapType:
+        return ast.MapType(c[2], _span(self._s, c[0], c[-1]))
+
+    def optional_type(self, c: list[_Item]) -> ast.OptionalType:
+        return ast.OptionalType(c[0], _span(self._s, c[0], c[-1]))
+
+    def webhook(self, c: list[_Item]) -> ast.WebhookDecl:
+        return ast.WebhookDecl(c[1], c[2], _span(self._s, c[0], c[-1]))
+
+    def connector(self, c: list[_Item]) -> ast.ConnectorDecl:
+        return ast.ConnectorDecl(c[1], c[2], _span(self._s, c[0], c[-1]))
+
+    def test(self, c: list[_Item]) -> ast.TestDecl:
+        items = tuple(_nodes(c[2:-1]))
+        return ast.TestDecl(c[1], items, _span(self._s, c[0], c[-1]))
+
+    def expect(self, c: list[_Item]) -> ast.Expect:
+        target = c[1] if isinstance(c[1], ast.Target) else None
+        return ast.Expect(target, _span(self._s, c[0], c[-1]))
+
+    # --- pipelines -----------------------------------------------------------------------------
+
+    def pipeline(self, c: list[_Item]) -> ast.PipelineDecl:
+        source: ast.Source | None = None
+        steps: list[ast.Step] = []
+        targets: list[ast.Target] = []
+        on_error: ast.Block | None = None
+        for item in c[3:-1]:
+            if isinstance(item, ast.Source):
+                source = item
+            elif isinstance(item, ast.Where | ast.Let):
+                steps.append(item)
+            elif isinstance(item, ast.Target):
+                targets.append(item)
+            elif isinstance(item, ast.Block):
+                on_error = item
+        assert source is not None  # the grammar requires it
+        return ast.PipelineDecl(
+            c[1], source, tuple(steps), tuple(targets), on_error, _span(self._s, c[0], c[-1])
+        )
+
+    def source(self, c: list[_Item]) -> ast.Source:
+        kind = ast.SourceKind(str(c[1]))
+        arg = c[2] if len(c) > 2 and isinstance(c[2], ast.StringLit | ast.Ident) else None
+        block = c[-1] if isinstance(c[-1], ast.Block) else None
+        return ast.Source(kind, arg, block, _span(self._s, c[0], c[-1]))
+
+    def where(self, c: list[_Item]) -> ast.Where:
+        return ast.Where(c[1], _span(self._s, c[0], c[-1]))
+
+    def let(self, c: list[_Item]) -> ast.Let:
+        return ast.Let(c[1], c[3], _span(self._s, c[0], c[-1]))
+
+    def target(self, c: list[_Item]) -> ast.Target:
+        kind = ast.TargetKind("to_" + str(c[1])) if c[0].type == "TO" else ast.TargetKind(str(c[0]))
+        arg = next((x for x in c if isinstance(x, ast.StringLit)), None)
+        block = c[-1] if isinstance(c[-1], ast.Block) else None
+        return ast.Target(kind, arg, block, _span(self._s, c[0], c[-1]))
+
+    def on_error(self, c: list[_Item]) -> ast.Block:
+        block: ast.Block = c[1]
+        return block
+
+    # --- blocks --------------------------------------------------------------------------------
+
+    def block(self, c: list[_Item]) -> ast.Block:
+        return ast.Block(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+
+    def setting(self, c: list[_Item]) -> ast.Setting:
+        return ast.Setting(c[0], c[2], _span(self._s, c[0], c[-1]))
+
+    def nested(self, c: list[_Item]) -> ast.NestedBlock:
+        return ast.NestedBlock(c[0], c[1], _span(self._s, c[0], c[-1]))
+
+    def tagged(self, c: list[_Item]) -> ast.Tagged:
+        tag = ast.Ident(str(c[0]), self._s.token_span(c[0]))
+        return ast.Tagged(tag, c[1], _span(self._s, c[0], c[-1]))
+
+    # --- expressions ---------------------------------------------------------------------------
+
+    def ident(self, c: list[_Item]) -> ast.Ident:
+        return ast.Ident(str(c[0]), self._s.token_span(c[0]))
+
+    def name(self, c: list[_Item]) -> ast.Name:
+        return ast.Name(str(c[0]), self._s.token_span(c[0]))
+
+    def call(self, c: list[_Item]) -> ast.Call:
+        func = ast.Ident(str(c[0]), self._s.token_span(c[0]))
+        return ast.Call(func, tuple(_nodes(c[2:-1])), _span(self._s, c[0], c[-1]))
+
+    def binary(self, c: list[_Item]) -> ast.Binary:
+        return ast.Binary(_BINARY_OPS[str(c[1])], c[0], c[2], _span(self._s, c[0], c[-1]))
+
+    def unary(self, c: list[_Item]) -> ast.Unary:
+        op = ast.UnaryOp.NOT if c[0].type == "NOT" else ast.UnaryOp.NEG
+        return ast.Unary(op, c[1], _span(self._s, c[0], c[-1]))
+
+    def attribute(self, c: list[_Item]) -> ast.Attribute:
+        return ast.Attribute(c[0], c[2], _span(self._s, c[0], c[-1]))
+
+    def index(self, c: list[_Item]) -> ast.Index:
+        return ast.Index(c[0], c[2], _span(self._s, c[0], c[-1]))
+
+    def paren(self, c: list[_Item]) -> ast.Expr:
+        # No node for parentheses (the formatter puts back the ones precedence needs), but the
+        # expression's span covers them so that diagnostics underline what was written.
+        expr: ast.Expr = dataclasses.replace(c[1], span=_span(self._s, c[0], c[-1]))
+        return expr
+
+    def true(self, c: list[_Item]) -> ast.BoolLit:
+        return ast.BoolLit(True, self._s.token_span(c[0]))
+
+    def false(self, c: list[_Item]) -> ast.BoolLit:
+        return ast.BoolLit(False, self._s.token_span(c[0]))
+
+    def null(self, c: list[_Item]) -> ast.NullLit:
+        return ast.NullLit(self._s.token_span(c[0]))
+
+    def list_lit(self, c: list[_Item]) -> ast.ListLit:
+        return ast.ListLit(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+
+    def object_lit(self, c: list[_Item]) -> ast.ObjectLit:
+        return ast.ObjectLit(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+
+    def object_entry(self, c: list[_Item]) -> ast.ObjectEntry:
+        return ast.ObjectEntry(c[0], c[2], _span(self._s, c[0], c[2]))
+
+    def number(self, c: list[_Item]) -> ast.Expr:
+        token: Token = c[0]
+        span = self._s.token_span(token)
+        text = str(token)
+        number = classify_number(text)
+        if number is None:
+            self._s.report(
+                "LHP006",
+                span,
+                f"invalid literal `{text}`",
+                "numbers are written 42 or 4.2; durations 250ms, 5s, 2m, 1h; sizes 512KiB, 1MiB",
+            )
+            return ast.IntLit(0, span)
+        if number.kind == "int":
+            return ast.IntLit(int(number.value), span)
+        if number.kind == "float":
+            return ast.FloatLit(float(number.value), text, span)
+        if number.kind == "duration":
+            return ast.DurationLit(int(number.value), text, span)
+        return ast.SizeLit(int(number.value), text, span)
+
+    def string(self, c: list[_Item]) -> ast.StringLit:
+        token: Token = c[0]
+        session = self._s
+        span = session.token_span(token)
+        # Strings are one line: an offset into the content is a column offset.
+        content_col = span.col + 1
+        pieces, bad_escapes = scan_string(str(token)[1:-1])
+        for bad in bad_escapes:
+            col = content_col + bad.offset
+            session.report(
+                "LHP005",
+                Span(session.path, span.line, col, span.line, col + bad.length),
+                f"invalid escape `{bad.text}` in a string",
+                'the escapes are \\" \\\\ \\n \\t \\r \\$ and \\u{hex}',
+            )
+        parts: list[str | ast.Expr] = []
+        for piece in pieces:
+            if isinstance(piece, Interpolation):
+                expr = session.parse_interpolation(
+                    piece.source, span.line, content_col + piece.offset
+                )
+                if expr is not None:
+                    parts.append(expr)
+            else:
+                parts.append(piece)
+        return ast.StringLit(tuple(parts), span)

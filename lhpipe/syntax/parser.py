@@ -1,0 +1,513 @@
+"""``parse()``: `.lhp` text to an AST with exact spans, and every syntax error as a diagnostic.
+
+The grammar (``grammar/lhp.lark``, shipped in the wheel as ``lhpipe/_grammar/lhp.lark``) is
+compiled once per process by lark's LALR(1) generator, with lark's cache so that a cold
+process only loads the tables. The AST is built inline while the parser reduces (no parse tree).
+
+Errors never escape as exceptions. The parser's ``on_error`` hook receives each unexpected
+token or character; it records a diagnostic worded by :mod:`lhpipe.syntax._messages` and
+recovers so that independent errors in one file are all reported:
+
+- an unexpected character is skipped; an unterminated string is replaced by an empty one up to
+  the end of its line, so parsing continues as if it had been closed;
+- an unexpected token abandons the declaration it is in: the parser's stacks are unwound to the
+  top level, and the input is skipped to the end of that declaration (its braces counted) or to
+  the next line that starts a declaration, whichever comes first.
+
+The declarations before and after an error are in the returned :class:`ast.File`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lhpipe.diagnostics import Diagnostic, Span, make
+from lhpipe.syntax import ast
+from lhpipe.syntax._builder import SESSION, AstBuilder, ParseSession
+from lhpipe.syntax._messages import (
+    CLOSER,
+    DECLARATION_TERMINALS,
+    DECLARATIONS,
+    ErrorWords,
+    describe_error,
+    expected_phrase,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+    from lark.parsers.lalr_interactive_parser import InteractiveParser
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """The AST of one file (``None`` only when nothing useful could be built) and the syntax
+    diagnostics, in source order."""
+
+    file: ast.File | None
+    diagnostics: tuple[Diagnostic, ...]
+
+
+def parse(text: str, path: str) -> ParseResult:
+    """Parse ``text`` (the content of the file at ``path``, which every span names).
+
+    Never raises: syntax errors are diagnostics with codes ``LHP0xx``.
+    """
+    try:
+        return _parse(text, path)
+    except Exception as exc:
+        span = Span(path, 1, 1, 1, 1)
+        message = f"internal parser error ({type(exc).__name__}: {exc}); please report it"
+        return ParseResult(None, (make("LHP001", span, message),))
+
+
+# ---------------------------------------------------------------------------------------------
+# The lark parser, built once per process
+# ---------------------------------------------------------------------------------------------
+
+
+def _grammar_text() -> str:
+    """The grammar from the installed package (wheel) or else from the source tree."""
+    try:
+        return importlib.resources.files("lhpipe").joinpath("_grammar/lhp.lark").read_text("utf-8")
+    except OSError:
+        return (Path(__file__).resolve().parents[2] / "grammar" / "lhp.lark").read_text("utf-8")
+
+
+def _cache_location(grammar: str) -> str | bool:
+    """Where lark keeps the compiled tables: the user's cache directory, which stays writable
+    when lhpipe is installed read-only; lark's own temporary file when there is none."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "lhpipe"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return True
+    digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
+    return str(folder / f"lhp-grammar-{digest}.lark-cache")
+
+
+class _TokenTracker:
+    """lark post-lexer that remembers the last two tokens (for "after `x`" in messages).
+
+    ``always_accept = NAME`` makes the contextual lexer try NAME in every parser state, so a
+    keyword written where it does not belong is reported as that word, and ``schemas`` is one
+    word rather than ``schema`` followed by ``s``.
+    """
+
+    always_accept = ("NAME",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        session = SESSION.get()
+        for token in stream:
+            session.previous, session.current = session.current, token
+            yield token
+
+
+def _record_comment(token: Token) -> Token:
+    SESSION.get().comments.append(token)
+    return token
+
+
+@functools.cache
+def _lark() -> Lark:
+    from lark import Lark
+
+    grammar = _grammar_text()
+    return Lark(
+        grammar,
+        parser="lalr",
+        lexer="contextual",
+        start=["start", "interpolation"],
+        transformer=AstBuilder(),
+        postlex=_TokenTracker(),
+        lexer_callbacks={"COMMENT": _record_comment},
+        maybe_placeholders=False,
+        cache=_cache_location(grammar),
+    )
+
+
+@functools.cache
+def _keywords() -> frozenset[str]:
+    """The terminals that are words (`pipeline`, `to`, `and`...)."""
+    return frozenset(
+        t.name
+        for t in _lark().terminals
+        if t.pattern.type == "str" and re.fullmatch(r"[a-z_]+", t.pattern.value)
+    )
+
+
+@functools.cache
+def _string_pattern() -> re.Pattern[str]:
+    return re.compile(_lark().get_terminal("STRING").pattern.to_regexp())
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing and recovery
+# ---------------------------------------------------------------------------------------------
+
+
+def _parse(text: str, path: str) -> ParseResult:
+    if text.startswith("\ufeff"):
+        text = " " + text[1:]  # a byte-order mark: keep the columns, drop the character
+    session = ParseSession(path, text, _parse_interpolation)
+    recovery = _Recovery(session)
+    token = SESSION.set(session)
+    try:
+        decls: tuple[ast.Decl, ...] = _lark().parse(  # type: ignore[assignment]
+            text, start="start", on_error=recovery.handle
+        )
+    finally:
+        SESSION.reset(token)
+    comments = {c.start_pos: c for c in session.comments}  # recovery may re-read a token
+    file = ast.File(
+        path,
+        decls,
+        tuple(
+            ast.Comment(str(c).rstrip("\r"), session.token_span(c))
+            for _, c in sorted(comments.items())
+        ),
+        Span(path, 1, 1, *_end_of(text)),
+    )
+    diagnostics = sorted(session.diagnostics, key=lambda d: (d.span.line, d.span.col, d.code))
+    return ParseResult(file, tuple(diagnostics))
+
+
+def _end_of(text: str) -> tuple[int, int]:
+    """The (line, col) just after the last character."""
+    line = text.count("\n") + 1
+    return line, len(text) - (text.rfind("\n") + 1) + 1
+
+
+def _parse_interpolation(source: str, line: int, col: int) -> ast.Expr | None:
+    """Parse the expression inside ``${...}`` found at (line, col); ``None`` after reporting
+    LHP007 when it is not one expression."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+    session = SESSION.get()
+    saved = session.current, session.previous, len(session.comments)
+    # Padding puts every token of the interpolation at its real line and column.
+    padded = "\n" * (line - 1) + " " * (col - 1) + source
+    try:
+        expr: ast.Expr = _lark().parse(padded, start="interpolation")  # type: ignore[assignment]
+        return expr
+    except UnexpectedToken as exc:
+        where = _token_span(session, exc.token, line, col + len(source))
+        if not source.strip():
+            message = "empty interpolation `${}`: expected an expression"
+        else:
+            found = "end of the interpolation" if exc.token.type == "$END" else f"`{exc.token}`"
+            wanted = expected_phrase(exc.expected)
+            message = f"invalid interpolation: unexpected {found}, expected {wanted}"
+        session.report("LHP007", where, message)
+    except UnexpectedCharacters as exc:
+        where = Span(session.path, exc.line, exc.column, exc.line, exc.column + 1)
+        char = padded[exc.pos_in_stream or 0]
+        session.report("LHP007", where, f"invalid interpolation: unexpected character `{char}`")
+    except UnexpectedInput:
+        session.report("LHP007", Span(session.path, line, col, line, col), "invalid interpolation")
+    finally:
+        session.current, session.previous = saved[0], saved[1]
+        del session.comments[saved[2] :]
+    return None
+
+
+def _token_span(session: ParseSession, token: Token, line: int, col: int) -> Span:
+    """The span of ``token``, or an empty span at (line, col) for the end of input."""
+    if token.type == "$END":
+        return Span(session.path, line, col, line, col)
+    return session.token_span(token)
+
+
+_OPENERS = frozenset(CLOSER)
+_DECLARATION_START = re.compile(
+    r"(?:(?:schema|webhook|pipeline|connector)[ \t]+[A-Za-z_]\w*[ \t]*(?:\{|from\b)"
+    r'|test[ \t]+")'
+)
+_WORDS_AND_BRACES = re.compile(
+    r"(?P<comment>(?://|#)[^\n]*)|(?P<open>\{)|(?P<close>\})|(?P<word>[A-Za-z_]\w*)|\""
+)
+
+
+class _Recovery:
+    """The ``on_error`` hook of one parse: report, then repair the parser state (see the
+    module docstring)."""
+
+    def __init__(self, session: ParseSession) -> None:
+        self.session = session
+        self.text = session.text
+
+    def handle(self, error: UnexpectedInput) -> bool:
+        from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+
+        if isinstance(error, UnexpectedCharacters):
+            self._unexpected_character(error)
+        elif isinstance(error, UnexpectedToken):
+            self._unexpected_token(error)
+        else:
+            return False
+        return True
+
+    # --- characters ----------------------------------------------------------------------------
+
+    def _unexpected_character(self, error: UnexpectedCharacters) -> None:
+        session, text = self.session, self.text
+        pos = error.pos_in_stream or 0
+        line, col = error.line, error.column
+        if text[pos] == '"':
+            end = text.find("\n", pos)
+            end = len(text) if end == -1 else end
+            rest = text[pos:end]
+            span = Span(session.path, line, col, line, col + len(rest.rstrip("\r")))
+            opened = rest.find("${")
+            if opened != -1 and rest.find("}", opened) == -1:
+                at = Span(session.path, line, col + opened, line, col + len(rest.rstrip("\r")))
+                session.report("LHP007", at, "unclosed `${` in a string", "close it with `}`")
+            else:
+                session.report(
+                    "LHP004",
+                    span,
+                    'unterminated string: expected `"` before the end of the line',
+                    "strings are one line; write a line break as \\n",
+                )
+            self._replace_with_empty_string(error, pos, end)
+            return
+        char = text[pos]
+        previous = session.diagnostics[-1] if session.diagnostics else None
+        if (
+            previous is not None
+            and previous.code == "LHP002"
+            and (previous.span.end_line, previous.span.end_col) == (line, col)
+        ):
+            # A run of stray characters is one diagnostic.
+            grown = Span(session.path, previous.span.line, previous.span.col, line, col + 1)
+            session.diagnostics[-1] = make("LHP002", grown, previous.message, previous.hint)
+            return
+        hint = _CHARACTER_HINTS.get(char)
+        shown = f"U+{ord(char):04X}" if hint is None and not char.isprintable() else f"`{char}`"
+        session.report(
+            "LHP002",
+            Span(session.path, line, col, line, col + 1),
+            f"unexpected character {shown}",
+            hint,
+        )
+
+    def _replace_with_empty_string(self, error: UnexpectedCharacters, pos: int, end: int) -> None:
+        """Continue as if the unterminated string had been closed at the end of its line."""
+        from lark import Token
+
+        parser = error.interactive_parser
+        if (
+            "STRING"
+            in parser.parser_state.parse_conf.parse_table.states[parser.parser_state.position]
+        ):
+            line, col = error.line, error.column
+            placeholder = Token("STRING", '""', pos, line, col, line, col + (end - pos), end)
+            parser.feed_token(placeholder)
+        _move_lexer(parser, self.text, end)
+
+    # --- tokens --------------------------------------------------------------------------------
+
+    def _unexpected_token(self, error: UnexpectedToken) -> None:
+        session = self.session
+        parser: InteractiveParser = error.interactive_parser
+        state = parser.parser_state
+        token: Token = error.token
+        if token.type in _keywords() and self._feed_as_name(parser, token):
+            return
+        expected = frozenset(parser.accepts())  # type: ignore[no-untyped-call]
+        openers = [v for v in state.value_stack if _is_token(v) and v.type in _OPENERS]
+        previous = session.previous if session.current is token else session.current
+
+        if token.type == "$END":
+            self._report_end_of_file(expected, openers)
+            _unwind_to_top_level(parser)
+            return
+
+        start = token.start_pos or 0
+        declaration = self._declaration_start_near(token, previous) if openers else None
+        if declaration is not None:
+            # `pipeline b {` while a `{` is still open: the `}` of the declaration before is
+            # missing. Resume at this declaration rather than losing it.
+            opener = next(o for o in reversed(openers) if o.type == "LBRACE")
+            line, col = _line_col(self.text, declaration)
+            session.report(
+                "LHP001",
+                Span(session.path, line, col, line, col + len(self.text[declaration:].split()[0])),
+                f"expected `}}` to close the `{{` opened at {opener.line}:{opener.column} "
+                "before the next declaration",
+            )
+            resume = declaration
+        else:
+            words = describe_error(token, expected, previous)
+            self._report_token(words, token)
+            if self._repair_locally(parser, words, token):
+                return
+            depth = sum(1 for o in openers if o.type == "LBRACE")
+            resume = self._end_of_declaration(start, depth)
+            if resume == start and not openers and len(state.state_stack) <= 2:
+                resume = token.end_pos or start + 1  # already at the top level: skip the token
+        _unwind_to_top_level(parser)
+        _move_lexer(parser, self.text, resume)
+
+    def _feed_as_name(self, parser: InteractiveParser, token: Token) -> bool:
+        """Read a keyword as a plain name where the grammar wants a name: LALR lookahead sets
+        are merged between similar states, so the contextual lexer may see `to` as a keyword
+        in `{ a = 1  to = 2 }` although only a key can follow there."""
+        from lark import Token
+        from lark.exceptions import UnexpectedToken
+
+        name = Token.new_borrow_pos("NAME", str(token), token)
+        try:
+            trial: InteractiveParser = parser.copy()  # type: ignore[no-untyped-call]
+            trial.feed_token(name)
+        except UnexpectedToken:
+            return False
+        parser.feed_token(name)
+        return True
+
+    def _repair_locally(self, parser: InteractiveParser, words: ErrorWords, token: Token) -> bool:
+        """Keep the declaration for the two slips that have an obvious repair: a forgotten
+        `=` is put back, and a comma between block entries is dropped."""
+        from lark import Token
+        from lark.exceptions import UnexpectedToken
+
+        if words.code == "LHP008":
+            repaired = [Token.new_borrow_pos("EQ", "=", token), token]
+        elif token.type == "COMMA" and words.hint is not None:
+            repaired = []
+        else:
+            return False
+        trial = parser.copy()  # type: ignore[no-untyped-call]
+        try:
+            for item in repaired:
+                trial.feed_token(item)
+        except UnexpectedToken:
+            return False
+        for item in repaired:
+            parser.feed_token(item)
+        return True
+
+    def _report_token(self, words: ErrorWords, token: Token) -> None:
+        self.session.report(words.code, self.session.token_span(token), words.message, words.hint)
+
+    def _report_end_of_file(self, expected: frozenset[str], openers: list[Token]) -> None:
+        session = self.session
+        line, col = _end_of(self.text)
+        at = Span(session.path, line, col, line, col)
+        if openers:
+            opener = openers[-1]
+            message = (
+                f"unexpected end of file: unclosed `{opener}` "
+                f"opened at {opener.line}:{opener.column}"
+            )
+            session.report("LHP003", at, message, f"add the closing `{CLOSER[opener.type]}`")
+        else:
+            session.report(
+                "LHP003", at, f"unexpected end of file: expected {expected_phrase(expected)}"
+            )
+
+    def _declaration_start_near(self, token: Token, previous: Token | None) -> int | None:
+        """The offset of a declaration keyword at the start of its line, if the offending token
+        or the one before it is one (a keyword inside a block is lexed as a plain name)."""
+        for candidate in (token, previous):
+            if candidate is None or str(candidate) not in DECLARATIONS:
+                continue
+            offset = candidate.start_pos or 0
+            line_start = self.text.rfind("\n", 0, offset) + 1
+            if self.text[line_start:offset].strip() == "" and _DECLARATION_START.match(
+                self.text, offset
+            ):
+                return offset
+        return None
+
+    def _end_of_declaration(self, start: int, depth: int) -> int:
+        """Where to resume after an error at ``start`` with ``depth`` braces open: just after the
+        brace that closes the declaration, or at the next line that starts a declaration."""
+        text = self.text
+        string = _string_pattern()
+        pos = start
+        while True:
+            match = _WORDS_AND_BRACES.search(text, pos)
+            if match is None:
+                return len(text)
+            kind = match.lastgroup
+            if kind == "open":
+                depth += 1
+            elif kind == "close":
+                depth -= 1
+                if depth <= 0:
+                    return match.end()
+            elif kind == "word":
+                offset = match.start()
+                line_start = text.rfind("\n", 0, offset) + 1
+                if (
+                    offset > start
+                    and match.group() in DECLARATIONS
+                    and text[line_start:offset].strip() == ""
+                    and _DECLARATION_START.match(text, offset)
+                ):
+                    return offset
+            elif kind is None:  # a string: skip it whole (its braces do not count)
+                closed = string.match(text, match.start())
+                if closed is not None:
+                    pos = closed.end()
+                    continue
+                end = text.find("\n", match.start())
+                pos = len(text) if end == -1 else end
+                continue
+            pos = match.end()
+
+
+_CHARACTER_HINTS = {
+    ";": "statements are not terminated: remove the `;`",
+    "&": "write `and`",
+    "|": "write `or`",
+    "!": "write `not`, or `!=` for inequality",
+    "'": 'strings are written with double quotes: "..."',
+}
+
+
+def _is_token(value: object) -> bool:
+    from lark import Token
+
+    return isinstance(value, Token)
+
+
+def _unwind_to_top_level(parser: InteractiveParser) -> None:
+    """Drop the partial declaration: pop the parser's stacks back to a state that accepts a
+    declaration keyword."""
+    state = parser.parser_state
+    table = state.parse_conf.parse_table.states
+    while (
+        len(state.state_stack) > 1
+        and not table[state.state_stack[-1]].keys() >= DECLARATION_TERMINALS
+    ):
+        state.state_stack.pop()
+        state.value_stack.pop()
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
+
+
+def _move_lexer(parser: InteractiveParser, text: str, offset: int) -> None:
+    """Make the lexer continue at ``offset``."""
+    lexer_state = parser.lexer_thread.state
+    assert lexer_state is not None  # set for every parse of text
+    counter = lexer_state.line_ctr
+    line_start = text.rfind("\n", 0, offset) + 1
+    counter.char_pos = offset
+    counter.line = text.count("\n", 0, offset) + 1
+    counter.line_start_pos = line_start
+    counter.column = offset - line_start + 1

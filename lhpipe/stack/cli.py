@@ -1,0 +1,60 @@
+"""`lhpipe stack up|down|status`: the local Kafka, LittleHorse, Apicurio and Keycloak."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lhpipe.stack.errors import StackError
+from lhpipe.stack.pins import DEFAULT_SERVICES, OPTIONAL_SERVICES
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lhpipe stack",
+        description="Run the real services lhpipe talks to on 127.0.0.1 (see docs/stack.md).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser(
+        "up", help="resolve the services (first time), start them, wait until each is ready"
+    )
+    up.add_argument(
+        "--with",
+        dest="extra",
+        action="append",
+        choices=OPTIONAL_SERVICES,
+        default=[],
+        help="also start an optional service (Kafka Connect)",
+    )
+    commands.add_parser("down", help="stop the services this stack started, by recorded PID")
+    commands.add_parser("status", help="show each service, whether it is ready, and its memory")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run one stack command; 0 on success, 1 when the stack failed, 2 on bad usage."""
+    args = _parser().parse_args(argv)
+    from lhpipe.stack import control
+
+    try:
+        if args.command == "up":
+            control.up([*DEFAULT_SERVICES, *args.extra])
+            return 0
+        if args.command == "down":
+            if not control.down():
+                print("no stack is recorded as running")
+            return 0
+        statuses = control.status()
+        if not statuses:
+            print("the stack is down")
+            return 1
+        for s in statuses:
+            state = "ready" if s.ready else ("running, not ready" if s.running else "not running")
+            print(f"{s.name:<12} pid {s.pid:<8} {state:<20} rss {s.rss_mib:7.0f} MiB")
+        return 0 if all(s.ready for s in statuses) else 1
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,251 @@
+"""`up`, `down` and `status` of the local stack, for the CLI and the test fixtures alike.
+
+`up` is idempotent: when every requested service it recorded is still running and ready it
+returns at once; when a recorded stack is only partly alive it stops it and starts afresh, with
+new data directories. Kafka starts first; the others start together once it answers, since
+LittleHorse needs Kafka and Keycloak's start-up is the slowest.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from lhpipe.stack.addresses import StackAddresses
+from lhpipe.stack.errors import StackError
+from lhpipe.stack.java import Jdk, find_jdk, require_jdk
+from lhpipe.stack.paths import downloads_dir, run_dir
+from lhpipe.stack.pins import SERVICE_ORDER, Pins, load_pins
+from lhpipe.stack.process import (
+    ServiceProcess,
+    clear_state,
+    is_running,
+    launch,
+    log_tail,
+    read_state,
+    rss_kib,
+    stop,
+    write_state,
+)
+from lhpipe.stack.resolve import cached_home, check_free_disk, check_maven_available, resolve
+from lhpipe.stack.services import SERVICES, describe_ready, port_open
+
+POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What `status` reports for one recorded service."""
+
+    name: str
+    pid: int
+    running: bool
+    ready: bool
+    rss_mib: float
+
+
+class _NotReady(Exception):
+    def __init__(self, name: str, reason: str, process: ServiceProcess) -> None:
+        super().__init__(f"{name} {reason}")
+        self.name = name
+        self.reason = reason
+        self.process = process
+
+
+class _Abandoned(Exception):
+    """Waiting stopped because another service of the same group failed."""
+
+
+def _ordered(names: Sequence[str]) -> list[str]:
+    unknown = sorted(set(names) - set(SERVICE_ORDER))
+    if unknown:
+        raise StackError(f"unknown service(s): {', '.join(unknown)}")
+    return [name for name in SERVICE_ORDER if name in names]
+
+
+def _already_up(names: list[str], stack: StackAddresses, root: Path) -> bool:
+    recorded = read_state(root)
+    return all(
+        name in recorded and is_running(recorded[name]) and SERVICES[name].is_ready(stack)
+        for name in names
+    )
+
+
+def _check_ports_free(names: list[str]) -> None:
+    for name in names:
+        for port in SERVICES[name].ports:
+            if port_open(port):
+                raise StackError(
+                    f"port {port} ({name}) is already in use by a process this stack did not "
+                    "start; stop it (for example `ss -ltnp | grep :" + str(port) + "`) and retry."
+                )
+
+
+def _ensure_downloads(pins: Pins, names: list[str]) -> dict[str, Path]:
+    homes: dict[str, Path] = {}
+    missing = []
+    for name in names:
+        home = cached_home(pins.services[name])
+        if home is None:
+            missing.append(name)
+        else:
+            homes[name] = home
+    if not missing:
+        return homes
+    maven_jdk = find_jdk(17)
+    if maven_jdk is None:
+        raise StackError("Maven needs a JDK 17 or newer, and none was found")
+    check_free_disk(downloads_dir())
+    mvn = check_maven_available(maven_jdk)
+    started = time.monotonic()
+    for name in missing:
+        homes[name] = resolve(pins.services[name], pins, mvn, maven_jdk)
+    print(f"downloads done in {time.monotonic() - started:.1f} s", flush=True)
+    return homes
+
+
+def _start(name: str, home: Path, jdk: Jdk, root: Path) -> ServiceProcess:
+    workdir = root / name
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    spec = SERVICES[name].launch(home, jdk, workdir)
+    env = {**_base_env(), **spec.env}
+    return launch(name, spec.argv, env, spec.cwd, workdir / f"{name}.log")
+
+
+def _base_env() -> dict[str, str]:
+    # The services inherit the environment minus Java settings meant for other programs.
+    return {k: v for k, v in os.environ.items() if k not in ("JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS")}
+
+
+def _await_ready(
+    name: str, process: ServiceProcess, stack: StackAddresses, abort: threading.Event
+) -> float:
+    service = SERVICES[name]
+    started = time.monotonic()
+    deadline = started + service.ready_timeout_seconds
+    while True:
+        if abort.is_set():
+            raise _Abandoned(name)
+        if not is_running(process):
+            raise _NotReady(name, "exited before becoming ready", process)
+        if service.is_ready(stack):
+            break
+        if time.monotonic() > deadline:
+            raise _NotReady(
+                name, f"did not become ready within {service.ready_timeout_seconds:.0f} s", process
+            )
+        time.sleep(POLL_SECONDS)
+    try:
+        service.after_ready(stack)
+    except StackError as exc:
+        raise _NotReady(name, str(exc), process) from exc
+    elapsed = time.monotonic() - started
+    print(f"{name} ready in {elapsed:.1f} s: {describe_ready(stack, name)}", flush=True)
+    return elapsed
+
+
+def _report(failures: list[_NotReady]) -> StackError:
+    parts = []
+    for failure in failures:
+        parts.append(
+            f"{failure.name} {failure.reason}. Last lines of {failure.process.log}:\n"
+            f"{log_tail(failure.process)}"
+        )
+    names = ", ".join(f.name for f in failures)
+    return StackError("\n\n".join([*parts, f"the stack did not come up ({names})"]))
+
+
+def up(names: Sequence[str]) -> StackAddresses:
+    """Bring the named services up (resolving them first if needed) and return their addresses."""
+    wanted = _ordered(names)
+    stack = StackAddresses()
+    root = run_dir()
+    if read_state(root):
+        if _already_up(wanted, stack, root):
+            print("the stack is already up (lhpipe stack down stops it)", flush=True)
+            return stack
+        print("a previous stack is not fully up; stopping it first", flush=True)
+        down()
+    _check_ports_free(wanted)
+    pins = load_pins()
+    jdks = {name: require_jdk(pins.services[name].java, name) for name in wanted}
+    homes = _ensure_downloads(pins, wanted)
+
+    started_at = time.monotonic()
+    processes: dict[str, ServiceProcess] = {}
+    try:
+        first, rest = wanted[:1], wanted[1:]
+        for group in (first, rest):
+            for name in group:
+                processes[name] = _start(name, homes[name], jdks[name], root)
+                write_state(root, processes)
+            abort = threading.Event()
+            with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+                futures = [pool.submit(_await_ready, n, processes[n], stack, abort) for n in group]
+                # The first failure ends the wait for the others: no point in waiting on them.
+                for future in as_completed(futures):
+                    if future.exception() is not None:
+                        abort.set()
+            errors = [exc for f in futures if (exc := f.exception()) is not None]
+            failures = [exc for exc in errors if isinstance(exc, _NotReady)]
+            unexpected = [exc for exc in errors if not isinstance(exc, _NotReady | _Abandoned)]
+            if unexpected:
+                raise unexpected[0]
+            if failures:
+                raise _report(failures)
+    except BaseException:
+        print("stopping what was started", flush=True)
+        down()
+        raise
+    print(
+        f"stack up in {time.monotonic() - started_at:.1f} s (logs under {root}; "
+        "`lhpipe stack down` stops it)",
+        flush=True,
+    )
+    return stack
+
+
+def down() -> list[str]:
+    """Stop every recorded service, last started first; returns one line per service."""
+    root = run_dir()
+    recorded = read_state(root)
+    lines = []
+    for name in reversed(SERVICE_ORDER):
+        process = recorded.get(name)
+        if process is None:
+            continue
+        outcome = stop(process, SERVICES[name].stop_grace_seconds)
+        line = f"{name} (pid {process.pid}) {outcome}"
+        lines.append(line)
+        print(line, flush=True)
+    clear_state(root)
+    for name in recorded:
+        busy = [port for port in SERVICES[name].ports if port_open(port)]
+        if busy:
+            print(f"warning: port(s) {busy} of {name} still answer after stopping it", flush=True)
+    return lines
+
+
+def status() -> list[ServiceStatus]:
+    """The recorded services, whether each runs and answers its readiness check, and its RSS."""
+    stack = StackAddresses()
+    result = []
+    for name, process in read_state(run_dir()).items():
+        running = is_running(process)
+        result.append(
+            ServiceStatus(
+                name=name,
+                pid=process.pid,
+                running=running,
+                ready=running and SERVICES[name].is_ready(stack),
+                rss_mib=rss_kib(process) / 1024 if running else 0.0,
+            )
+        )
+    return result

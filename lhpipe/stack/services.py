@@ -1,0 +1,392 @@
+"""How each service is configured, launched and judged ready.
+
+A `Service` writes its configuration into its fresh work directory, returns the command that runs
+it, and answers `is_ready` with the check the spec names (a metadata request for Kafka,
+`/readiness` for LittleHorse, the system info for Apicurio, discovery plus a token for Keycloak).
+Heaps are bounded so the whole stack fits in a few GiB next to the tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import shutil
+import socket
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lhpipe.stack import addresses as at
+from lhpipe.stack.addresses import StackAddresses
+from lhpipe.stack.errors import StackError
+from lhpipe.stack.java import Jdk
+
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A command to run in the background, with its environment and working directory."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def port_open(port: int, host: str = at.HOST) -> bool:
+    """Something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> bool:
+    """The URL answers 2xx."""
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_SECONDS) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError):
+        return False
+
+
+def _write_properties(path: Path, values: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+
+def _classpath(home: Path) -> str:
+    return str(home / "lib" / "*")
+
+
+def _jvm_base(workdir: Path, heap: str) -> list[str]:
+    tmp = workdir / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    return [f"-Xmx{heap}", "-Xms128m", f"-Djava.io.tmpdir={tmp}", "-Djava.awt.headless=true"]
+
+
+_KAFKA_LOG4J = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.state.name = state.change.logger
+logger.state.level = warn
+"""
+
+
+class Service:
+    """One service of the stack. Subclasses fill in the specifics."""
+
+    name: str = ""
+    ports: tuple[int, ...] = ()
+    ready_timeout_seconds: float = 120.0
+    stop_grace_seconds: float = 30.0
+
+    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+        """Write configuration into `workdir` (fresh) and return the command that runs it."""
+        raise NotImplementedError
+
+    def is_ready(self, stack: StackAddresses) -> bool:
+        """One quick readiness check; called repeatedly until it passes or time runs out."""
+        raise NotImplementedError
+
+    def after_ready(self, stack: StackAddresses) -> None:
+        """One-off set-up once the service is ready (LittleHorse's output topic)."""
+
+
+class Kafka(Service):
+    """One KRaft node, broker and controller, with single-replica internal topics."""
+
+    name = "kafka"
+    ports = (at.KAFKA_PORT, at.KAFKA_CONTROLLER_PORT)
+    ready_timeout_seconds = 90.0
+
+    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+        config = workdir / "server.properties"
+        _write_properties(
+            config,
+            {
+                "process.roles": "broker,controller",
+                "node.id": "1",
+                "controller.quorum.voters": f"1@{at.HOST}:{at.KAFKA_CONTROLLER_PORT}",
+                "listeners": (
+                    f"PLAINTEXT://{at.HOST}:{at.KAFKA_PORT},"
+                    f"CONTROLLER://{at.HOST}:{at.KAFKA_CONTROLLER_PORT}"
+                ),
+                "advertised.listeners": f"PLAINTEXT://{at.HOST}:{at.KAFKA_PORT}",
+                "controller.listener.names": "CONTROLLER",
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "log.dirs": str(workdir / "data"),
+                "num.partitions": "1",
+                # One broker: internal topics must not ask for more replicas than exist.
+                # LittleHorse's transactions hang without the transaction-state settings.
+                "offsets.topic.replication.factor": "1",
+                "offsets.topic.num.partitions": "10",
+                "transaction.state.log.replication.factor": "1",
+                "transaction.state.log.min.isr": "1",
+                "transaction.state.log.num.partitions": "10",
+                "share.coordinator.state.topic.replication.factor": "1",
+                "share.coordinator.state.topic.min.isr": "1",
+                "group.initial.rebalance.delay.ms": "0",
+                "auto.create.topics.enable": "true",
+            },
+        )
+        (workdir / "log4j2.properties").write_text(_KAFKA_LOG4J)
+        java = [
+            str(jdk.java),
+            *_jvm_base(workdir, "512m"),
+            f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
+            "-cp",
+            _classpath(home),
+        ]
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        formatted = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if formatted.returncode != 0:
+            raise StackError(
+                f"formatting Kafka's storage failed:\n{formatted.stdout}{formatted.stderr}"
+            )
+        return Launch([*java, "kafka.Kafka", str(config)], cwd=workdir)
+
+    def is_ready(self, stack: StackAddresses) -> bool:
+        if not port_open(at.KAFKA_PORT):
+            return False
+        from confluent_kafka.admin import AdminClient
+
+        quiet = logging.getLogger("lhpipe.stack.kafka-probe")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+        config: dict[str, Any] = {"bootstrap.servers": stack.kafka_bootstrap, "logger": quiet}
+        admin = AdminClient(config)
+        try:
+            metadata = admin.list_topics(timeout=PROBE_TIMEOUT_SECONDS)
+        except Exception:
+            return False
+        return bool(metadata.brokers)
+
+
+class LittleHorse(Service):
+    """The LittleHorse server, a Kafka Streams application, with its output topic enabled."""
+
+    name = "littlehorse"
+    ports = (at.LITTLEHORSE_PORT, at.LITTLEHORSE_INTERNAL_PORT, at.LITTLEHORSE_HEALTH_PORT)
+    ready_timeout_seconds = 180.0
+    stop_grace_seconds = 45.0
+
+    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+        config = workdir / "server.properties"
+        _write_properties(
+            config,
+            {
+                "LHS_KAFKA_BOOTSTRAP_SERVERS": f"{at.HOST}:{at.KAFKA_PORT}",
+                "LHS_CLUSTER_ID": at.LITTLEHORSE_CLUSTER_ID,
+                "LHS_INSTANCE_ID": "1",
+                "LHS_STATE_DIR": str(workdir / "state"),
+                "LHS_REPLICATION_FACTOR": "1",
+                # Few partitions: fewer Kafka Streams tasks, so a cold start takes seconds.
+                "LHS_CLUSTER_PARTITIONS": "3",
+                "LHS_OUTPUT_TOPIC_PARTITIONS": "3",
+                "LHS_SHOULD_CREATE_TOPICS": "true",
+                "LHS_LISTENERS": f"PLAIN:{at.LITTLEHORSE_PORT}",
+                "LHS_ADVERTISED_LISTENERS": f"PLAIN://{at.HOST}:{at.LITTLEHORSE_PORT}",
+                "LHS_INTERNAL_BIND_PORT": str(at.LITTLEHORSE_INTERNAL_PORT),
+                "LHS_INTERNAL_ADVERTISED_HOST": at.HOST,
+                "LHS_INTERNAL_ADVERTISED_PORT": str(at.LITTLEHORSE_INTERNAL_PORT),
+                "LHS_HEALTH_SERVICE_PORT": str(at.LITTLEHORSE_HEALTH_PORT),
+                "LHS_CORE_STREAM_THREADS": "1",
+                "LHS_TIMER_STREAM_THREADS": "1",
+            },
+        )
+        return Launch(
+            [
+                str(jdk.java),
+                *_jvm_base(workdir, "1g"),
+                "-cp",
+                _classpath(home),
+                "io.littlehorse.App",
+                str(config),
+            ],
+            cwd=workdir,
+        )
+
+    def is_ready(self, stack: StackAddresses) -> bool:
+        return http_ok(f"{stack.littlehorse_health_url}/readiness")
+
+    def after_ready(self, stack: StackAddresses) -> None:
+        from lhpipe.stack.littlehorse import enable_output_topic
+
+        enable_output_topic(stack)
+
+
+class Apicurio(Service):
+    """Apicurio Registry with in-memory storage; the management interface moved off 9000."""
+
+    name = "apicurio"
+    ports = (at.APICURIO_PORT, at.APICURIO_MANAGEMENT_PORT)
+    ready_timeout_seconds = 150.0
+
+    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+        return Launch(
+            [
+                str(jdk.java),
+                *_jvm_base(workdir, "512m"),
+                f"-Dquarkus.http.host={at.HOST}",
+                f"-Dquarkus.http.port={at.APICURIO_PORT}",
+                f"-Dquarkus.management.host={at.HOST}",
+                f"-Dquarkus.management.port={at.APICURIO_MANAGEMENT_PORT}",
+                "-Dapicurio.storage.kind=sql",
+                "-Dapicurio.storage.sql.kind=h2",
+                f"-Dapicurio.storage.snapshot.location={workdir / 'tmp'}",
+                "-jar",
+                str(home / "dist" / "quarkus-run.jar"),
+            ],
+            cwd=workdir,
+        )
+
+    def is_ready(self, stack: StackAddresses) -> bool:
+        return http_ok(f"{stack.registry_url}/apis/registry/v3/system/info")
+
+
+class Keycloak(Service):
+    """Keycloak in development mode, in-memory database, realm `lhpipe` imported at start."""
+
+    name = "keycloak"
+    ports = (at.KEYCLOAK_PORT, at.KEYCLOAK_MANAGEMENT_PORT)
+    ready_timeout_seconds = 240.0
+
+    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+        dist = home / "dist"
+        # Keycloak keeps data under its own home: empty it so every `up` starts fresh.
+        data = dist / "data"
+        shutil.rmtree(data, ignore_errors=True)
+        (data / "import").mkdir(parents=True)
+        realm = resources.files("lhpipe.stack").joinpath("data", "realm-lhpipe.json")
+        (data / "import" / "realm-lhpipe.json").write_text(realm.read_text(encoding="utf-8"))
+        user, password = at.KEYCLOAK_ADMIN
+        tmp = workdir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        env = {
+            "JAVA_HOME": str(jdk.home),
+            "JAVA_OPTS_KC_HEAP": "-Xms128m -Xmx512m",
+            "JAVA_OPTS_APPEND": f"-Djava.io.tmpdir={tmp}",
+            "KC_BOOTSTRAP_ADMIN_USERNAME": user,
+            "KC_BOOTSTRAP_ADMIN_PASSWORD": password,
+        }
+        return Launch(
+            [
+                str(dist / "bin" / "kc.sh"),
+                "start-dev",
+                f"--http-host={at.HOST}",
+                f"--http-port={at.KEYCLOAK_PORT}",
+                f"--http-management-port={at.KEYCLOAK_MANAGEMENT_PORT}",
+                "--db=dev-mem",
+                "--import-realm",
+            ],
+            cwd=workdir,
+            env=env,
+        )
+
+    def is_ready(self, stack: StackAddresses) -> bool:
+        if not http_ok(stack.keycloak_discovery_url):
+            return False
+        form = urllib.parse.urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": stack.keycloak_client_id,
+                "client_secret": stack.keycloak_client_secret,
+            }
+        ).encode()
+        return http_ok(
+            stack.keycloak_token_url,
+            data=form,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+
+
+class Connect(Service):
+    """Kafka Connect in distributed mode (one worker), for `connector` sources."""
+
+    name = "connect"
+    ports = (at.CONNECT_PORT,)
+    ready_timeout_seconds = 120.0
+
+    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+        config = workdir / "connect.properties"
+        converter = "org.apache.kafka.connect.json.JsonConverter"
+        _write_properties(
+            config,
+            {
+                "bootstrap.servers": f"{at.HOST}:{at.KAFKA_PORT}",
+                "group.id": "lhpipe-connect",
+                "key.converter": converter,
+                "value.converter": converter,
+                "key.converter.schemas.enable": "false",
+                "value.converter.schemas.enable": "false",
+                "offset.storage.topic": "lhpipe-connect-offsets",
+                "offset.storage.replication.factor": "1",
+                "offset.storage.partitions": "1",
+                "config.storage.topic": "lhpipe-connect-configs",
+                "config.storage.replication.factor": "1",
+                "status.storage.topic": "lhpipe-connect-status",
+                "status.storage.replication.factor": "1",
+                "status.storage.partitions": "1",
+                "listeners": f"http://{at.HOST}:{at.CONNECT_PORT}",
+                "rest.advertised.host.name": at.HOST,
+            },
+        )
+        (workdir / "log4j2.properties").write_text(_KAFKA_LOG4J)
+        return Launch(
+            [
+                str(jdk.java),
+                *_jvm_base(workdir, "512m"),
+                f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
+                "-cp",
+                _classpath(home),
+                "org.apache.kafka.connect.cli.ConnectDistributed",
+                str(config),
+            ],
+            cwd=workdir,
+        )
+
+    def is_ready(self, stack: StackAddresses) -> bool:
+        return http_ok(f"{stack.connect_url}/")
+
+
+SERVICES: dict[str, Service] = {
+    s.name: s for s in (Kafka(), LittleHorse(), Apicurio(), Keycloak(), Connect())
+}
+
+
+def describe_ready(stack: StackAddresses, name: str) -> str:
+    """A one-line summary of where a ready service listens."""
+    return {
+        "kafka": f"bootstrap {stack.kafka_bootstrap}",
+        "littlehorse": (
+            f"grpc {stack.littlehorse_host}:{stack.littlehorse_port}, "
+            f"output topic {stack.execution_output_topic}"
+        ),
+        "apicurio": f"{stack.registry_url} (Confluent API {stack.ccompat_url})",
+        "keycloak": f"issuer {stack.keycloak_issuer}",
+        "connect": stack.connect_url,
+    }[name]

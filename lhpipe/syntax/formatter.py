@@ -43,7 +43,7 @@ _INLINE_BLOCK_MAX = 3
 # Expressions
 # ---------------------------------------------------------------------------------------------
 
-_COMPARISONS = "== != < <= > >= in".split()
+_COMPARISONS = ["==", "!=", "<", "<=", ">", ">=", "in"]
 _PRECEDENCE: dict[ast.BinaryOp, int] = {
     ast.BinaryOp.OR: 1,
     ast.BinaryOp.AND: 2,

@@ -440,7 +440,10 @@ class _Checker:
         if body_expr is not None:
             body, body_type = self._body(body_expr)
         topic_expr = self._setting(found, "topic")
-        topic = self._topic_name(topic_expr, "a topic") if topic_expr else None
+        topic = None
+        if topic_expr is not None:
+            # An invalid topic is still a topic: the webhook is not in direct mode.
+            topic = self._topic_name(topic_expr, "a topic") or ""
         scope = scopes.webhook_scope(body_type, oauth=isinstance(auth, OAuthAuth))
         key = self._setting(found, "key")
         if key is not None:
@@ -898,8 +901,9 @@ class _Checker:
         if key in ("id", "parent", "wf_run_id", "guid"):
             self._id_setting(key, expr, typ)
         elif key in ("major_version", "revision", "thread_run_number", "node_run_position"):
-            if isinstance(expr, ast.IntLit):
-                if expr.value < 0:
+            literal = _literal_json(expr)
+            if isinstance(literal, int) and not isinstance(literal, bool):
+                if literal < 0:
                     self.report("LHP201", expr.span, f"`{key}` cannot be negative")
             elif not (t.is_dynamic(typ) or t.unwrap(typ) in (t.INT, t.LONG)):
                 self.report("LHP201", expr.span, f"`{key}` must be an int, found `{typ}`")

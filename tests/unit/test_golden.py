@@ -130,7 +130,5 @@ def test_expectations_are_read_from_comments_only() -> None:
 def test_rewrite_moves_comments_to_the_actual_diagnostics() -> None:
     text = "schema A {\n  x: strng   // expect LHP208 col 3\n}\n// expect LHP004 at 9:1\n"
     new = rewrite(text, [("LHP208", 2, 6), ("LHP004", 9, 1)])
-    assert new == (
-        "schema A {\n  x: strng   // expect LHP208 col 6\n}\n// expect LHP004 at 9:1\n"
-    )
+    assert new == ("schema A {\n  x: strng   // expect LHP208 col 6\n}\n// expect LHP004 at 9:1\n")
     assert rewrite(new, []) == "schema A {\n  x: strng\n}\n"

@@ -312,7 +312,9 @@ class _Compiler:
             "settings": {k: expr_text(v) for k, v in source.settings.items()},
         }
 
-    def target_node(self, pipeline: PipelineInfo, index: int, target: TargetInfo) -> str:
+    def target_node(
+        self, pipeline: PipelineInfo, index: int, target: TargetInfo, upstream: str
+    ) -> None:
         node_id = f"pipeline:{pipeline.name}/target:{index}"
         self.node(
             Node(
@@ -323,6 +325,7 @@ class _Compiler:
                 attrs=_target_json(target),
             )
         )
+        self.edge(upstream, node_id)
         kind = target.kind
         if kind is ast.TargetKind.RUN_WF and target.name is not None:
             self.edge(node_id, self.wf_spec(target.name))
@@ -361,7 +364,6 @@ class _Compiler:
                     )
                 ),
             )
-        return node_id
 
     def pipeline_settings(self, pipeline: PipelineInfo, schemas: tuple[str, ...]) -> set[str]:
         names = set(_env_names_in(pipeline.decl)) | set(_env_names_in(pipeline.on_error))
@@ -417,7 +419,7 @@ class _Compiler:
             self.edge(previous, step_id)
             previous = step_id
         for index, target in enumerate(pipeline.targets):
-            self.edge(previous, self.target_node(pipeline, index, target))
+            self.target_node(pipeline, index, target, previous)
         policy = pipeline.on_error
         if policy.dead_letter is not None:
             dlq = self.topic(policy.dead_letter)

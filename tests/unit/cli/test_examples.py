@@ -61,3 +61,11 @@ def test_complete_examples_in_the_language_reference_lint_clean() -> None:
     for index, text in enumerate(blocks):
         result = load_texts({f"docs/language.md#example-{index}": text})
         assert [f"{d.span}: {d.code} {d.message}" for d in result.diagnostics] == []
+
+
+def test_example_pipelines_are_in_canonical_layout() -> None:
+    from lhpipe.commands.fmt import FileOutcome, format_text
+
+    for path in sorted(PIPELINES.rglob("*.lhp")):
+        outcome = format_text(path.read_text(encoding="utf-8"), str(path)).outcome
+        assert outcome is FileOutcome.UNCHANGED, f"run `lhpipe fmt {path}`"

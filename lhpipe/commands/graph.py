@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO, TextIO
 
-from lhpipe.commands.formats import format_diagnostic_text, wants_color
+from lhpipe.commands.formats import LintReport, format_text, wants_color
 from lhpipe.commands.lint import describe_os_error
 from lhpipe.commands.outcome import ExitCode, graph_exit
 
@@ -15,7 +15,7 @@ GRAPH_FORMATS = ("dot", "mermaid", "svg", "png", "json")
 _IMAGE_FORMATS = ("svg", "png")
 
 
-def render(paths: Sequence[str], output_format: str, stderr: TextIO) -> bytes | None:
+def draw_graph(paths: Sequence[str], output_format: str, stderr: TextIO) -> bytes | None:
     """Load ``paths``, print their diagnostics to ``stderr``, and return the drawing (``None``
     when an error stops the program from compiling). Raises ``OSError`` for a bad path and
     :class:`~lhpipe.graph.render.RenderError` when Graphviz fails."""
@@ -24,9 +24,9 @@ def render(paths: Sequence[str], output_format: str, stderr: TextIO) -> bytes | 
     from lhpipe.graph.compile import compile_program
 
     result = load(paths)
-    color = wants_color(stderr)
-    for diagnostic in result.diagnostics:
-        print(format_diagnostic_text(diagnostic, result.sources, color=color), file=stderr)
+    if result.diagnostics:
+        report = LintReport(result.diagnostics, result.sources, len(result.sources))
+        stderr.write(format_text(report, color=wants_color(stderr)))
     if result.program is None or graph_exit(result.diagnostics) is not ExitCode.OK:
         return None
     compiled = compile_program(result.program)
@@ -59,7 +59,7 @@ def run_graph(
         print("lhpipe graph: not writing PNG bytes to a terminal; use -o FILE", file=err)
         return ExitCode.USAGE
     try:
-        drawing = render(paths, output_format, err)
+        drawing = draw_graph(paths, output_format, err)
     except OSError as exc:
         print(f"lhpipe graph: {describe_os_error(exc)}", file=err)
         return ExitCode.USAGE

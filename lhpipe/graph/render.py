@@ -74,6 +74,7 @@ def _dot_node(node: Node, indent: str) -> str:
 def _dot_lines(graph: Graph) -> Iterator[str]:
     yield "digraph lhpipe {"
     yield "  rankdir=LR;"
+    yield '  graph [fontname="Helvetica", fontsize=11];'
     yield '  node [fontname="Helvetica", fontsize=10];'
     yield '  edge [fontname="Helvetica", fontsize=9];'
     for node in graph.nodes:

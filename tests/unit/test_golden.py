@@ -73,13 +73,19 @@ def rewrite(text: str, actual: list[Key]) -> str:
         else:
             additions.setdefault(len(lines), []).append(f"expect {code} at {line}:{col}")
     out: list[str] = []
-    for number, line in enumerate(stripped, start=1):
+    for number, kept in enumerate(stripped, start=1):
+        original = _COMMENT.search(lines[number - 1])
+        if original is not None and _ONE.findall(original.group(0)) == _ONE.findall(
+            "; ".join(additions.get(number, []))
+        ):
+            out.append(lines[number - 1])  # unchanged: keep the author's layout
+            continue
         if number in additions:
             comment = f"{marker} " + "; ".join(additions[number])
-            line = f"{line}   {comment}" if line.strip() else line + comment
-        elif not line.strip() and lines[number - 1].strip():
+            kept = f"{kept}   {comment}" if kept.strip() else kept + comment
+        elif not kept.strip() and lines[number - 1].strip():
             continue  # a line that only held expect comments that are gone
-        out.append(line)
+        out.append(kept)
     return "\n".join(out) + "\n"
 
 

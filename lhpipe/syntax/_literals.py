@@ -95,7 +95,7 @@ def scan_string(content: str) -> tuple[list[str | Interpolation], list[BadEscape
                 text.append(decoded)
             i += length
         elif char == "$" and content.startswith("{", i + 1):
-            end = _interpolation_end(content, i + 2)
+            end = interpolation_end(content, i + 2)
             if text:
                 parts.append("".join(text))
                 text = []
@@ -128,7 +128,7 @@ def _escape(content: str, start: int) -> tuple[str | None, int]:
     return None, 2
 
 
-def _interpolation_end(content: str, start: int) -> int:
+def interpolation_end(content: str, start: int) -> int:
     """The index of the ``}`` that closes the interpolation whose text starts at ``start``."""
     depth = 0
     i = start

@@ -19,6 +19,7 @@ The declarations before and after an error are in the returned :class:`ast.File`
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import importlib.resources
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import ast
 from lhpipe.syntax._builder import SESSION, AstBuilder, ParseSession
+from lhpipe.syntax._literals import interpolation_end
 from lhpipe.syntax._messages import (
     CLOSER,
     DECLARATION_TERMINALS,
@@ -171,7 +173,7 @@ def _parse(text: str, path: str) -> ParseResult:
     comments = {c.start_pos: c for c in session.comments}  # recovery may re-read a token
     file = ast.File(
         path,
-        decls,
+        _without_errors(decls, session.diagnostics),
         tuple(
             ast.Comment(str(c).rstrip("\r"), session.token_span(c))
             for _, c in sorted(comments.items())
@@ -182,10 +184,31 @@ def _parse(text: str, path: str) -> ParseResult:
     return ParseResult(file, tuple(diagnostics))
 
 
+def _without_errors(
+    decls: tuple[ast.Decl, ...], diagnostics: list[Diagnostic]
+) -> tuple[ast.Decl, ...]:
+    """The declarations with no syntax error inside: one that needed a repair (a placeholder
+    for a bad literal, a `=` put back) is left out, so that the checker does not report the
+    consequences of the syntax error. (An error at a declaration's first token is an error
+    of what came before it.)"""
+    if not diagnostics:
+        return decls
+    starts = sorted((d.span.line, d.span.col) for d in diagnostics)
+
+    def clean(decl: ast.Decl) -> bool:
+        first, end = (decl.span.line, decl.span.col), (decl.span.end_line, decl.span.end_col)
+        index = bisect.bisect_right(starts, first)
+        return index == len(starts) or starts[index] >= end
+
+    return tuple(decl for decl in decls if clean(decl))
+
+
 def _end_of(text: str) -> tuple[int, int]:
-    """The (line, col) just after the last character."""
-    line = text.count("\n") + 1
-    return line, len(text) - (text.rfind("\n") + 1) + 1
+    """The (line, col) just after the last character, not counting a final line break (an
+    editor shows no line after it)."""
+    body = text[:-1] if text.endswith("\n") else text
+    line = body.count("\n") + 1
+    return line, len(body) - (body.rfind("\n") + 1) + 1
 
 
 def _parse_interpolation(source: str, line: int, col: int) -> ast.Expr | None:
@@ -201,13 +224,21 @@ def _parse_interpolation(source: str, line: int, col: int) -> ast.Expr | None:
         expr: ast.Expr = _lark().parse(padded, start="interpolation")  # type: ignore[assignment]
         return expr
     except UnexpectedToken as exc:
-        where = _token_span(session, exc.token, line, col + len(source))
+        end = col + len(source)  # the column of the closing `}`
         if not source.strip():
+            where = Span(session.path, line, col - 2, line, end + 1)
             message = "empty interpolation `${}`: expected an expression"
-        else:
-            found = "end of the interpolation" if exc.token.type == "$END" else f"`{exc.token}`"
+        elif exc.token.type == "$END":
+            where = Span(session.path, line, end, line, end + 1)
             wanted = expected_phrase(exc.expected)
-            message = f"invalid interpolation: unexpected {found}, expected {wanted}"
+            message = f"invalid interpolation: unexpected `}}`, expected {wanted}"
+        else:
+            where = session.token_span(exc.token)
+            if "$END" in exc.expected:
+                wanted = "`}` (an interpolation holds one expression)"
+            else:
+                wanted = expected_phrase(exc.expected)
+            message = f"invalid interpolation: unexpected `{exc.token}`, expected {wanted}"
         session.report("LHP007", where, message)
     except UnexpectedCharacters as exc:
         where = Span(session.path, exc.line, exc.column, exc.line, exc.column + 1)
@@ -219,13 +250,6 @@ def _parse_interpolation(source: str, line: int, col: int) -> ast.Expr | None:
         session.current, session.previous = saved[0], saved[1]
         del session.comments[saved[2] :]
     return None
-
-
-def _token_span(session: ParseSession, token: Token, line: int, col: int) -> Span:
-    """The span of ``token``, or an empty span at (line, col) for the end of input."""
-    if token.type == "$END":
-        return Span(session.path, line, col, line, col)
-    return session.token_span(token)
 
 
 _OPENERS = frozenset(CLOSER)
@@ -269,7 +293,7 @@ class _Recovery:
             rest = text[pos:end]
             span = Span(session.path, line, col, line, col + len(rest.rstrip("\r")))
             opened = rest.find("${")
-            if opened != -1 and rest.find("}", opened) == -1:
+            if opened != -1 and interpolation_end(rest, opened + 2) == len(rest):
                 at = Span(session.path, line, col + opened, line, col + len(rest.rstrip("\r")))
                 session.report("LHP007", at, "unclosed `${` in a string", "close it with `}`")
             else:

@@ -7,6 +7,8 @@
 * A WfSpec or ExternalEventDef name follows LittleHorse's ``isValidLHName``:
   ``[a-z0-9]([-a-z0-9]*[a-z0-9])?`` (lower case, digits, inner hyphens).
 * A Kafka topic name is 1 to 249 of ``[A-Za-z0-9._-]``, and not ``.`` or ``..``.
+* A ``correlate`` key is any string (LittleHorse does not restrict correlation keys, and they
+  are often e-mail addresses or order numbers), so it is not checked.
 
 For a string with interpolations (``"order-${value.id}"``) only the literal parts can be
 checked: their characters, and the first and last character when the string starts or ends

@@ -280,13 +280,13 @@ class _Compiler:
                     Node("lh:output_topic", NodeKind.LITTLEHORSE, "LittleHorse output topic")
                 )
             self.edge(upstream, node_id)
-        elif source.kind is ast.SourceKind.POLL and source.url is not None:
+        elif source.kind is ast.SourceKind.POLL and (url := _poll_url(source)) is not None:
             url_id = self.node(
                 Node(
-                    f"external:poll:{source.url}",
+                    f"external:poll:{url}",
                     NodeKind.EXTERNAL,
-                    f"GET {source.url}",
-                    attrs={"url": source.url},
+                    f"GET {url}",
+                    attrs={"url": url},
                 )
             )
             self.edge(url_id, node_id)
@@ -294,22 +294,25 @@ class _Compiler:
 
     def source_json(self, pipeline: PipelineInfo) -> dict[str, JSONValue]:
         source = pipeline.source
-        group = source.group
-        if group is None and source.kind in _KAFKA_SOURCES and source.topic is not None:
-            group = f"lhpipe-{pipeline.name}"
+        nested = source.decl.block.entries if source.decl.block is not None else ()
         return {
             "kind": source.kind.value,
             "topic": source.topic,
-            "group": group,
+            "group": source.group,
             "value": source.value,
             "key": source.key,
             "webhook": source.webhook,
             "connector": source.connector,
-            "url": source.url,
+            "url": _poll_url(source),
             "every_ms": source.every_ms,
             "kinds": list(source.kinds),
             "wf_spec": source.wf_spec,
             "settings": {k: expr_text(v) for k, v in source.settings.items()},
+            "blocks": {
+                entry.key.name: {e.key.name: expr_text(e.value) for e in _settings_of(entry.block)}
+                for entry in nested
+                if isinstance(entry, ast.NestedBlock)
+            },
         }
 
     def target_node(
@@ -521,13 +524,28 @@ def _source_label(source: SourceInfo) -> str:
     if kind is ast.SourceKind.CONNECTOR:
         return f"from connector {source.connector}"
     if kind is ast.SourceKind.POLL:
-        return f'from poll "{source.url}"'
+        return f'from poll "{_poll_url(source)}"'
     details = []
     if source.kinds:
         details.append(f"kinds {', '.join(source.kinds)}")
     if source.wf_spec:
         details.append(f'wf_spec "{source.wf_spec}"')
     return "\n".join(["from lh_output", *details])
+
+
+def _poll_url(source: SourceInfo) -> str | None:
+    """The polled URL as written, ``${...}`` parts included (the checker keeps only plain
+    URLs)."""
+    if source.url is not None:
+        return source.url
+    arg = source.decl.arg
+    if not isinstance(arg, ast.StringLit):
+        return None
+    return "".join(p if isinstance(p, str) else "${" + expr_text(p) + "}" for p in arg.parts)
+
+
+def _settings_of(block: ast.Block) -> list[ast.Setting]:
+    return [entry for entry in block.entries if isinstance(entry, ast.Setting)]
 
 
 def _step_json(step: ast.Step) -> tuple[dict[str, JSONValue], str]:

@@ -69,14 +69,6 @@ def _ordered(names: Sequence[str]) -> list[str]:
     return [name for name in SERVICE_ORDER if name in names]
 
 
-def _already_up(names: list[str], stack: StackAddresses, root: Path) -> bool:
-    recorded = read_state(root)
-    return all(
-        name in recorded and is_running(recorded[name]) and SERVICES[name].is_ready(stack)
-        for name in names
-    )
-
-
 def _check_ports_free(names: list[str]) -> None:
     for name in names:
         for port in SERVICES[name].ports:
@@ -163,46 +155,43 @@ def _report(failures: list[_NotReady]) -> StackError:
 
 
 def up(names: Sequence[str]) -> StackAddresses:
-    """Bring the named services up (resolving them first if needed) and return their addresses."""
+    """Bring the named services up (resolving them first if needed) and return their addresses.
+
+    Services already recorded, running and ready are kept; only the missing ones start.
+    """
     wanted = _ordered(names)
     stack = StackAddresses()
     root = run_dir()
-    if read_state(root):
-        if _already_up(wanted, stack, root):
-            print("the stack is already up (lhpipe stack down stops it)", flush=True)
-            return stack
+    recorded = read_state(root)
+    healthy = {
+        name: process
+        for name, process in recorded.items()
+        if is_running(process) and SERVICES[name].is_ready(stack)
+    }
+    if len(healthy) < len(recorded):
         print("a previous stack is not fully up; stopping it first", flush=True)
         down()
-    _check_ports_free(wanted)
+        healthy = {}
+    missing = [name for name in wanted if name not in healthy]
+    if not missing:
+        print("the stack is already up (`lhpipe stack down` stops it)", flush=True)
+        return stack
     pins = load_pins()
-    jdks = {name: require_jdk(pins.services[name].java, name) for name in wanted}
-    homes = _ensure_downloads(pins, wanted)
+    jdks = {name: require_jdk(pins.services[name].java, name) for name in missing}
+    homes = _ensure_downloads(pins, missing)
+    _check_ports_free(missing)
 
     started_at = time.monotonic()
-    processes: dict[str, ServiceProcess] = {}
+    processes = dict(healthy)
     try:
-        first, rest = wanted[:1], wanted[1:]
-        for group in (first, rest):
-            for name in group:
-                processes[name] = _start(name, homes[name], jdks[name], root)
-                write_state(root, processes)
-            abort = threading.Event()
-            with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
-                futures = [pool.submit(_await_ready, n, processes[n], stack, abort) for n in group]
-                # The first failure ends the wait for the others: no point in waiting on them.
-                for future in as_completed(futures):
-                    if future.exception() is not None:
-                        abort.set()
-            errors = [exc for f in futures if (exc := f.exception()) is not None]
-            failures = [exc for exc in errors if isinstance(exc, _NotReady)]
-            unexpected = [exc for exc in errors if not isinstance(exc, _NotReady | _Abandoned)]
-            if unexpected:
-                raise unexpected[0]
-            if failures:
-                raise _report(failures)
+        # Kafka first: the others (LittleHorse, Connect) need it; then the rest together.
+        for group in ([n for n in missing if n == "kafka"], [n for n in missing if n != "kafka"]):
+            if group:
+                _start_group(group, homes, jdks, processes, stack, root)
     except BaseException:
         print("stopping what was started", flush=True)
-        down()
+        _stop_services(processes, [name for name in processes if name not in healthy])
+        write_state(root, healthy)
         raise
     print(
         f"stack up in {time.monotonic() - started_at:.1f} s (logs under {root}; "
@@ -212,24 +201,57 @@ def up(names: Sequence[str]) -> StackAddresses:
     return stack
 
 
+def _start_group(
+    group: list[str],
+    homes: dict[str, Path],
+    jdks: dict[str, Jdk],
+    processes: dict[str, ServiceProcess],
+    stack: StackAddresses,
+    root: Path,
+) -> None:
+    """Start `group` at once, recording each PID, and wait until all are ready."""
+    for name in group:
+        processes[name] = _start(name, homes[name], jdks[name], root)
+        write_state(root, processes)
+    abort = threading.Event()
+    with ThreadPoolExecutor(max_workers=len(group)) as pool:
+        futures = [pool.submit(_await_ready, n, processes[n], stack, abort) for n in group]
+        # The first failure ends the wait for the others: no point in waiting on them.
+        for future in as_completed(futures):
+            if future.exception() is not None:
+                abort.set()
+    errors = [exc for f in futures if (exc := f.exception()) is not None]
+    failures = [exc for exc in errors if isinstance(exc, _NotReady)]
+    unexpected = [exc for exc in errors if not isinstance(exc, _NotReady | _Abandoned)]
+    if unexpected:
+        raise unexpected[0]
+    if failures:
+        raise _report(failures)
+
+
+def _stop_services(processes: dict[str, ServiceProcess], names: Sequence[str]) -> list[str]:
+    """Stop the named services, last started first; one line per service."""
+    lines = []
+    for name in reversed(SERVICE_ORDER):
+        process = processes.get(name)
+        if process is None or name not in names:
+            continue
+        outcome = stop(process, SERVICES[name].stop_grace_seconds)
+        lines.append(f"{name} (pid {process.pid}) {outcome}")
+        print(lines[-1], flush=True)
+    for name in names:
+        busy = [port for port in SERVICES[name].ports if port_open(port)]
+        if busy:
+            print(f"warning: port(s) {busy} of {name} still answer after stopping it", flush=True)
+    return lines
+
+
 def down() -> list[str]:
     """Stop every recorded service, last started first; returns one line per service."""
     root = run_dir()
     recorded = read_state(root)
-    lines = []
-    for name in reversed(SERVICE_ORDER):
-        process = recorded.get(name)
-        if process is None:
-            continue
-        outcome = stop(process, SERVICES[name].stop_grace_seconds)
-        line = f"{name} (pid {process.pid}) {outcome}"
-        lines.append(line)
-        print(line, flush=True)
+    lines = _stop_services(recorded, list(recorded))
     clear_state(root)
-    for name in recorded:
-        busy = [port for port in SERVICES[name].ports if port_open(port)]
-        if busy:
-            print(f"warning: port(s) {busy} of {name} still answer after stopping it", flush=True)
     return lines
 
 

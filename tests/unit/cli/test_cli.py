@@ -301,3 +301,10 @@ def test_lint_does_not_import_kafka_or_littlehorse(files: dict[str, Path]) -> No
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False
     )
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_graph_to_an_unwritable_file_exits_2(files: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "no-such-folder" / "graph.dot"
+    err = io.StringIO()
+    assert run_graph([str(files["clean"])], output=str(target), stderr=err) == 2
+    assert "cannot write" in err.getvalue()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+
+import pytest
 
 from lhpipe.commands.formats import (
     LintReport,
@@ -12,6 +15,7 @@ from lhpipe.commands.formats import (
     format_sarif,
     format_text,
     summary_line,
+    wants_color,
 )
 from lhpipe.diagnostics import CODES, Diagnostic, Severity, Span, make
 
@@ -156,3 +160,16 @@ def test_sarif_uris_are_encoded_and_absolute_paths_are_file_uris() -> None:
     log = json.loads(format_sarif(LintReport([diagnostic], {}, 1)))
     uri = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
     assert uri == {"uri": "file:///tmp/my%20pipes/a.lhp"}
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert wants_color(_Terminal())
+    assert not wants_color(io.StringIO())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not wants_color(_Terminal())

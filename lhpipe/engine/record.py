@@ -1,0 +1,66 @@
+"""A record as the engine sees it: raw bytes as received, and where it came from.
+
+The origin is what makes generated ids, acknowledgement and dead letters possible without side
+tables: a Kafka record knows its topic, partition and offset; a webhook delivery its webhook id.
+Decoding the value happens in the pipeline (a failure there is a permanent error that still has
+the raw record to dead-letter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaOrigin:
+    topic: str
+    partition: int
+    offset: int
+
+    def coordinates(self) -> str:
+        """``topic-partition-offset``, the seed of generated ids and guids."""
+        return f"{self.topic}-{self.partition}-{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOrigin:
+    """A webhook request run in direct mode; ``id`` is the webhook id (delivery.md)."""
+
+    webhook: str
+    id: str
+
+    def coordinates(self) -> str:
+        return self.id
+
+
+Origin = KafkaOrigin | WebhookOrigin
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record: key, value and headers byte for byte as received, plus its origin.
+
+    ``headers`` keeps order and repeats (Kafka allows both); :meth:`header_text` gives the
+    decoded view expressions see (the last value of each name wins, decoded as UTF-8).
+    """
+
+    origin: Origin
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    timestamp_ms: int | None = None
+
+    def header_text(self) -> dict[str, str]:
+        """Headers as UTF-8 strings (undecodable bytes replaced), last value wins."""
+        return {
+            name: raw.decode("utf-8", errors="replace")
+            for name, raw in self.headers
+            if raw is not None
+        }
+
+    def header(self, name: str) -> str | None:
+        """The last value of header ``name`` as text, if present."""
+        for hname, raw in reversed(self.headers):
+            if hname == name and raw is not None:
+                return raw.decode("utf-8", errors="replace")
+        return None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lhpipe.stack.addresses import StackAddresses
 from lhpipe.stack.errors import StackError
-from lhpipe.stack.java import Jdk, find_jdk, require_jdk
+from lhpipe.stack.java import Jdk, require_jdk
 from lhpipe.stack.paths import downloads_dir, run_dir
 from lhpipe.stack.pins import SERVICE_ORDER, Pins, load_pins
 from lhpipe.stack.process import (
@@ -90,9 +90,7 @@ def _ensure_downloads(pins: Pins, names: list[str]) -> dict[str, Path]:
             homes[name] = home
     if not missing:
         return homes
-    maven_jdk = find_jdk(17)
-    if maven_jdk is None:
-        raise StackError("Maven needs a JDK 17 or newer, and none was found")
+    maven_jdk = require_jdk(17, "Maven")
     check_free_disk(downloads_dir())
     mvn = check_maven_available(maven_jdk)
     started = time.monotonic()

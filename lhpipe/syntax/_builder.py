@@ -83,6 +83,65 @@ def _nodes(children: list[_Item]) -> list[Any]:
 
 
 _BINARY_OPS = {op.value: op for op in ast.BinaryOp}
+_COMPARISON = 4
+_BINDING: dict[str, int] = {
+    "or": 1,
+    "and": 2,
+    **dict.fromkeys(("==", "!=", "<", "<=", ">", ">=", "in"), _COMPARISON),
+    "??": 5,
+    "+": 6,
+    "-": 6,
+    "*": 7,
+    "/": 7,
+    "%": 7,
+}
+_NOT_OPERAND = _COMPARISON  # `not a == b` is `not (a == b)`
+_NEGATION_OPERAND = 8  # tighter than every binary operator: `-a * b` is `(-a) * b`
+
+
+class _Precedence:
+    """Precedence climbing over the flat ``prefix* operand (operator prefix* operand)*``
+    sequence that the grammar reads (the table is in ``grammar/lhp.lark``): ``??`` groups to
+    the right, the other operators to the left, and comparisons do not chain."""
+
+    def __init__(self, items: list[_Item], session: ParseSession) -> None:
+        self.items = items
+        self.next = 0
+        self.session = session
+
+    def expression(self, weakest: int) -> ast.Expr:
+        left = self._operand()
+        compared = False
+        while self.next < len(self.items):
+            operator: Token = self.items[self.next]
+            binding = _BINDING[str(operator)]
+            if binding < weakest:
+                break
+            self.next += 1
+            if binding == _COMPARISON and compared:
+                self.session.report(
+                    "LHP001",
+                    self.session.token_span(operator),
+                    f"unexpected `{operator}`: comparisons do not chain",
+                    "write `a < b and b < c`",
+                )
+            compared = binding == _COMPARISON
+            right = self.expression(binding if str(operator) == "??" else binding + 1)
+            op = _BINARY_OPS[str(operator)]
+            left = ast.Binary(op, left, right, _span(self.session, left, right))
+        return left
+
+    def _operand(self) -> ast.Expr:
+        item = self.items[self.next]
+        self.next += 1
+        if not isinstance(item, Token):
+            expr: ast.Expr = item
+            return expr
+        if item.type == "NOT":
+            operand = self.expression(_NOT_OPERAND)
+            return ast.Unary(ast.UnaryOp.NOT, operand, _span(self.session, item, operand))
+        operand = self.expression(_NEGATION_OPERAND)
+        return ast.Unary(ast.UnaryOp.NEG, operand, _span(self.session, item, operand))
 
 
 class AstBuilder(Transformer[Token, Any]):
@@ -211,12 +270,8 @@ class AstBuilder(Transformer[Token, Any]):
         func = ast.Ident(str(c[0]), self._s.token_span(c[0]))
         return ast.Call(func, tuple(_nodes(c[2:-1])), _span(self._s, c[0], c[-1]))
 
-    def binary(self, c: list[_Item]) -> ast.Binary:
-        return ast.Binary(_BINARY_OPS[str(c[1])], c[0], c[2], _span(self._s, c[0], c[-1]))
-
-    def unary(self, c: list[_Item]) -> ast.Unary:
-        op = ast.UnaryOp.NOT if c[0].type == "NOT" else ast.UnaryOp.NEG
-        return ast.Unary(op, c[1], _span(self._s, c[0], c[-1]))
+    def operation(self, c: list[_Item]) -> ast.Expr:
+        return _Precedence(c, self._s).expression(0)
 
     def attribute(self, c: list[_Item]) -> ast.Attribute:
         return ast.Attribute(c[0], c[2], _span(self._s, c[0], c[-1]))

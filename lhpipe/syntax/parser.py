@@ -43,8 +43,6 @@ from lhpipe.syntax._messages import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from lark import Lark, Token
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
     from lark.parsers.lalr_interactive_parser import InteractiveParser
@@ -98,41 +96,19 @@ def _cache_location(grammar: str) -> str | bool:
     return str(folder / f"lhp-grammar-{digest}.lark-cache")
 
 
-class _TokenTracker:
-    """lark post-lexer that remembers the last two tokens (for "after `x`" in messages).
-
-    ``always_accept = NAME`` makes the contextual lexer try NAME in every parser state, so a
-    keyword written where it does not belong is reported as that word, and ``schemas`` is one
-    word rather than ``schema`` followed by ``s``.
-    """
-
-    always_accept = ("NAME",)
-
-    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
-        session = SESSION.get()
-        for token in stream:
-            session.previous, session.current = session.current, token
-            yield token
-
-
-def _record_comment(token: Token) -> Token:
-    SESSION.get().comments.append(token)
-    return token
-
-
 @functools.cache
 def _lark() -> Lark:
     from lark import Lark
+
+    from lhpipe.syntax._lexer import LhpLexer
 
     grammar = _grammar_text()
     return Lark(
         grammar,
         parser="lalr",
-        lexer="contextual",
+        lexer=LhpLexer,
         start=["start", "interpolation"],
         transformer=AstBuilder(),
-        postlex=_TokenTracker(),
-        lexer_callbacks={"COMMENT": _record_comment},
         maybe_placeholders=False,
         cache=_cache_location(grammar),
     )

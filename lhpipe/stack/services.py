@@ -8,6 +8,7 @@ Heaps are bounded so the whole stack fits in a few GiB next to the tests.
 
 from __future__ import annotations
 
+import abc
 import base64
 import logging
 import shutil
@@ -28,6 +29,11 @@ from lhpipe.stack.errors import StackError
 from lhpipe.stack.java import Jdk
 
 PROBE_TIMEOUT_SECONDS = 3.0
+
+# librdkafka logs every refused connection while Kafka is still starting; probes stay silent.
+_QUIET = logging.getLogger("lhpipe.stack.probe")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,7 @@ logger.state.level = warn
 """
 
 
-class Service:
+class Service(abc.ABC):
     """One service of the stack. Subclasses fill in the specifics."""
 
     name: str = ""
@@ -96,15 +102,15 @@ class Service:
     ready_timeout_seconds: float = 120.0
     stop_grace_seconds: float = 30.0
 
+    @abc.abstractmethod
     def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
         """Write configuration into `workdir` (fresh) and return the command that runs it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def is_ready(self, stack: StackAddresses) -> bool:
         """One quick readiness check; called repeatedly until it passes or time runs out."""
-        raise NotImplementedError
 
-    def after_ready(self, stack: StackAddresses) -> None:
+    def after_ready(self, stack: StackAddresses) -> None:  # noqa: B027 (most need nothing)
         """One-off set-up once the service is ready (LittleHorse's output topic)."""
 
 
@@ -174,10 +180,7 @@ class Kafka(Service):
             return False
         from confluent_kafka.admin import AdminClient
 
-        quiet = logging.getLogger("lhpipe.stack.kafka-probe")
-        quiet.addHandler(logging.NullHandler())
-        quiet.propagate = False
-        config: dict[str, Any] = {"bootstrap.servers": stack.kafka_bootstrap, "logger": quiet}
+        config: dict[str, Any] = {"bootstrap.servers": stack.kafka_bootstrap, "logger": _QUIET}
         admin = AdminClient(config)
         try:
             metadata = admin.list_topics(timeout=PROBE_TIMEOUT_SECONDS)

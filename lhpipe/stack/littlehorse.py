@@ -28,7 +28,7 @@ def enable_output_topic(stack: StackAddresses) -> None:
     The server creates `<cluster>_<tenant>_execution` and `..._metadata` when it processes the
     PutTenant; a WfRun started before they exist would leave no records behind.
     """
-    import grpc  # type: ignore[import-untyped]
+    import grpc
     from littlehorse.config import LHConfig
     from littlehorse.model import OutputTopicConfig, PutTenantRequest
 

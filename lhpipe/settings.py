@@ -1,0 +1,105 @@
+"""Connection settings: the environment, then an ``lhpipe.toml`` beside the pipelines, then the
+local stack's defaults — so ``lhpipe run`` works against ``lhpipe stack up`` with no settings.
+
+LittleHorse settings keep LittleHorse's own names (``LHC_API_HOST``, ``LHC_API_PORT``,
+``LHC_API_PROTOCOL``, ``LHC_TENANT_ID``, ``LHC_OAUTH_*``...) and are handed to
+``littlehorse.config.LHConfig`` unchanged. ``lhpipe.toml`` uses the same names as keys::
+
+    KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+    LHPIPE_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
+    LHC_API_HOST = "127.0.0.1"
+
+An environment variable wins over the file, the file over the default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SETTINGS_FILE = "lhpipe.toml"
+
+DEFAULTS: Mapping[str, str] = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "LHPIPE_REGISTRY_URL": "http://127.0.0.1:8081/apis/ccompat/v7",
+    "LHPIPE_CONNECT_URL": "http://127.0.0.1:8083",
+    "LHC_API_HOST": "127.0.0.1",
+    "LHC_API_PORT": "2023",
+    "LHC_API_PROTOCOL": "PLAINTEXT",
+    "LHC_TENANT_ID": "default",
+}
+
+
+class SettingsError(Exception):
+    """An ``lhpipe.toml`` that cannot be read or has a value that is not a scalar."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved settings; :meth:`get` looks a name up in environment, file, defaults."""
+
+    environ: Mapping[str, str]
+    file_values: Mapping[str, str] = field(default_factory=dict)
+    file: Path | None = None
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        if name in self.environ:
+            return self.environ[name]
+        if name in self.file_values:
+            return self.file_values[name]
+        return DEFAULTS.get(name, default)
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise SettingsError(f"setting {name} is not set (environment or {SETTINGS_FILE})")
+        return value
+
+    @property
+    def kafka_bootstrap_servers(self) -> str:
+        return self.require("KAFKA_BOOTSTRAP_SERVERS")
+
+    @property
+    def registry_url(self) -> str:
+        return self.require("LHPIPE_REGISTRY_URL")
+
+    @property
+    def connect_url(self) -> str:
+        return self.require("LHPIPE_CONNECT_URL")
+
+    def littlehorse(self) -> dict[str, str]:
+        """Every ``LHC_*`` setting, for ``LHConfig`` (which reads them from the environment)."""
+        names = {n for n in (*DEFAULTS, *self.file_values, *self.environ) if n.startswith("LHC_")}
+        return {n: v for n in sorted(names) if (v := self.get(n)) is not None}
+
+
+def find_settings_file(paths: list[Path]) -> Path | None:
+    """The first ``lhpipe.toml`` beside one of ``paths`` (a folder, or a file's folder)."""
+    for path in paths:
+        folder = path if path.is_dir() else path.parent
+        candidate = folder / SETTINGS_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    paths: list[Path] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings for a run over ``paths``; raises :class:`SettingsError` for a bad file."""
+    env = dict(os.environ if environ is None else environ)
+    file = find_settings_file(paths or [])
+    values: dict[str, str] = {}
+    if file is not None:
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"{file}: {exc}") from exc
+        for name, value in raw.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise SettingsError(f"{file}: {name} must be a string or a number")
+            values[name] = str(value)
+    return Settings(environ=env, file_values=values, file=file)

@@ -8,6 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lhpipe.graph.canonical import structure
 from lhpipe.syntax import format_file, parse
 
 EXAMPLES = [
@@ -113,6 +114,10 @@ def _assert_sound(text: str) -> None:
         formatted = format_file(result.file, text)
         again = parse(formatted, "fuzz.lhp")
         assert again.diagnostics == (), (formatted, again.diagnostics)
+        assert again.file is not None
+        assert structure(again.file.decls) == structure(result.file.decls)
+        assert [c.text for c in again.file.comments] == [c.text for c in result.file.comments]
+        assert format_file(again.file, formatted) == formatted
 
 
 @st.composite

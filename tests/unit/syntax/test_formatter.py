@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
+from lhpipe.graph.canonical import structure
 from lhpipe.syntax import ast, format_expr, format_file, parse
 
 DATA = Path(__file__).parents[2] / "data"
@@ -15,16 +15,6 @@ DATA = Path(__file__).parents[2] / "data"
 VALID_FILES = sorted((DATA / "fmt").glob("*.lhp")) + sorted(
     p for p in (DATA / "lint").glob("*.lhp") if not p.name.startswith("syntax_")
 )
-
-
-def strip_spans(node: object) -> object:
-    """The tree without positions, to compare two parses of differently laid out text."""
-    if isinstance(node, tuple):
-        return tuple(strip_spans(item) for item in node)
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        fields = (f.name for f in dataclasses.fields(node) if f.name != "span")
-        return (type(node).__name__, *(strip_spans(getattr(node, name)) for name in fields))
-    return node
 
 
 def _file(text: str) -> ast.File:
@@ -47,7 +37,7 @@ def test_round_trip_keeps_the_ast_and_the_comments_and_is_idempotent(path: Path)
     assert result.file is not None
     once = format_file(result.file, text)
     again = _file(once)
-    assert strip_spans(again.decls) == strip_spans(result.file.decls)
+    assert structure(again.decls) == structure(result.file.decls)
     assert [c.text for c in again.comments] == [c.text for c in result.file.comments]
     assert format_file(again, once) == once
 
@@ -187,7 +177,7 @@ def test_format_expr_is_canonical_and_reparses_to_the_same_tree(
 ) -> None:
     expr = _let_value(source)
     assert format_expr(expr) == canonical
-    assert strip_spans(_let_value(canonical)) == strip_spans(expr)
+    assert structure(_let_value(canonical)) == structure(expr)
 
 
 def _let_value(expr: str) -> ast.Expr:

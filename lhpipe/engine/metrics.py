@@ -1,0 +1,84 @@
+"""The engine's Prometheus metrics, in one registry per process (served at ``/metrics``).
+
+Labels: ``pipeline`` (pipeline or webhook name), ``target`` (``run_wf:know-your-customer``,
+``to_topic:audit``...; see :func:`target_label`), ``error_class`` (transient, paused,
+permanent), ``outcome`` (reloads: ok, failed, unchanged).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECORDS_IN = Counter(
+    "lhpipe_records_in", "Records read by a pipeline's source", ["pipeline"], registry=REGISTRY
+)
+RECORDS_DROPPED = Counter(
+    "lhpipe_records_dropped", "Records dropped by a `where` step", ["pipeline"], registry=REGISTRY
+)
+RECORDS_OUT = Counter(
+    "lhpipe_records_out",
+    "Records a target accepted (ALREADY_EXISTS included)",
+    ["pipeline", "target"],
+    registry=REGISTRY,
+)
+RECORDS_FAILED = Counter(
+    "lhpipe_records_failed",
+    "Failed attempts by error class",
+    ["pipeline", "target", "error_class"],
+    registry=REGISTRY,
+)
+RECORDS_DEAD_LETTERED = Counter(
+    "lhpipe_records_dead_lettered",
+    "Records written to the dead-letter topic",
+    ["pipeline"],
+    registry=REGISTRY,
+)
+RECORDS_SKIPPED = Counter(
+    "lhpipe_records_skipped",
+    "Records given up under `permanent = skip`",
+    ["pipeline"],
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "lhpipe_retries", "Retries of a target call", ["pipeline", "target"], registry=REGISTRY
+)
+IN_FLIGHT = Gauge(
+    "lhpipe_in_flight", "Records being processed now", ["pipeline"], registry=REGISTRY
+)
+LAG = Gauge(
+    "lhpipe_consumer_lag",
+    "Records behind the end of the partition",
+    ["pipeline", "topic", "partition"],
+    registry=REGISTRY,
+)
+TARGET_LATENCY = Histogram(
+    "lhpipe_target_latency_seconds",
+    "Time from the first attempt to acceptance by a target",
+    ["pipeline", "target"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+RECORD_LATENCY = Histogram(
+    "lhpipe_record_latency_seconds",
+    "Time from reading a record to acknowledging it",
+    ["pipeline"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+RELOADS = Counter("lhpipe_reloads", "Hot reloads by outcome", ["outcome"], registry=REGISTRY)
+RELOAD_DURATION = Histogram(
+    "lhpipe_reload_duration_seconds", "Time to apply a reload", registry=REGISTRY
+)
+HTTP_REQUESTS = Counter(
+    "lhpipe_http_requests",
+    "Webhook requests by route and status",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+
+
+def target_label(kind: str, name: str | None) -> str:
+    """``run_wf:know-your-customer``, ``to_topic:audit``, ``to_log``."""
+    return kind if name is None else f"{kind}:{name}"

@@ -42,7 +42,7 @@ class Formatted:
 
 
 def _meaning(file: ast.File) -> object:
-    from lhpipe.graph.canonical import structure
+    from lhpipe.syntax.canonical import structure
 
     comments = tuple(c.text.rstrip() for c in file.comments)
     return structure(file.decls), comments

@@ -15,6 +15,7 @@ settings it reads, with their values when the caller passes them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -32,7 +33,6 @@ from lhpipe.check.program import (
     WebhookInfo,
 )
 from lhpipe.check.types import ArrayType, MapType, OptionalType, RecordType, Type
-from lhpipe.graph.canonical import digest, structure
 from lhpipe.graph.model import (
     CompiledProgram,
     Edge,
@@ -44,6 +44,7 @@ from lhpipe.graph.model import (
     RouteSpec,
 )
 from lhpipe.syntax import ast
+from lhpipe.syntax.canonical import structure
 
 # Connection settings, by what needs them (names as in language.md and LittleHorse's client).
 KAFKA_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS",)
@@ -65,6 +66,12 @@ CONNECT_SETTINGS = ("LHPIPE_CONNECT_URL",)
 
 _LITTLEHORSE_TARGETS = {ast.TargetKind.RUN_WF, ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE}
 _KAFKA_SOURCES = {ast.SourceKind.TOPIC, ast.SourceKind.WEBHOOK, ast.SourceKind.CONNECTOR}
+
+
+def digest(*parts: object) -> str:
+    """A short, stable hex digest of plain values (the ``repr`` of tuples, strings, numbers):
+    a spec's fingerprint."""
+    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
 
 
 def expr_text(expr: ast.Expr) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lhpipe.graph.canonical import structure
 from lhpipe.syntax import format_file, parse
+from lhpipe.syntax.canonical import structure
 
 EXAMPLES = [
     p.read_text() for p in sorted((Path(__file__).parent.parent / "data" / "fmt").glob("*.lhp"))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lhpipe.graph.canonical import structure
 from lhpipe.syntax import ast, format_expr, format_file, parse
+from lhpipe.syntax.canonical import structure
 
 DATA = Path(__file__).parents[2] / "data"
 # Every valid file we have: the formatter cases, and the lint goldens that are not syntax errors

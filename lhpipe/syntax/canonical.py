@@ -1,16 +1,15 @@
 """The meaning of `.lhp` syntax without its layout: AST nodes reduced to plain nested tuples.
 
 Two trees with the same :func:`structure` mean the same thing: spans are dropped, and literals
-that keep the text as written (``1.50``, ``60s``, ``1MiB``) are compared by value. Fingerprints
-hash it, so that reformatting a file or editing a comment changes no fingerprint, and `lhpipe
-fmt` compares it before and after formatting, so that it never writes a file whose meaning
-changed.
+that keep the text as written (``1.50``, ``60s``, ``1MiB``) are compared by value. `lhpipe fmt`
+compares it before and after formatting, so that it never writes a file whose meaning changed,
+and the graph's fingerprints hash it, so that reformatting a file or editing a comment changes
+no fingerprint.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from enum import Enum
 
 from lhpipe.syntax import ast
@@ -37,8 +36,3 @@ def structure(node: object) -> Structure:
     if node is None or isinstance(node, str | int | float | bool):
         return node
     raise TypeError(f"not an AST value: {type(node).__name__}")
-
-
-def digest(*parts: object) -> str:
-    """A short, stable hex digest of plain values (the ``repr`` of tuples, strings, numbers)."""
-    return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]

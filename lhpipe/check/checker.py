@@ -56,6 +56,7 @@ from lhpipe.check.schemas import (
     read_avsc,
 )
 from lhpipe.check.types import Type
+from lhpipe.check.words import a
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import ast
 
@@ -839,7 +840,7 @@ class _Checker:
             self.report(
                 code,
                 name.span,
-                f"`{name.name}` is a {_KIND_NAMES[type(other)]}, not a {what}",
+                f"`{name.name}` is {a(_KIND_NAMES[type(other)])}, not {a(what)}",
             )
             return
         candidates = [n for n, d in self.declared.items() if isinstance(d, kind)]
@@ -848,7 +849,7 @@ class _Checker:
         )
 
     def _lh_name(self, expr: ast.Expr, what: str) -> str | None:
-        text = self._literal_text(expr, f"a {what} name")
+        text = self._literal_text(expr, a(f"{what} name"))
         if text is not None and not rules.valid_lh_name(text):
             suggestion = _to_lh_name(text)
             self.report(

@@ -30,6 +30,7 @@ from lhpipe.check import types as t
 from lhpipe.check.builtins import BUILTINS
 from lhpipe.check.names import Scope, did_you_mean
 from lhpipe.check.types import Type
+from lhpipe.check.words import a
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import ast
 
@@ -337,10 +338,11 @@ class ExpressionChecker:
                 and not isinstance(this, t.OptionalType | t.Dynamic)
             ):
                 always = "false" if expr.op is ast.BinaryOp.EQ else "true"
+                never_null = a(f"`{this}`")
                 self._report(
                     "LHP210",
                     expr.span,
-                    f"a `{this}` is never null: this comparison is always {always}",
+                    f"{never_null} is never null: this comparison is always {always}",
                 )
         return t.BOOLEAN
 

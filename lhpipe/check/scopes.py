@@ -26,6 +26,7 @@ from typing import Final
 from lhpipe.check import types as t
 from lhpipe.check.names import Binding, Scope
 from lhpipe.check.types import Type
+from lhpipe.check.words import a
 
 #: ``record``: where a Kafka record came from.
 RECORD: Final = t.RecordType(
@@ -111,7 +112,7 @@ def pipeline_scope(
         if has_record
         else Binding(
             t.UNKNOWN,
-            f"`record` is not available: a {source} source has no Kafka record",
+            f"`record` is not available: {a(source)} source has no Kafka record",
         ),
         "event": Binding(EVENT)
         if lh_output

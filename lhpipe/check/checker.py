@@ -244,6 +244,7 @@ class _Checker:
             default: JSONValue = NO_DEFAULT
             if f.default is not None:
                 default = self._field_default(f, typ)
+                record.defaults.add(name)
             compiled.append(InlineField(name, typ, default))
         return compiled
 

@@ -188,6 +188,8 @@ def _fill_record(
     names[name if "." in name or not space else f"{space}.{name}"] = record
     for f in schema.get("fields", []):
         record.fields[str(f["name"])] = type_from_avro(f["type"], names, space)
+        if "default" in f:
+            record.defaults.add(str(f["name"]))
 
 
 def type_from_avro(schema: JSONValue, names: dict[str, Type], namespace: str | None) -> Type:

@@ -91,11 +91,14 @@ class RecordType:
 
     ``name`` is the schema name (``None`` for the type of an object literal). ``fields`` is
     filled after construction when schemas refer to each other (or to themselves), so two
-    record types are the same type exactly when they are the same object.
+    record types are the same type exactly when they are the same object. ``defaults`` names
+    the fields that have a default value, which a record written by hand may leave out (the
+    Avro writer fills them in).
     """
 
     name: str | None
     fields: dict[str, Type] = field(default_factory=dict)
+    defaults: set[str] = field(default_factory=set)
 
     def __str__(self) -> str:
         if self.name is not None:
@@ -255,12 +258,14 @@ def assignable(source: Type, target: Type) -> bool:
 
 
 def missing_fields(literal: RecordType, target: RecordType) -> list[str]:
-    """Fields of ``target`` that an object literal must give but does not (the non-optional
-    ones)."""
+    """Fields of ``target`` that an object literal must give but does not: those that are
+    neither optional nor have a default."""
     return [
         k
         for k, v in target.fields.items()
-        if k not in literal.fields and not isinstance(v, OptionalType | Dynamic)
+        if k not in literal.fields
+        and k not in target.defaults
+        and not isinstance(v, OptionalType | Dynamic)
     ]
 
 

@@ -7,6 +7,7 @@ import pytest
 from lhpipe.check import types as t
 
 ADDRESS = t.RecordType("Address", {"city": t.STRING, "zip": t.optional(t.STRING)})
+SIGNUP = t.RecordType("Signup", {"email": t.STRING, "source": t.STRING}, {"source"})
 
 
 @pytest.mark.parametrize(
@@ -64,6 +65,8 @@ def test_orderable(left: t.Type, right: t.Type, expected: bool) -> None:
         (t.RecordType(None, {"a": t.INT}), t.MapType(t.STRING), False),
         (t.RecordType(None, {"city": t.STRING}), ADDRESS, True),
         (t.RecordType(None, {"zip": t.STRING}), ADDRESS, False),  # lacks the required city
+        (t.RecordType(None, {"email": t.STRING}), SIGNUP, True),  # source has a default
+        (t.RecordType(None, {"source": t.STRING}), SIGNUP, False),
         (t.STRING, t.JSON, True),
         (t.JSON, ADDRESS, True),
     ],
@@ -98,3 +101,12 @@ def test_types_print_as_written_in_lhp() -> None:
     assert str(t.ArrayType(t.MapType(t.optional(t.INT)))) == "[map<int?>]"
     assert str(ADDRESS) == "Address"
     assert str(t.RecordType(None, {"a": t.INT})) == "{a: int}"
+
+
+def test_missing_fields_leaves_out_optional_fields_and_fields_with_a_default() -> None:
+    record = t.RecordType(
+        "Order",
+        {"id": t.STRING, "note": t.optional(t.STRING), "currency": t.STRING, "total": t.DOUBLE},
+        {"currency"},
+    )
+    assert t.missing_fields(t.RecordType(None, {"id": t.STRING}), record) == ["total"]

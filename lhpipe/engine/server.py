@@ -1,0 +1,338 @@
+"""The engine's HTTP listener: health, readiness, metrics, a status page, and (later) webhooks.
+
+One port serves everything (cli.md). The application is a raw ASGI callable with no framework
+underneath, because the webhook routes that share it are a hot path and a framework layer can
+halve a server's ceiling (performance.md). It runs on uvicorn (httptools, uvloop) inside the
+engine's own event loop, as a task next to the pipelines.
+
+Built-in routes, answered for ``GET`` and ``HEAD`` (other methods: 405):
+
+``/healthz``
+    200 ``{"alive": true}`` while the process runs.
+``/readyz``
+    200 when every pipeline is ready, else 503; the body is
+    ``{"ready": bool, "not_ready": [names], "pipelines": {name: PipelineStatus.to_json()}}``.
+``/metrics``
+    the Prometheus exposition of :data:`lhpipe.engine.metrics.REGISTRY`, in the format the
+    scraper's ``Accept`` header asks for (text 0.0.4 by default, OpenMetrics on request).
+``/``
+    an HTML page with every pipeline's state and counters.
+
+Other paths are looked up in :attr:`EngineApp.routes`, a mapping from path to ASGI handler that
+webhooks and hot reload replace in one assignment (so a request sees the old table or the new
+one, never a mix). A handler there answers its own methods. Built-in paths win over that table.
+Unknown paths get 404. Error answers are ``application/problem+json`` (RFC 9457).
+
+The listener binds ``0.0.0.0`` unless told otherwise: health probes, Prometheus and webhook
+providers all reach the process from outside its network namespace, so a loopback default would
+make every container deployment fail its probes. ``host="127.0.0.1"`` keeps a laptop private.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from lhpipe.connect.jsonenc import dumps
+from lhpipe.engine.metrics import REGISTRY
+from lhpipe.engine.status import PipelineStatus
+
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 8080
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+StatusSource = Callable[[], Iterable[PipelineStatus]]
+
+log = logging.getLogger(__name__)
+
+_JSON = b"application/json"
+_PROBLEM_JSON = b"application/problem+json"
+_HTML = b"text/html; charset=utf-8"
+_READ_METHODS = ("GET", "HEAD")
+
+
+async def send_response(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    *,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    head: bool = False,
+) -> None:
+    """Answer with one complete body; for a ``HEAD`` request (``head``) the body is left out
+    but its length is still announced."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode("ascii")),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    value: Any,
+    *,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    head: bool = False,
+) -> None:
+    """Answer with ``value`` as JSON."""
+    await send_response(send, status, dumps(value), _JSON, headers=headers, head=head)
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    head: bool = False,
+) -> None:
+    """Answer with an RFC 9457 problem document."""
+    problem = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    await send_response(send, status, dumps(problem), _PROBLEM_JSON, headers=headers, head=head)
+
+
+class EngineApp:
+    """The ASGI application of the listener (see the module docstring for the routes).
+
+    ``statuses`` is called on every ``/readyz`` and status-page request, so it must be cheap and
+    must not block (the Supervisor keeps the current statuses at hand). ``routes`` holds the
+    webhook table; assign a new mapping to swap it.
+    """
+
+    def __init__(
+        self,
+        statuses: StatusSource,
+        *,
+        registry: CollectorRegistry = REGISTRY,
+        routes: Mapping[str, ASGIApp] | None = None,
+    ) -> None:
+        self.statuses = statuses
+        self.registry = registry
+        self.routes: Mapping[str, ASGIApp] = routes if routes is not None else {}
+        self._builtin: Mapping[str, Callable[[Scope, Send, bool], Awaitable[None]]] = {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/metrics": self._metrics,
+            "/": self._status_page,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # The listener runs with lifespan and websockets off; nothing else should arrive.
+            return
+        path: str = scope["path"]
+        builtin = self._builtin.get(path)
+        if builtin is not None:
+            method: str = scope["method"]
+            if method not in _READ_METHODS:
+                await send_problem(
+                    send,
+                    405,
+                    "Method Not Allowed",
+                    f"{path} answers GET and HEAD, not {method}",
+                    headers=[(b"allow", b"GET, HEAD")],
+                )
+                return
+            await builtin(scope, send, method == "HEAD")
+            return
+        # Read the table once: a reload that swaps it mid-request does not affect this one.
+        handler = self.routes.get(path)
+        if handler is None:
+            await send_problem(send, 404, "Not Found", f"nothing is served at {path}")
+            return
+        await handler(scope, receive, send)
+
+    async def _healthz(self, scope: Scope, send: Send, head: bool) -> None:
+        await send_json(send, 200, {"alive": True}, head=head)
+
+    async def _readyz(self, scope: Scope, send: Send, head: bool) -> None:
+        statuses = list(self.statuses())
+        not_ready = [status.name for status in statuses if not status.ready]
+        body = {
+            "ready": not not_ready,
+            "not_ready": not_ready,
+            "pipelines": {status.name: status.to_json() for status in statuses},
+        }
+        await send_json(send, 503 if not_ready else 200, body, head=head)
+
+    async def _metrics(self, scope: Scope, send: Send, head: bool) -> None:
+        accept = ""
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                accept = value.decode("latin-1")
+        encode, content_type = choose_encoder(accept)
+        await send_response(
+            send, 200, encode(self.registry), content_type.encode("ascii"), head=head
+        )
+
+    async def _status_page(self, scope: Scope, send: Send, head: bool) -> None:
+        page = render_status_page(list(self.statuses()), pipeline_counters(self.registry))
+        await send_response(send, 200, page.encode("utf-8"), _HTML, head=head)
+
+
+# Counters shown on the status page: metric family -> column title.
+_PAGE_COUNTERS = {
+    "lhpipe_records_in": "in",
+    "lhpipe_records_out": "out",
+    "lhpipe_records_failed": "failed attempts",
+    "lhpipe_retries": "retries",
+    "lhpipe_records_dead_lettered": "dead-lettered",
+    "lhpipe_records_skipped": "skipped",
+    "lhpipe_in_flight": "in flight",
+}
+
+
+def pipeline_counters(registry: CollectorRegistry) -> dict[str, dict[str, float]]:
+    """The status page's counters per pipeline, summed over their other labels (targets,
+    error classes)."""
+    counters: dict[str, dict[str, float]] = {}
+    for family in registry.collect():
+        title = _PAGE_COUNTERS.get(family.name)
+        if title is None:
+            continue
+        wanted = family.name + "_total" if family.type == "counter" else family.name
+        for sample in family.samples:
+            pipeline = sample.labels.get("pipeline")
+            if sample.name == wanted and pipeline is not None:
+                row = counters.setdefault(pipeline, {})
+                row[title] = row.get(title, 0.0) + sample.value
+    return counters
+
+
+def render_status_page(
+    statuses: list[PipelineStatus], counters: Mapping[str, Mapping[str, float]]
+) -> str:
+    """The HTML of ``/``: one table row per pipeline; every name and detail is escaped."""
+    ready = all(status.ready for status in statuses)
+    columns = list(_PAGE_COUNTERS.values())
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    rows = []
+    for status in statuses:
+        row = counters.get(status.name, {})
+        targets = ", ".join(
+            f"{html.escape(name)} {'✓' if ok else '✗'}" for name, ok in status.targets.items()
+        )
+        cells = "".join(f"<td class=num>{row.get(c, 0.0):g}</td>" for c in columns)
+        rows.append(
+            f"<tr class={'ok' if status.ready else 'bad'}>"
+            f"<td>{html.escape(status.name)}</td>"
+            f"<td>{html.escape(status.state.value)}</td>"
+            f"<td>{'yes' if status.source_connected else 'no'}</td>"
+            f"<td>{targets}</td>"
+            f"<td>{html.escape(status.detail or '')}</td>"
+            f"{cells}</tr>"
+        )
+    body = "\n".join(rows) or f"<tr><td colspan={5 + len(columns)}>no pipelines</td></tr>"
+    return f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=5>
+<title>lhpipe</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em}}
+table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
+.num{{text-align:right}} .ok td:first-child{{color:#060}} .bad td:first-child{{color:#a00}}
+</style></head><body>
+<h1>lhpipe: {"ready" if ready else "not ready"}</h1>
+<p><a href=/readyz>/readyz</a> · <a href=/metrics>/metrics</a> · <a href=/healthz>/healthz</a></p>
+<table><tr><th>pipeline</th><th>state</th><th>source</th><th>targets</th><th>detail</th>{head}</tr>
+{body}
+</table></body></html>
+"""
+
+
+class _EngineServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the Supervisor owns SIGTERM and SIGINT and stops
+    the listener itself, after draining."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class HttpListener:
+    """Serves an :class:`EngineApp` on ``host:port`` from the running event loop.
+
+    :meth:`start` binds the socket first, so a port already in use raises :class:`OSError`
+    at once instead of ending the process from inside uvicorn; ``port=0`` picks a free port
+    (see :attr:`port`). uvicorn's logging configuration is left alone (the engine's own applies)
+    and its access log is off unless ``access_log``. :meth:`stop` gives open requests
+    ``graceful_timeout`` seconds to finish.
+    """
+
+    def __init__(
+        self,
+        app: EngineApp,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        access_log: bool = False,
+        graceful_timeout: int = 10,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._access_log = access_log
+        self._graceful_timeout = graceful_timeout
+        self._server: _EngineServer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind and start serving; returns once connections are accepted."""
+        sock = socket.create_server(
+            (self.host, self.port),
+            family=socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+        )
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            http="httptools",
+            loop="none",  # the engine's loop is already running
+            lifespan="off",
+            ws="none",
+            log_config=None,
+            access_log=self._access_log,
+            server_header=False,
+            timeout_graceful_shutdown=self._graceful_timeout,
+        )
+        server = _EngineServer(config)
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="http-listener")
+        while not server.started:
+            if self._task.done():
+                await self._task  # raises what stopped it
+                raise RuntimeError("the HTTP listener stopped while starting")
+            await asyncio.sleep(0.01)
+        log.info("HTTP listener on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting connections, let open requests finish, and return."""
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task
+        self._server = None
+        self._task = None

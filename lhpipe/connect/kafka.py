@@ -1,0 +1,536 @@
+"""Kafka for the engine: a consumer per pipeline in its own thread, one shared producer, admin.
+
+**Consumer** (:class:`KafkaSource`). librdkafka calls block, so each pipeline's consumer lives in
+a dedicated thread that fetches batches (``consume(num_messages=500)``) and hands each batch to
+the asyncio loop in one ``call_soon_threadsafe``: no per-record thread hop. Offsets are never
+committed automatically (``enable.auto.commit=false``, ``enable.auto.offset.store=false``): the
+runner decides what is done (:mod:`lhpipe.engine.commit`) and the thread commits it. When the
+runner has no room (its buffer of read records is full, or the pipeline is paused) the thread
+pauses its partitions and keeps polling, so the group membership and rebalance callbacks stay
+alive however long the pause lasts. A group that has no committed offset starts at the earliest
+record (``auto.offset.reset=earliest``): nothing written before the first start is skipped.
+
+On a revocation the thread asks the runner (on the loop) to drop the revoked partitions'
+records that have not started, waits a bounded time for the running ones, and commits what is
+done before the rebalance goes on.
+
+**Producer** (:class:`KafkaProducer`). One idempotent producer per process (``acks=all``,
+``enable.idempotence=true``) for dead letters and ``to topic``. ``produce`` enqueues without
+blocking and returns an awaitable; delivery reports are polled in a background thread and
+handed to the loop in batches.
+
+**Admin** (:func:`ensure_topics`). Dead-letter topics are created when missing, at start, with
+the broker's default partitions and replication: production brokers usually have topic
+auto-creation off, and a dead letter must never wait on a topic that does not exist.
+
+Extra librdkafka properties come from settings named ``LHPIPE_KAFKA_<PROPERTY>``, the property
+upper-cased with dots as underscores (``LHPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL``), applied to
+the consumer, the producer and the admin client alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from lhpipe.engine.errors import PermanentError, TransientError
+from lhpipe.engine.record import KafkaOrigin, Record
+from lhpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXTRA_PREFIX = "LHPIPE_KAFKA_"
+CONSUME_BATCH = 500
+POLL_SECONDS = 0.1
+# How long a revocation waits for the revoked partitions' running records before committing
+# what is done; the rest is redelivered to the new owner (at-least-once).
+REVOKE_WAIT_SECONDS = 10.0
+# A produce that Kafka has not acknowledged within this time fails as transient; the Delivery
+# policy retries it.
+PRODUCE_TIMEOUT_MS = 30_000
+
+TopicPartitionKey = tuple[str, int]
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka properties every client gets: bootstrap servers and the extra ones."""
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    names = {*settings.environ, *settings.file_values}
+    for name in sorted(names):
+        if name.startswith(EXTRA_PREFIX) and (value := settings.get(name)) is not None:
+            config[name[len(EXTRA_PREFIX) :].lower().replace("_", ".")] = value
+    return config
+
+
+# ---------------------------------------------------------------------------------------------
+# Producer
+# ---------------------------------------------------------------------------------------------
+
+# Delivery failures that say the record will never be accepted as it is.
+_PERMANENT_PRODUCE_ERRORS = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError._INVALID_ARG,
+    KafkaError.TOPIC_EXCEPTION,
+}
+
+
+def produce_error(
+    error: KafkaError | KafkaException, topic: str
+) -> TransientError | PermanentError:
+    """A librdkafka error on a produce, in the engine's error tree."""
+    kafka_error = error.args[0] if isinstance(error, KafkaException) else error
+    if not isinstance(kafka_error, KafkaError):
+        return TransientError(f"writing to {topic!r} failed: {error}", code="KAFKA")
+    code = f"KAFKA_{kafka_error.name().lstrip('_')}"
+    message = f"writing to {topic!r} failed: {kafka_error.str()}"
+    if kafka_error.code() in _PERMANENT_PRODUCE_ERRORS:
+        return PermanentError(message, code=code)
+    return TransientError(message, code=code)
+
+
+class KafkaProducer:
+    """The process's one idempotent producer; :meth:`produce` resolves when Kafka has the
+    record (``acks=all``) and raises :class:`TransientError` or :class:`PermanentError`."""
+
+    def __init__(self, settings: Settings, *, config: Mapping[str, Any] | None = None) -> None:
+        self._config: dict[str, Any] = {
+            **client_config(settings),
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": PRODUCE_TIMEOUT_MS,
+            "client.id": "lhpipe",
+            "error_cb": self._on_error,
+            "logger": logging.getLogger("lhpipe.kafka.producer"),
+            **(config or {}),
+        }
+        self._producer = Producer(self._config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reports: list[tuple[asyncio.Future[None], Exception | None]] = []
+        self._reports_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._connected = True
+
+    def _start_poller(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._poller = threading.Thread(
+            target=self._poll_reports, name="lhpipe-producer", daemon=True
+        )
+        self._poller.start()
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes | None]] = (),
+    ) -> None:
+        """Write one record and wait for Kafka's acknowledgement."""
+        if self._poller is None:
+            self._start_poller()
+        loop = self._loop
+        assert loop is not None
+        future: asyncio.Future[None] = loop.create_future()
+
+        def report(error: KafkaError | None, _message: Any) -> None:
+            failure = None if error is None else produce_error(error, topic)
+            if failure is None:
+                self._connected = True
+            with self._reports_lock:
+                self._reports.append((future, failure))
+
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=list(headers), on_delivery=report
+                )
+                break
+            except BufferError:
+                # The local queue is full: wait for deliveries to make room.
+                await asyncio.sleep(0.01)
+            except KafkaException as exc:
+                raise produce_error(exc, topic) from exc
+        await future
+
+    def _poll_reports(self) -> None:
+        while not self._closing.is_set():
+            self._producer.poll(POLL_SECONDS)
+            self._hand_over_reports()
+        self._hand_over_reports()
+
+    def _hand_over_reports(self) -> None:
+        with self._reports_lock:
+            if not self._reports:
+                return
+            batch, self._reports = self._reports, []
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_settle, batch)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._connected = False
+        log.warning("kafka producer: %s", error.str())
+
+    def connected(self) -> bool:
+        """False after librdkafka reported every broker down, until a record is delivered."""
+        return self._connected
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """Flush what is queued (bounded by ``timeout``) and stop the report thread."""
+        await asyncio.to_thread(self._producer.flush, timeout)
+        self._closing.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join, timeout)
+
+
+def _settle(batch: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
+    for future, failure in batch:
+        if future.done():
+            continue
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(failure)
+
+
+# ---------------------------------------------------------------------------------------------
+# Admin
+# ---------------------------------------------------------------------------------------------
+
+
+def ensure_topics(settings: Settings, topics: Iterable[str], timeout: float = 15.0) -> list[str]:
+    """Create the topics that do not exist (broker defaults for partitions and replication);
+    returns the ones created. Failures other than "already exists" are logged, not raised: a
+    broker that forbids creation may still have the topic made by its operators."""
+    wanted = sorted(set(topics))
+    if not wanted:
+        return []
+    config: dict[str, Any] = {
+        **client_config(settings),
+        "logger": logging.getLogger("lhpipe.kafka"),
+    }
+    admin = AdminClient(config)
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [t for t in wanted if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=-1, replication_factor=-1) for t in missing],
+        request_timeout=timeout,
+    )
+    created = []
+    for topic, future in futures.items():
+        try:
+            future.result(timeout)
+            created.append(topic)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            log.warning("could not create topic %r: %s", topic, exc)
+    return created
+
+
+# ---------------------------------------------------------------------------------------------
+# Consumer
+# ---------------------------------------------------------------------------------------------
+
+
+class RecordSink(Protocol):
+    """What a :class:`KafkaSource` feeds: the pipeline runner, on the event loop."""
+
+    def room(self) -> int:
+        """How many more records the runner takes now (read from the consumer thread)."""
+        ...
+
+    def on_assigned(self, partitions: list[TopicPartitionKey]) -> None:
+        """Partitions were assigned (called on the loop, before any of their records)."""
+        ...
+
+    def on_records(self, records: list[Record]) -> None:
+        """A batch of records in read order (called on the loop)."""
+        ...
+
+    async def on_revoked(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        """Partitions are being taken away: drop their waiting records, wait (bounded) for
+        their running ones, return the offsets to commit for them."""
+        ...
+
+    def on_committed(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Kafka accepted these offsets (called on the loop)."""
+        ...
+
+
+class KafkaSource:
+    """One pipeline's consumer: subscribes to ``topic`` as ``group``, in its own thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pipeline: str,
+        topic: str,
+        group: str,
+        sink: RecordSink,
+        batch_size: int = CONSUME_BATCH,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.topic = topic
+        self.group = group
+        self._sink = sink
+        self._batch_size = batch_size
+        self._config: dict[str, Any] = {
+            **client_config(settings),
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "client.id": f"lhpipe-{pipeline}",
+            # Smaller fetch buffers than librdkafka's default 64 MiB: many pipelines share one
+            # process, and the runner never holds more than a few batches anyway.
+            "queued.max.messages.kbytes": 8192,
+            # Notice a topic created after the start within seconds, not librdkafka's 5 min.
+            "topic.metadata.refresh.interval.ms": 10_000,
+            "error_cb": self._on_error,
+            "logger": logging.getLogger("lhpipe.kafka.consumer"),
+            **(config or {}),
+        }
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._stopped: asyncio.Future[None] | None = None
+        self._commits: queue.SimpleQueue[dict[TopicPartitionKey, int]] = queue.SimpleQueue()
+        self._final_offsets: Callable[[], dict[TopicPartitionKey, int]] | None = None
+        self._assigned: set[TopicPartitionKey] = set()
+        self._held = False  # partitions paused because the runner has no room
+        self.paused = False  # set by the runner: the pipeline is paused (a paused-class error)
+        self._connected = False
+        self.error: str | None = None
+        self.lag: dict[TopicPartitionKey, int] = {}
+
+    # -- control, from the loop --------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the consumer thread; records flow to the sink from now on."""
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._run, name=f"lhpipe-consumer-{self.pipeline}", daemon=True
+        )
+        self._thread.start()
+
+    def commit(self, offsets: dict[TopicPartitionKey, int]) -> None:
+        """Ask the thread to commit ``offsets`` (next offsets to read) at its next turn."""
+        if offsets:
+            self._commits.put(dict(offsets))
+
+    async def stop(self, final_offsets: Callable[[], dict[TopicPartitionKey, int]]) -> None:
+        """Stop fetching, commit ``final_offsets()`` (called on the loop, once the thread is
+        out of ``consume``), leave the group and end the thread."""
+        if self._thread is None or self._stopped is None:
+            return
+        self._final_offsets = final_offsets
+        self._stopping.set()
+        await self._stopped
+
+    def connected(self) -> bool:
+        """The consumer is running and a broker answers."""
+        return self._connected and self._thread is not None and self._thread.is_alive()
+
+    # -- the consumer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer: Consumer | None = None
+        try:
+            consumer = Consumer(self._config)
+            consumer.subscribe(
+                [self.topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self._connected = True
+            self._fetch_loop(consumer)
+            self._commit_final(consumer)
+        except Exception as exc:  # the thread must report, never die silently
+            log.exception("pipeline %s: the consumer stopped", self.pipeline)
+            self.error = f"consumer failed: {exc}"
+            self._connected = False
+        finally:
+            if consumer is not None:
+                try:
+                    consumer.close()
+                except Exception:
+                    log.exception("pipeline %s: closing the consumer failed", self.pipeline)
+            self._call_loop(self._settle_stopped)
+
+    def _fetch_loop(self, consumer: Consumer) -> None:
+        last_lag = 0.0
+        while not self._stopping.is_set():
+            self._commit_requested(consumer)
+            room = self._sink.room()
+            hold = self.paused or room <= 0
+            if hold != self._held and self._assigned:
+                partitions = [TopicPartition(t, p) for t, p in self._assigned]
+                if hold:
+                    consumer.pause(partitions)
+                else:
+                    consumer.resume(partitions)
+                self._held = hold
+            # While held, polling keeps the group membership and serves rebalances.
+            batch = consumer.consume(
+                num_messages=max(1, min(self._batch_size, room)), timeout=POLL_SECONDS
+            )
+            if batch:
+                records = self._records(batch)
+                if records:
+                    self._call_loop(self._sink.on_records, records)
+            now = time.monotonic()
+            if now - last_lag > 1.0:
+                last_lag = now
+                self._measure_lag(consumer)
+
+    def _records(self, batch: list[Any]) -> list[Record]:
+        records = []
+        for message in batch:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    self.error = f"topic {self.topic!r}: {error.str()}"
+                    log.warning("pipeline %s: %s", self.pipeline, self.error)
+                continue
+            timestamp_type, timestamp = message.timestamp()
+            records.append(
+                Record(
+                    origin=KafkaOrigin(message.topic(), message.partition(), message.offset()),
+                    key=message.key(),
+                    value=message.value(),
+                    headers=tuple(message.headers() or ()),
+                    timestamp_ms=timestamp if timestamp_type else None,
+                )
+            )
+        if records:
+            self.error = None
+            self._connected = True
+        return records
+
+    def _commit_requested(self, consumer: Consumer) -> None:
+        merged: dict[TopicPartitionKey, int] = {}
+        while True:
+            try:
+                merged.update(self._commits.get_nowait())
+            except queue.Empty:
+                break
+        # Only partitions still assigned: a request made before a revocation is stale.
+        self._commit(consumer, {tp: o for tp, o in merged.items() if tp in self._assigned})
+
+    def _commit(self, consumer: Consumer, offsets: dict[TopicPartitionKey, int]) -> None:
+        if not offsets:
+            return
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            # Not fatal: the offsets stay committable and are retried at the next turn.
+            log.warning("pipeline %s: commit failed: %s", self.pipeline, exc)
+            return
+        self._call_loop(self._sink.on_committed, offsets)
+
+    def _commit_final(self, consumer: Consumer) -> None:
+        final = self._final_offsets
+        if final is None:
+            return
+        offsets = self._from_loop(_as_coroutine(final), timeout=REVOKE_WAIT_SECONDS)
+        if offsets:
+            self._commit(consumer, {tp: o for tp, o in offsets.items() if tp in self._assigned})
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._assigned.update(keys)
+        self._connected = True
+        # The fetch loop decides afresh whether to hold, the new partitions included.
+        self._held = False
+        self._call_loop(self._sink.on_assigned, keys)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        offsets = self._from_loop(self._sink.on_revoked(keys), timeout=REVOKE_WAIT_SECONDS + 5)
+        self._commit(consumer, {tp: o for tp, o in (offsets or {}).items() if tp in keys})
+        self._assigned.difference_update(keys)
+        for tp in keys:
+            self.lag.pop(tp, None)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Lost, not revoked: another member may already own them, so nothing is committed.
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        self._from_loop(self._sink.on_revoked(keys), timeout=REVOKE_WAIT_SECONDS + 5)
+        self._assigned.difference_update(keys)
+
+    def _measure_lag(self, consumer: Consumer) -> None:
+        if not self._assigned:
+            return
+        partitions = [TopicPartition(t, p) for t, p in self._assigned]
+        try:
+            positions = consumer.position(partitions)
+        except KafkaException:
+            return
+        for tp in positions:
+            try:
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and tp.offset >= 0:
+                self.lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._connected = False
+            self.error = f"Kafka: {error.str()}"
+        log.warning("pipeline %s: kafka consumer: %s", self.pipeline, error.str())
+
+    # -- hand-offs to the loop ---------------------------------------------------------------
+
+    def _call_loop(self, callback: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _from_loop(self, coroutine: Any, timeout: float) -> Any:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            coroutine.close()
+            return None
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        try:
+            return future.result(timeout)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            future.cancel()
+            log.warning("pipeline %s: the runner did not answer in %.0f s", self.pipeline, timeout)
+            return None
+
+    def _settle_stopped(self) -> None:
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+
+async def _as_coroutine(
+    function: Callable[[], dict[TopicPartitionKey, int]],
+) -> dict[TopicPartitionKey, int]:
+    return function()

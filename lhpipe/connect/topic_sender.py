@@ -1,0 +1,70 @@
+"""``to topic``: one Kafka record per plan, through the process's shared producer.
+
+Serialisation of the plan's ``value``:
+
+- ``bytes`` are written as they are (forwarding a ``bytes`` source keeps it byte for byte);
+- ``None`` is written as a null value (a tombstone, for compacted topics);
+- anything else is JSON (:mod:`lhpipe.connect.jsonenc`).
+
+The key is UTF-8 text (no key when ``None``); headers are UTF-8 text. The call returns when the
+brokers acknowledged the record (``acks=all``, idempotent producer), and raises what the
+producer raises: :class:`~lhpipe.engine.errors.TransientError` for a broker timeout or an
+unreachable cluster, :class:`~lhpipe.engine.errors.PermanentError` for a record the broker will
+never take (too large, topic not authorised). A value with no JSON form is permanent too
+(code ``ENCODE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from lhpipe.connect.jsonenc import dumps
+from lhpipe.engine.plans import Plan, TopicPlan
+
+
+class RecordProducer(Protocol):
+    """The part of :class:`lhpipe.connect.kafka.KafkaProducer` the sender uses."""
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes | None]] = (),
+    ) -> None: ...
+
+    def connected(self) -> bool: ...
+
+
+def encode_value(value: object) -> bytes | None:
+    """A plan's value as Kafka record bytes (see the module docstring)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return dumps(value)
+
+
+class TopicSender:
+    """Sends :class:`~lhpipe.engine.plans.TopicPlan` records with a producer it shares with
+    the dead-letter writer; closing the sender leaves the producer to its owner."""
+
+    def __init__(self, producer: RecordProducer) -> None:
+        self._producer = producer
+
+    async def send(self, plan: Plan) -> None:
+        """Produce the record and return once the brokers have it."""
+        if not isinstance(plan, TopicPlan):
+            raise TypeError(f"the topic sender cannot send a {type(plan).__name__}")
+        await self._producer.produce(
+            plan.topic,
+            encode_value(plan.value),
+            None if plan.key is None else plan.key.encode("utf-8"),
+            [(name, text.encode("utf-8")) for name, text in plan.headers.items()],
+        )
+
+    async def close(self) -> None:
+        """Nothing of its own to release: the Supervisor flushes and closes the producer."""
+
+    def connected(self) -> bool:
+        """Whether the shared producer reaches a broker."""
+        return self._producer.connected()

@@ -87,6 +87,7 @@ def test_records_arrive_as_json_with_key_and_headers_in_order(stack: StackAddres
     assert headers1 is None
     assert isinstance(value2, bytes)
     assert json.loads(value2) == {"n": 2, "raw": "AQ=="}
+    assert key2 == b"customer-1"
     assert headers2 == [("origin", b"kyc")]
     assert third == (None, b"passed through", None)
     assert fourth == (b"gone", None, None)

@@ -80,6 +80,7 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP006", _E, "invalid literal (number, duration or size)"),
     CodeInfo("LHP007", _E, "invalid string interpolation"),
     CodeInfo("LHP008", _E, "missing `=` between a key and its value"),
+    CodeInfo("LHP009", _E, "invalid quoted key (empty, or with an interpolation)"),
     # --- names and declarations (owned by lhpipe.check) ---
     CodeInfo("LHP101", _E, "duplicate declaration name"),
     CodeInfo("LHP102", _E, "unknown name"),

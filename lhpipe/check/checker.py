@@ -825,7 +825,7 @@ class _Checker:
             if expr is not None:
                 self.exprs.check(expr, response_scope)
         if "headers" in found:
-            self._header_map(found["headers"], EMPTY_SCOPE)
+            self._header_map(found["headers"], EMPTY_SCOPE, http=True)
         return replace(info, url=url, every_ms=every)
 
     def _url(self, literal: ast.StringLit) -> str | None:
@@ -880,7 +880,7 @@ class _Checker:
             variables = {p.key.name: p.value for p in pairs}
         headers = None
         if "headers" in found:
-            headers = self._header_map(found["headers"], scope)
+            headers = self._header_map(found["headers"], scope, http=kind is ast.TargetKind.HTTP)
         return TargetInfo(kind, target, name, settings, variables, headers)
 
     def _target_arg(self, target: ast.Target, scope: Scope) -> str | None:
@@ -958,9 +958,20 @@ class _Checker:
                 "ids are letters, digits and inner hyphens: [A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?",
             )
 
-    def _header_map(self, entry: ast.Entry, scope: Scope) -> dict[str, ast.Expr]:
+    def _header_map(
+        self, entry: ast.Entry, scope: Scope, *, http: bool = False
+    ) -> dict[str, ast.Expr]:
+        """The headers of a map-form key; ``http`` headers must have valid HTTP names (Kafka
+        header names are any text)."""
         headers: dict[str, ast.Expr] = {}
         for pair in blocks.map_entries(entry, self.diagnostics) or []:
+            if http and not rules.valid_http_header(pair.key.name):
+                self.report(
+                    "LHP409",
+                    pair.key.span,
+                    f'"{pair.key.name}" is not a valid HTTP header name',
+                    "header names are letters, digits and ! # $ % & ' * + - . ^ _ ` | ~",
+                )
             typ = self.exprs.check(pair.value, scope, allow_env=True)
             if not (t.is_scalar(typ) or typ == t.NULL):
                 self.report(

@@ -7,6 +7,7 @@
 * A WfSpec or ExternalEventDef name follows LittleHorse's ``isValidLHName``:
   ``[a-z0-9]([-a-z0-9]*[a-z0-9])?`` (lower case, digits, inner hyphens).
 * A Kafka topic name is 1 to 249 of ``[A-Za-z0-9._-]``, and not ``.`` or ``..``.
+* An HTTP header name is a token of RFC 9110: letters, digits and ``!#$%&'*+-.^_`|~``.
 * A ``correlate`` key is any string (LittleHorse does not restrict correlation keys, and they
   are often e-mail addresses or order numbers), so it is not checked.
 
@@ -26,6 +27,7 @@ WF_RUN_ID: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?")
 LH_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TOPIC: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+HTTP_HEADER: Final = re.compile(r"[-!#$%&'*+.^_`|~A-Za-z0-9]+")
 
 
 def valid_wf_run_id(text: str, *, allow_parent: bool = False) -> bool:
@@ -42,6 +44,11 @@ def valid_lh_name(text: str) -> bool:
 def valid_topic(text: str) -> bool:
     """Whether ``text`` is a legal Kafka topic name."""
     return TOPIC.fullmatch(text) is not None and text not in (".", "..")
+
+
+def valid_http_header(text: str) -> bool:
+    """Whether ``text`` can be the name of an HTTP header."""
+    return HTTP_HEADER.fullmatch(text) is not None
 
 
 def template_fits(literal: ast.StringLit, inner: str, edge: str = "A-Za-z0-9") -> bool:

@@ -36,20 +36,21 @@ class ParseSession:
     previous: Token | None = None
 
     def token_span(self, token: Token) -> Span:
-        return Span(
-            self.path,
-            token.line or 1,
-            token.column or 1,
-            token.end_line or 1,
-            token.end_column or 1,
-        )
+        line, col = token.line or 1, token.column or 1
+        if token.end_line is None or token.end_column is None:
+            # lark's copy of a parser (error recovery tries tokens on one) copies tokens
+            # without their end; every token that reaches the builder is on one line.
+            return Span(self.path, line, col, line, col + len(token))
+        return Span(self.path, line, col, token.end_line, token.end_column)
 
     def report(self, code: str, span: Span, message: str, hint: str | None = None) -> None:
         """Record a diagnostic once: error recovery may build the same node more than once
         while it tries which tokens the parser accepts."""
-        diagnostic = make(code, span, message, hint)
-        if diagnostic not in self.diagnostics:
-            self.diagnostics.append(diagnostic)
+        where = (span.line, span.col)
+        for known in self.diagnostics:
+            if known.code == code and (known.span.line, known.span.col) == where:
+                return
+        self.diagnostics.append(make(code, span, message, hint))
 
 
 SESSION: ContextVar[ParseSession] = ContextVar("lhpipe_parse_session")
@@ -260,8 +261,33 @@ class AstBuilder(Transformer[Token, Any]):
 
     # --- expressions ---------------------------------------------------------------------------
 
+    def _unterminated(self, span: Span) -> bool:
+        """Whether the string at ``span`` is the empty stand-in for an unterminated string
+        (already reported)."""
+        return any(
+            d.code == "LHP004" and (d.span.line, d.span.col) == (span.line, span.col)
+            for d in self._s.diagnostics
+        )
+
     def ident(self, c: list[_Item]) -> ast.Ident:
         return ast.Ident(str(c[0]), self._s.token_span(c[0]))
+
+    def key(self, c: list[_Item]) -> ast.Ident:
+        token: Token = c[0]
+        if token.type == "NAME":
+            return ast.Ident(str(token), self._s.token_span(token))
+        # A quoted key is its decoded text; the span keeps the quotes.
+        literal = self.string(c)
+        if not literal.is_plain:
+            self._s.report(
+                "LHP009",
+                literal.span,
+                "a key cannot hold an interpolation",
+                "a key is fixed text; compute values, not keys",
+            )
+        elif not literal.text and not self._unterminated(literal.span):
+            self._s.report("LHP009", literal.span, "a key cannot be empty")
+        return ast.Ident(literal.text, literal.span)
 
     def name(self, c: list[_Item]) -> ast.Name:
         return ast.Name(str(c[0]), self._s.token_span(c[0]))

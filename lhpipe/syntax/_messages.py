@@ -58,6 +58,7 @@ _TARGETS = frozenset({"RUN_WF", "POST_EVENT", "CORRELATE", "TO"})
 _SOURCE_KINDS = frozenset({"TOPIC", "WEBHOOK", "LH_OUTPUT", "POLL", "CONNECTOR"})
 _TO_KINDS = frozenset({"TOPIC", "HTTP", "FILE", "LOG"})
 _TYPE_START = frozenset({"NAME", "LSQB", "MAP"})
+_KEY_START = frozenset({"NAME", "STRING"})
 
 _GROUPS: tuple[tuple[frozenset[str], str], ...] = (
     (
@@ -118,6 +119,10 @@ def expected_phrase(expected: Iterable[str]) -> str:
     if {"STRING", "NUMBER", "NAME", "LSQB"} <= remaining:
         phrases.append("a value")
         remaining -= _VALUE_START
+    if remaining >= _KEY_START:
+        # Only the start of a block or object entry takes a name or a string but no other value.
+        phrases.append("a key")
+        remaining -= _KEY_START
     if remaining >= _TYPE_START:
         phrases.append("a type")
         remaining -= _TYPE_START
@@ -144,7 +149,7 @@ def describe_error(token: Token, expected: frozenset[str], previous: Token | Non
     found = token_word(token)
     after = f" after `{previous}`" if previous is not None and previous.type != "STRING" else ""
 
-    if "EQ" in expected and previous is not None and previous.type == "NAME":
+    if "EQ" in expected and previous is not None and previous.type in ("NAME", "STRING"):
         # After a key: `path "/x"` is the common slip of a forgotten `=`.
         wanted = "`=` or `{`" if "LBRACE" in expected else "`=`"
         if token.type in _VALUE_START and token.type != "LBRACE":

@@ -15,7 +15,8 @@ The layout, in full:
   comma, object entries take none). Other expressions are always one line.
 - Operators are surrounded by single spaces; parentheses are exactly those precedence needs.
 - Strings are re-escaped canonically (:func:`lhpipe.syntax._literals.escape_text`); numbers,
-  durations and sizes are written as they were.
+  durations and sizes are written as they were. A key is written bare when it is a name and
+  quoted otherwise (``"tasks.max" = 1``), however it was written.
 - Comments stay where they were written, in their own style (``//`` or ``#``): a comment on a
   line of its own stays on a line of its own before the same code; a comment after code stays
   at the end of that code's line, two spaces after it. A comment written inside an expression
@@ -28,6 +29,7 @@ other spans.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,6 +59,9 @@ _PRECEDENCE: dict[ast.BinaryOp, int] = {
 }
 _NOT, _NEG, _POSTFIX, _ATOM = 3, 8, 9, 10
 _NUMBERS = (ast.IntLit, ast.FloatLit, ast.DurationLit, ast.SizeLit)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# In a test's body `expect` starts an expectation, so a key of that name is written quoted.
+_TEST_KEYWORDS = frozenset({"expect"})
 
 
 def _precedence(expr: ast.Expr) -> int:
@@ -119,9 +124,18 @@ def format_expr(expr: ast.Expr) -> str:
     if isinstance(expr, ast.ObjectLit):
         if not expr.entries:
             return "{}"
-        entries = ", ".join(f"{e.key.name} = {format_expr(e.value)}" for e in expr.entries)
+        entries = ", ".join(f"{format_key(e.key)} = {format_expr(e.value)}" for e in expr.entries)
         return f"{{ {entries} }}"
     return f"{expr.tag.name} {_inline_block(expr.block)}"
+
+
+def format_key(key: ast.Ident, keywords: frozenset[str] = frozenset()) -> str:
+    """A block or object key: bare when it is a name, quoted otherwise (``"tasks.max"``), and
+    quoted when it is one of ``keywords``, the words that would start something else where
+    the key stands (``expect`` in a test)."""
+    if _NAME.fullmatch(key.name) and key.name not in keywords:
+        return key.name
+    return f'"{escape_text(key.name)}"'
 
 
 def _format_string(string: ast.StringLit) -> str:
@@ -140,8 +154,8 @@ def _inline_block(block: ast.Block) -> str:
 
 def _inline_entry(entry: ast.Entry) -> str:
     if isinstance(entry, ast.Setting):
-        return f"{entry.key.name} = {format_expr(entry.value)}"
-    return f"{entry.key.name} {_inline_block(entry.block)}"
+        return f"{format_key(entry.key)} = {format_expr(entry.value)}"
+    return f"{format_key(entry.key)} {_inline_block(entry.block)}"
 
 
 def format_type(type_: ast.TypeExpr) -> str:
@@ -297,7 +311,7 @@ class _Writer:
                 if isinstance(item, ast.Expect):
                     self._expect(item, 1)
                 else:
-                    self._entry(item, 1)
+                    self._entry(item, 1, in_test=True)
             self.close_block(decl.span, 0)
         self.after_declaration = True
 
@@ -398,12 +412,13 @@ class _Writer:
         for entry in entries:
             self._entry(entry, depth)
 
-    def _entry(self, entry: ast.Entry, depth: int) -> None:
+    def _entry(self, entry: ast.Entry, depth: int, in_test: bool = False) -> None:
+        key = format_key(entry.key, _TEST_KEYWORDS if in_test else frozenset())
         if isinstance(entry, ast.NestedBlock):
-            self._headed_block(entry.key.name, entry.block, entry.span, depth)
+            self._headed_block(key, entry.block, entry.span, depth)
         else:
             self.comments_before(_start(entry.span), depth)
-            self._value_line(f"{entry.key.name} = ", entry.value, entry.span, depth)
+            self._value_line(f"{key} = ", entry.value, entry.span, depth)
 
     def _value_line(self, prefix: str, value: ast.Expr, span: Span, depth: int) -> None:
         """``prefix`` (``key = ``, ``let x = ``) and a value that may need several lines."""
@@ -429,7 +444,10 @@ class _Writer:
             for object_entry in value.entries:
                 self.comments_before(_start(object_entry.span), depth + 1)
                 self._value_line(
-                    f"{object_entry.key.name} = ", object_entry.value, object_entry.span, depth + 1
+                    f"{format_key(object_entry.key)} = ",
+                    object_entry.value,
+                    object_entry.span,
+                    depth + 1,
                 )
         self.comments_before(_closing(value.span), depth + 1)
         self.block_start = False

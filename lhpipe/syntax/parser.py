@@ -304,6 +304,7 @@ class _Recovery:
     def _replace_with_empty_string(self, error: UnexpectedCharacters, pos: int, end: int) -> None:
         """Continue as if the unterminated string had been closed at the end of its line."""
         from lark import Token
+        from lark.exceptions import UnexpectedToken
 
         parser = error.interactive_parser
         if (
@@ -312,7 +313,14 @@ class _Recovery:
         ):
             line, col = error.line, error.column
             placeholder = Token("STRING", '""', pos, line, col, line, col + (end - pos), end)
-            parser.feed_token(placeholder)
+            # The table's lookahead sets are merged between similar states: a string may be
+            # listed where it still cannot follow (`webhook w"`), so try it on a copy first.
+            try:
+                parser.copy().feed_token(placeholder)  # type: ignore[no-untyped-call]
+            except UnexpectedToken:
+                pass
+            else:
+                parser.feed_token(placeholder)
         _move_lexer(parser, self.text, end)
 
     # --- tokens --------------------------------------------------------------------------------

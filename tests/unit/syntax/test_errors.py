@@ -107,3 +107,26 @@ def test_parse_never_raises_on_odd_input() -> None:
         result = parse(text, "e.lhp")
         assert result.file is not None
         assert all(not d.message.startswith("internal") for d in result.diagnostics)
+
+
+def test_unterminated_string_where_no_string_can_stand_is_reported_and_parsing_goes_on() -> None:
+    result = parse(
+        'webhook w"\n  auth = none\n}\n\npipeline p { from topic "t" to log }\n', "e.lhp"
+    )
+    assert _errors('webhook w"\n  auth = none\n}\n') == [
+        ("LHP004", 1, 10, 'unterminated string: expected `"` before the end of the line'),
+        ("LHP001", 2, 3, "unexpected `auth`: expected `{` after `w`"),
+    ]
+    assert result.file is not None
+    assert [d.span.line for d in result.file.decls] == [5]
+
+
+def test_quoted_keys_missing_equals_and_unterminated() -> None:
+    assert _errors('connector c { config { "tasks.max" 1 } }\n') == [
+        ("LHP008", 1, 36, 'missing `=` after `"tasks.max"`'),
+    ]
+    # The unterminated key is one error, not also an empty key.
+    assert [e[0] for e in _errors('connector c {\n  config { "tasks.max = 1 }\n}\n')][:1] == [
+        "LHP004"
+    ]
+    assert "LHP009" not in [e[0] for e in _errors('connector c {\n  config { "a = 1\n}\n')]

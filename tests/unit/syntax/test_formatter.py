@@ -165,6 +165,7 @@ def test_long_objects_and_lists_break_one_item_per_line() -> None:
         ("x in [1,2,]", "x in [1, 2]"),
         ("f( a ,b )", "f(a, b)"),
         ("{a=1 b={}}", "{ a = 1, b = {} }"),
+        ('{"a"=1 "b-c"=2 "d\\"e"=3}', '{ a = 1, "b-c" = 2, "d\\"e" = 3 }'),
         ('"q\\"\\\\\\t\\u{41}\\u{1}"', '"q\\"\\\\\\tA\\u{1}"'),
         ('"${ lower( value.name ) }!"', '"${lower(value.name)}!"'),
         ('"\\${not interpolated}"', '"\\${not interpolated}"'),
@@ -189,3 +190,39 @@ def _let_value(expr: str) -> ast.Expr:
 def test_empty_file_formats_to_empty_text() -> None:
     assert fmt("\n\n  \n") == ""
     assert fmt("// only a comment\n\n\n") == "// only a comment\n"
+
+
+def test_keys_are_bare_when_they_are_names_and_quoted_otherwise() -> None:
+    text = (
+        'webhook w { "path" = "/w"  auth = none  "topic" = "w" }\n'
+        "connector c {\n"
+        '  class = "x.Y"  topic = "c"\n'
+        '  config { "tasks.max" = 1  "weird\\u{41}\\tkey" = 2  "2fast" = 3  _ok = 4 }\n'
+        "}\n"
+    )
+    assert fmt(text) == (
+        "webhook w {\n"
+        '  path = "/w"\n'
+        "  auth = none\n"
+        '  topic = "w"\n'
+        "}\n"
+        "\n"
+        "connector c {\n"
+        '  class = "x.Y"\n'
+        '  topic = "c"\n'
+        "  config {\n"
+        '    "tasks.max" = 1\n'
+        '    "weirdA\\tkey" = 2\n'
+        '    "2fast" = 3\n'
+        "    _ok = 4\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def test_a_test_key_named_expect_stays_quoted_where_a_bare_one_would_start_an_expect() -> None:
+    text = 'test "t" {\n  "expect" = 1\n  given { expect = 2 }\n  expect nothing\n}\n'
+    assert fmt(text) == text
+    test = _file(text).decls[0]
+    assert isinstance(test, ast.TestDecl)
+    assert [i.key.name for i in test.items if not isinstance(i, ast.Expect)] == ["expect", "given"]

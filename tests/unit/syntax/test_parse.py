@@ -276,3 +276,21 @@ def test_both_comment_styles_are_kept_with_spans_and_strings_may_contain_markers
 def test_span_file_is_the_path_argument() -> None:
     file = _clean("schema A { a: int }", "dir/a.lhp")
     assert file.decls[0].span == Span("dir/a.lhp", 1, 1, 1, 20)
+
+
+def test_a_quoted_key_is_an_ident_holding_its_text_with_a_span_over_the_quotes() -> None:
+    text = 'connector c {\n  config { "tasks.max" = 1  "a\\u{2D}b" { x = 1 } }\n}\n'
+    decl = _clean(text).decls[0]
+    assert isinstance(decl, ast.ConnectorDecl)
+    config = decl.body.entries[0]
+    assert isinstance(config, ast.NestedBlock)
+    first, second = config.block.entries
+    assert first.key == ast.Ident("tasks.max", Span("t.lhp", 2, 12, 2, 23))
+    assert isinstance(second, ast.NestedBlock)
+    assert second.key == ast.Ident("a-b", Span("t.lhp", 2, 29, 2, 39))
+
+
+def test_quoted_keys_in_object_literals() -> None:
+    value = _value('{ "order-id" = 1, "X-Api-Key" = "k" }')
+    assert isinstance(value, ast.ObjectLit)
+    assert [e.key.name for e in value.entries] == ["order-id", "X-Api-Key"]

@@ -97,6 +97,10 @@ def _run(ns: argparse.Namespace) -> int:
         from lhpipe.commands.graph import run_graph
 
         return run_graph(paths, output_format=ns.format, output=ns.output)
+    if ns.command == "test":
+        from lhpipe.commands.test import run_test
+
+        return run_test(paths)
     # test and run: registered with their flags so that scripts can be written against them.
     print(NOT_BUILT_YET.format(command=ns.command), file=sys.stderr)
     return 2

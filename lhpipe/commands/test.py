@@ -1,0 +1,51 @@
+"""`lhpipe test`: load and check the files, run their ``test`` blocks, report pytest-style.
+
+Exit codes (cli.md): 0 when every test passes (or there is none), 1 when a test fails or the
+files have errors (printed as `lhpipe lint` prints them), 2 for a missing or unreadable path.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from lhpipe.commands.formats import LintReport, formatter, wants_color
+from lhpipe.commands.lint import describe_os_error
+from lhpipe.commands.outcome import ExitCode
+
+
+def run_test(
+    paths: Sequence[str],
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the tests of ``paths`` and return the exit code."""
+    from lhpipe.check.load import load
+
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        loaded = load(paths)
+    except OSError as exc:
+        print(f"lhpipe test: {describe_os_error(exc)}", file=err)
+        return ExitCode.USAGE
+    except UnicodeDecodeError as exc:
+        print(f"lhpipe test: a file is not UTF-8 text: {exc}", file=err)
+        return ExitCode.USAGE
+    color = wants_color(out)
+    if loaded.program is None:
+        render = formatter("text", color=color)
+        out.write(render(LintReport(loaded.diagnostics, loaded.sources, len(loaded.sources))))
+        print("lhpipe test: the files have errors; no test was run", file=err)
+        return ExitCode.FINDINGS
+    if not loaded.program.tests:
+        print(f"lhpipe test: no `test` blocks found in {', '.join(paths)}", file=err)
+
+    from lhpipe.engine.testing import format_report, run_tests
+
+    outcomes = run_tests(loaded.program)
+    out.write(format_report(outcomes, color=color))
+    out.flush()
+    return ExitCode.OK if all(o.passed for o in outcomes) else ExitCode.FINDINGS

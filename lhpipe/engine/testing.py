@@ -1,0 +1,388 @@
+"""`lhpipe test`: run the ``test`` blocks of a program with the engine's own code.
+
+Each test builds the record its ``given`` block describes, runs it through the same path a
+Kafka record takes (decode, :func:`~lhpipe.engine.steps.initial_env`, the ``where``/``let``
+steps, every target's planner) and compares the plans with its ``expect`` blocks. Nothing is
+sent: the planners say what the targets would send.
+
+* The given ``value`` is evaluated, then encoded as the source would receive it (JSON text for
+  ``json``, UTF-8 for ``string``, the registry wire format for an inline or ``.avsc`` schema,
+  whose Avro writer fills in defaults) and decoded again by the source's
+  :class:`~lhpipe.engine.decode.Decoder`. A schema ``from registry`` and a direct-mode webhook
+  (whose body arrives as JSON in a request, not from Kafka) take the value as it is.
+* The record comes from partition 0, offset 0 of the source's topic (``lh_output`` and
+  sources without a topic use the source kind as the topic name), with the current time as
+  its timestamp; a direct-mode webhook delivery has the webhook id ``test``.
+* ``expect TARGET { ... }`` compares only the settings it writes, each as a whole value: a
+  record or map (``variables``, ``content``...) must have exactly the fields written, and
+  differences are listed field by field. ``expect nothing`` passes when a ``where`` drops the
+  record. Any error on the way (decoding, an expression, a bad id) fails the test.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo
+from lhpipe.engine.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
+from lhpipe.engine.errors import DeliveryError
+from lhpipe.engine.evaluate import compile_expr, describe, json_text, render_text, values_equal
+from lhpipe.engine.planners import compile_planner
+from lhpipe.engine.plans import Plan
+from lhpipe.engine.record import KafkaOrigin, Origin, Record, WebhookOrigin
+from lhpipe.engine.steps import compile_steps, initial_env
+from lhpipe.syntax import ast
+
+__test__ = False  # not a pytest module, despite its name
+
+#: The schema id test records carry in the wire format (never looked up).
+TEST_SCHEMA_ID = 1
+
+_KIND_WORDS = {
+    ast.TargetKind.RUN_WF: "run_wf",
+    ast.TargetKind.POST_EVENT: "post_event",
+    ast.TargetKind.CORRELATE: "correlate",
+    ast.TargetKind.TOPIC: "to topic",
+    ast.TargetKind.HTTP: "to http",
+    ast.TargetKind.FILE: "to file",
+    ast.TargetKind.LOG: "to log",
+}
+
+#: For each target kind: the settings an ``expect`` block may write -> the plan's field.
+_PLAN_FIELDS: Mapping[ast.TargetKind, Mapping[str, str]] = {
+    ast.TargetKind.RUN_WF: {
+        "id": "wf_run_id",
+        "variables": "variables",
+        "major_version": "major_version",
+        "revision": "revision",
+        "parent": "parent_wf_run_id",
+    },
+    ast.TargetKind.POST_EVENT: {
+        "wf_run_id": "wf_run_id",
+        "guid": "guid",
+        "content": "content",
+        "thread_run_number": "thread_run_number",
+        "node_run_position": "node_run_position",
+    },
+    ast.TargetKind.CORRELATE: {"key": "key", "content": "content"},
+    ast.TargetKind.TOPIC: {"key": "key", "value": "value", "headers": "headers"},
+    ast.TargetKind.HTTP: {"method": "method", "body": "body", "headers": "headers"},
+    ast.TargetKind.FILE: {"value": "line"},
+    ast.TargetKind.LOG: {"value": "value"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TestOutcome:
+    """One test's result: ``problems`` is empty when it passed; ``location`` is
+    ``file:line`` of the test."""
+
+    title: str
+    location: str
+    problems: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def run_tests(program: Program) -> list[TestOutcome]:
+    """Run every test of ``program``, in declaration order."""
+    return [run_test(test, program) for test in program.tests.values()]
+
+
+def run_test(test: TestInfo, program: Program) -> TestOutcome:
+    """Run one test."""
+    span = test.decl.span
+    location = f"{span.file}:{span.line}"
+    pipeline = program.pipelines[test.pipeline]
+    try:
+        problems = _Run(test, pipeline, program).problems()
+    except _GivenError as exc:
+        problems = [f"the given record cannot be built: {exc}"]
+    except DeliveryError as exc:
+        # What the running pipeline would do with this record instead of sending it.
+        problems = [f"{exc.error_class} error ({exc.code}): {exc.message}"]
+    return TestOutcome(test.title, location, tuple(problems))
+
+
+def format_report(outcomes: list[TestOutcome], *, color: bool = False) -> str:
+    """A line per test (``PASS title`` / ``FAIL title``, each failure's problems indented
+    under it), then ``N passed, N failed`` alone on the last line."""
+    green, red, reset = ("\033[32m", "\033[31m", "\033[0m") if color else ("", "", "")
+    lines: list[str] = []
+    for outcome in outcomes:
+        if outcome.passed:
+            lines.append(f"{green}PASS{reset} {outcome.title}")
+            continue
+        lines.append(f"{red}FAIL{reset} {outcome.title}  ({outcome.location})")
+        lines.extend(f"    {problem}" for problem in outcome.problems)
+    passed = sum(1 for o in outcomes if o.passed)
+    if lines:
+        lines.append("")
+    lines.append(f"{passed} passed, {len(outcomes) - passed} failed")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# One test
+# ---------------------------------------------------------------------------------------------
+
+
+class _Run:
+    def __init__(self, test: TestInfo, pipeline: PipelineInfo, program: Program) -> None:
+        self.test = test
+        self.pipeline = pipeline
+        self.program = program
+
+    def given(self, name: str) -> Any:
+        expr = self.test.given.get(name)
+        return None if expr is None else compile_expr(expr, self.program)({})
+
+    def problems(self) -> list[str]:
+        record, key, value = self._record()
+        env = initial_env(record, key, value, self.pipeline)
+        dropped_by = compile_steps(self.pipeline, self.program).dropped_by(env)
+        expects = self.test.expects
+        if dropped_by is not None:
+            if not expects:
+                return []
+            from lhpipe.syntax.formatter import format_expr
+
+            return [f"the record was dropped by `where {format_expr(dropped_by.condition)}`"]
+        plans = [
+            (target, compile_planner(target, self.pipeline, self.program)(env, record))
+            for target in self.pipeline.targets
+        ]
+        if not expects:
+            would = ", ".join(_describe_plan(t.kind, t.name) for t, _ in plans)
+            return [f"expected nothing, but the record was kept: it would go to {would}"]
+        problems: list[str] = []
+        for expect in expects:
+            problems.extend(self._compare(expect, plans))
+        return problems
+
+    # --- the record -----------------------------------------------------------------------
+
+    def _record(self) -> tuple[Record, Any, Any]:
+        source = self.pipeline.source
+        key = self.given("key")
+        value = self.given("value")
+        headers = tuple(
+            (name.removeprefix("headers."), _header_bytes(self.given(name)))
+            for name in self.test.given
+            if name.startswith("headers.")
+        )
+        decoder = Decoder(source, self.program)
+        direct = self._direct(source)
+        raw_key = None if key is None else _encode_key(key, source.key)
+        origin: Origin
+        if direct:
+            origin = WebhookOrigin(source.webhook or self.pipeline.name, "test")
+        else:
+            origin = KafkaOrigin(source.topic or source.kind.value, 0, 0)
+        encode = self._value_encoder(source, decoder, direct)
+        raw_value = None if encode is None or value is None else encode(value)
+        record = Record(
+            origin=origin,
+            key=raw_key,
+            value=raw_value,
+            headers=headers,
+            timestamp_ms=int(datetime.now(UTC).timestamp() * 1000),
+        )
+        if not direct:
+            key = decoder.decode_key(raw_key)
+        if encode is not None:
+            value = decoder.decode_value(raw_value, decoder.reader_schema)
+        return record, key, value
+
+    def _direct(self, source: SourceInfo) -> bool:
+        if source.kind is not ast.SourceKind.WEBHOOK or source.webhook is None:
+            return False
+        webhook = self.program.webhooks.get(source.webhook)
+        return webhook is not None and webhook.direct
+
+    def _value_encoder(
+        self, source: SourceInfo, decoder: Decoder, direct: bool
+    ) -> Callable[[Any], bytes] | None:
+        """How the source would have received the value; ``None``: it is taken as is."""
+        if direct:
+            return None
+        if source.value == "json":
+            return lambda value: json_text(value).encode("utf-8")
+        if source.value in ("string", "bytes"):
+            return _text_bytes
+        if decoder.reader_schema is None:
+            return None  # a registry schema: not known offline
+        return _AvroEncoder(decoder.reader_schema, source.value)
+
+    # --- comparing ------------------------------------------------------------------------
+
+    def _compare(self, expect: ast.Target, plans: list[tuple[Any, Plan]]) -> list[str]:
+        wanted = expect.arg.text if expect.arg is not None else None
+        label = _describe_plan(expect.kind, wanted)
+        plan = _find_plan(expect, wanted, plans)
+        if plan is None:
+            return [f"{label}: the pipeline has no such target"]
+        fields = _PLAN_FIELDS[expect.kind]
+        problems: list[str] = []
+        for entry in expect.block.entries if expect.block is not None else ():
+            expected = self._expected(entry)
+            actual = getattr(plan, fields[entry.key.name])
+            if entry.key.name == "headers" and isinstance(expected, dict):
+                # Headers are text on the wire: `n = 3` means the text "3".
+                expected = {k: render_text(v) if v is not None else v for k, v in expected.items()}
+            differences: list[str] = []
+            _diff(entry.key.name, expected, actual, differences)
+            problems.extend(f"{label}: {d}" for d in differences)
+        return problems
+
+    def _expected(self, entry: ast.Entry) -> Any:
+        if isinstance(entry, ast.NestedBlock):
+            return {
+                inner.key.name: compile_expr(inner.value, self.program)({})
+                for inner in entry.block.entries
+                if isinstance(inner, ast.Setting)
+            }
+        return compile_expr(entry.value, self.program)({})
+
+
+def _find_plan(
+    expect: ast.Target, wanted: str | None, plans: list[tuple[Any, Plan]]
+) -> Plan | None:
+    for target, plan in plans:
+        if target.kind is not expect.kind:
+            continue
+        if wanted is None or target.name == wanted or getattr(plan, "url", None) == wanted:
+            return plan
+    return None
+
+
+def _describe_plan(kind: ast.TargetKind, name: str | None) -> str:
+    words = _KIND_WORDS[kind]
+    return f'{words} "{name}"' if name is not None else words
+
+
+def _text_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise _GivenError(f"the given value is {describe(value)}: the source reads text or bytes")
+
+
+def _header_bytes(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    text = render_text(value)
+    if text is None:
+        raise _GivenError(f"a given header is {describe(value)}, not text")
+    return text.encode("utf-8")
+
+
+def _encode_key(key: Any, key_format: str) -> bytes:
+    if key_format == "json":
+        return json_text(key).encode("utf-8")
+    return _text_bytes(key)
+
+
+class _GivenError(Exception):
+    """A ``given`` block that cannot become a record of its source."""
+
+
+class _AvroEncoder:
+    """Writes a value in the registry wire format with the pipeline's schema."""
+
+    def __init__(self, schema: Any, name: str) -> None:
+        self.schema = schema
+        self.name = name
+        self.convert = avro_writer_converter(schema)
+
+    def __call__(self, value: Any) -> bytes:
+        import fastavro
+
+        if self.convert is not None:
+            value = self.convert(value)
+        out = io.BytesIO()
+        out.write(b"\x00" + TEST_SCHEMA_ID.to_bytes(WIRE_HEADER_SIZE - 1, "big"))
+        try:
+            fastavro.schemaless_writer(out, self.schema, value)
+        except Exception as exc:  # fastavro raises several kinds for a value that does not fit
+            raise _GivenError(f"the given value does not fit schema `{self.name}`: {exc}") from exc
+        return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Differences
+# ---------------------------------------------------------------------------------------------
+
+
+def _diff(path: str, expected: Any, actual: Any, out: list[str]) -> None:
+    """Append to ``out`` one line per difference between ``expected`` and ``actual``."""
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        for name, wanted in expected.items():
+            if name not in actual:
+                out.append(f"{path}.{name}: expected {show(wanted)} but it is not set")
+            else:
+                _diff(f"{path}.{name}", wanted, actual[name], out)
+        for name, got in actual.items():
+            if name not in expected:
+                out.append(f"{path}.{name}: not expected, but got {show(got)}")
+        return
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for index, (wanted, got) in enumerate(zip(expected, actual, strict=True)):
+            _diff(f"{path}[{index}]", wanted, got, out)
+        return
+    if not _same(expected, actual):
+        out.append(f"{path}: expected {show(expected)} but got {show(actual)}")
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if values_equal(expected, actual):
+        return True
+    # A test cannot write a timestamp or bytes literal: it writes their text.
+    if isinstance(actual, datetime) and isinstance(expected, str):
+        try:
+            parsed = datetime.fromisoformat(expected)
+        except ValueError:
+            return False
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed == actual
+    if isinstance(actual, bytes) and isinstance(expected, str):
+        return actual == expected.encode("utf-8")
+    return False
+
+
+def show(value: Any) -> str:
+    """A value as `.lhp` source would write it: ``"text"``, ``42``, ``true``, ``null``,
+    ``[1, 2]``, ``{ a = 1, b = "x" }``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{k} = {show(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, bytes):
+        return f"bytes {_quote(value.decode('utf-8', errors='replace'))}"
+    text = render_text(value)
+    return _quote(text if text is not None else repr(value))
+
+
+def _quote(text: str) -> str:
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    )
+    return f'"{escaped}"'

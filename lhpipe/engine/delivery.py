@@ -193,6 +193,11 @@ class Delivery:
                     delay = backoff_delay(
                         transient_retries, self._backoff, MAX_BACKOFF_SECONDS, self._rng
                     )
+                    # A server that says when to come back (HTTP Retry-After) is believed,
+                    # within the backoff's cap.
+                    hint = getattr(error, "retry_after", None)
+                    if isinstance(hint, int | float) and hint > delay:
+                        delay = min(float(hint), MAX_BACKOFF_SECONDS)
                     transient_retries += 1
                 else:
                     raise RecordFailed(Failure(error, self.target, attempts, first_ms, now_ms()))

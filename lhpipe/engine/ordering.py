@@ -104,6 +104,14 @@ class KeyOrderedScheduler(Generic[T]):
         self._check_idle()
         return removed
 
+    def cancel(self) -> None:
+        """Abandon everything: drop queued items and cancel the running ones (a drain whose
+        deadline passed; the abandoned records are redelivered later)."""
+        self._ready.clear()
+        self._chains.clear()
+        for task in list(self._workers):
+            task.cancel()
+
     async def wait_idle(self) -> None:
         """Return once nothing is running or queued."""
         await self._idle.wait()

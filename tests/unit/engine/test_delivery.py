@@ -282,3 +282,12 @@ def test_without_a_dead_letter_topic_the_policy_decides(permanent: str, expected
     outcome, why = asyncio.run(_policy(None, permanent).handle(RECORD, FAILURE))
     assert outcome == expected
     assert why is FAILURE
+
+
+def test_a_retry_after_hint_from_the_server_lengthens_the_delay() -> None:
+    error = TransientError("busy", code="HTTP_429")
+    error.retry_after = 7.0  # type: ignore[attr-defined]
+    sender = ScriptedSender(error)
+    delivery, _, sleeps = _delivery(sender)
+    asyncio.run(delivery.deliver(PLAN))
+    assert sleeps.delays == [7.0]

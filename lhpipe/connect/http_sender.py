@@ -119,9 +119,8 @@ class HttpSender:
             await self._client.aclose()
 
     def connected(self) -> bool:
-        """True until closed: HTTP keeps no standing connection to be down. An unreachable
-        endpoint shows as transient failures and retries in the metrics rather than as an
-        unready process, so probes do not take lhpipe out of service because a partner is."""
+        """True until closed: HTTP keeps no standing connection that could be down; whether
+        an endpoint answers shows per record, as transient failures and retries."""
         return not self._closed
 
 

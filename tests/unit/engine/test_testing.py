@@ -1,0 +1,190 @@
+"""`lhpipe test`: the report a user reads, its exit codes, and the record path a test takes."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lhpipe.cli import main
+from lhpipe.commands.test import run_test
+
+ROOT = Path(__file__).resolve().parents[3]
+DATA = ROOT / "tests" / "data" / "engine"
+
+
+def run(paths: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = run_test(paths, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_text(tmp_path: Path, text: str) -> tuple[int, str, str]:
+    path = tmp_path / "t.lhp"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return run([str(path)])
+
+
+def test_examples_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, _ = run(["pipelines/"])
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[-1] == "6 passed, 0 failed"
+    assert all(line.startswith("PASS ") for line in lines[:-2])
+    assert "PASS settled payments complete their order" in lines  # the Avro (.avsc) path
+
+
+def test_cli_runs_the_test_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    assert main(["test"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "6 passed, 0 failed"
+
+
+def test_wrong_expectations_fail_with_a_diff_per_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    code, out, _ = run(["tests/data/engine/wrong_expectations.lhp"])
+    assert code == 1
+    file = "tests/data/engine/wrong_expectations.lhp"
+    assert out == textwrap.dedent(
+        f"""\
+        PASS right expectation
+        FAIL wrong variable  ({file}:38)
+            run_wf "know-your-customer": variables.full_name: expected "Ann" but got "Ann <ann@x>"
+            run_wf "know-your-customer": variables.country: expected "DE" but it is not set
+        FAIL generated id  ({file}:49)
+            run_wf "know-your-customer": id: expected "bo-2" but got "start-kyc-kyc-applicants-0-0"
+        FAIL dropped but expected  ({file}:55)
+            the record was dropped by `where value.age >= 18`
+        FAIL kept but expected nothing  ({file}:61)
+            expected nothing, but the record was kept: it would go to run_wf "know-your-customer"
+        FAIL nested content  ({file}:67)
+            correlate "payment-received": content.amount.cents: expected 2000 but got 1999
+        FAIL missing field  ({file}:76)
+            permanent error (EXPRESSION): value.order_id: `value` has no field `order_id` (its fields: amount)
+
+        1 passed, 6 failed
+        """
+    )
+
+
+def test_files_with_errors_are_reported_like_lint(tmp_path: Path) -> None:
+    code, out, err = run_text(
+        tmp_path,
+        """\
+        pipeline p {
+          from topic "t"
+          run_wf "w" { id = valeu.id }
+        }
+        """,
+    )
+    assert code == 1
+    assert "error[LHP102] unknown name `valeu`" in out
+    assert "no test was run" in err
+
+
+def test_missing_path_is_a_usage_error() -> None:
+    code, _, err = run(["does/not/exist.lhp"])
+    assert code == 2
+    assert "does/not/exist.lhp" in err
+
+
+def test_no_tests_pass_with_a_note(tmp_path: Path) -> None:
+    code, out, err = run_text(tmp_path, 'pipeline p { from topic "t"  to log }\n')
+    assert code == 0
+    assert out == "0 passed, 0 failed\n"
+    assert "no `test` blocks" in err
+
+
+def test_headers_and_defaults_of_an_inline_schema(tmp_path: Path) -> None:
+    # The Avro writer fills in `source`'s default and the null `note`; `extra` is a json
+    # field written as JSON text and parsed back; the wfRunId header gives the id.
+    code, out, _ = run_text(
+        tmp_path,
+        """\
+        schema Signup { email: string  source: string = "web"  note: string?  extra: json }
+        pipeline signups {
+          from topic "signups" { value = Signup }
+          run_wf "signup" {
+            variables { source = value.source  note = value.note ?? "-"  plan = value.extra.plan }
+          }
+        }
+        test "defaults" {
+          pipeline = signups
+          given {
+            value = { email = "a@x", extra = { plan = "pro" } }
+            headers { wfRunId = "signup-7" }
+          }
+          expect run_wf "signup" {
+            id = "signup-7"
+            variables { source = "web"  note = "-"  plan = "pro" }
+          }
+        }
+        """,
+    )
+    assert (code, out.splitlines()[-1]) == (0, "1 passed, 0 failed"), out
+
+
+def test_record_coordinates_and_json_keys(tmp_path: Path) -> None:
+    code, out, _ = run_text(
+        tmp_path,
+        """\
+        pipeline forward {
+          from topic "in.events" { key = json }
+          to topic "out" {
+            key = str(key.id)
+            headers { origin = "${record.topic}/${record.partition}/${record.offset}" }
+          }
+        }
+        test "forwarded" {
+          pipeline = forward
+          given { key = { id = 5 }  value = { a = 1 } }
+          expect to topic "out" { key = "5"  value = { a = 1 }  headers { origin = "in.events/0/0" } }
+        }
+        """,
+    )
+    assert (code, out.splitlines()[-1]) == (0, "1 passed, 0 failed"), out
+
+
+def test_lh_output_tests_see_the_value_as_the_event(tmp_path: Path) -> None:
+    code, out, _ = run_text(
+        tmp_path,
+        """\
+        pipeline done {
+          from lh_output { kinds = [wf_run] }
+          where event.status == "COMPLETED"
+          to log { value = event.wf_run_id }
+        }
+        test "completed" {
+          pipeline = done
+          given { value = { wf_run_id = "w-1", status = "COMPLETED" } }
+          expect to log { value = "w-1" }
+        }
+        test "running" {
+          pipeline = done
+          given { value = { wf_run_id = "w-2", status = "RUNNING" } }
+          expect nothing
+        }
+        """,
+    )
+    assert (code, out.splitlines()[-1]) == (0, "2 passed, 0 failed"), out
+
+
+def test_a_bad_id_fails_the_test(tmp_path: Path) -> None:
+    code, out, _ = run_text(
+        tmp_path,
+        """\
+        pipeline p { from topic "t"  run_wf "w" }
+        test "underscore key" {
+          pipeline = p
+          given { key = "ann_1"  value = { a = 1 } }
+          expect run_wf "w" { variables { a = 1 } }
+        }
+        """,
+    )
+    assert code == 1
+    assert 'permanent error (BAD_ID): run_wf "w": the record key "ann_1"' in out

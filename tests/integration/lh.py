@@ -24,16 +24,23 @@ import grpc
 from littlehorse.config import LHConfig
 from littlehorse.model import (
     CorrelatedEventConfig,
+    CorrelatedEventId,
     ExternalEventDef,
     ExternalEventDefId,
+    ExternalEventId,
     GetLatestWfSpecRequest,
+    InlineStructDef,
     LHStatus,
     NodeRunId,
     PutCorrelatedEventRequest,
     PutExternalEventDefRequest,
     PutExternalEventRequest,
+    PutStructDefRequest,
     ReturnType,
     RunWfRequest,
+    StructDef,
+    StructDefId,
+    StructFieldDef,
     TaskDef,
     TaskDefId,
     TypeDefinition,
@@ -246,3 +253,34 @@ def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     if pending:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+def register_struct_def(
+    config: LHConfig, name: str, fields: dict[str, StructFieldDef]
+) -> StructDef:
+    """Register a StructDef with `fields` and wait until the server shows it."""
+    stub = config.stub()
+    stub.PutStructDef(PutStructDefRequest(name=name, struct_def=InlineStructDef(fields=fields)))
+    return wait_until_visible(
+        lambda: stub.GetStructDef(StructDefId(name=name, version=-1)), f"StructDef {name}"
+    )
+
+
+def external_event(config: LHConfig, wf_run_id: WfRunId, event_def: str, guid: str) -> Any:
+    """The ExternalEvent `guid` of `event_def` posted to `wf_run_id`, as a Python value."""
+    event = config.stub().GetExternalEvent(
+        ExternalEventId(
+            wf_run_id=wf_run_id,
+            external_event_def_id=ExternalEventDefId(name=event_def),
+            guid=guid,
+        )
+    )
+    return extract_value(event.content)
+
+
+def correlated_event(config: LHConfig, key: str, event_def: str) -> Any:
+    """The content of the CorrelatedEvent with `key`, as a Python value."""
+    event = config.stub().GetCorrelatedEvent(
+        CorrelatedEventId(key=key, external_event_def_id=ExternalEventDefId(name=event_def))
+    )
+    return extract_value(event.content)

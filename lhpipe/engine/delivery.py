@@ -126,7 +126,7 @@ class Delivery:
         pipeline: str,
         target: str,
         sender: Sender,
-        pauses: PauseControl,
+        pauses: PauseControl | None = None,
         retry: int | None = None,
         backoff: float = DEFAULT_BACKOFF_SECONDS,
         sleep: Sleep = asyncio.sleep,
@@ -135,7 +135,8 @@ class Delivery:
         self.pipeline = pipeline
         self.target = target
         self.sender = sender
-        self._pauses = pauses
+        #: Who is told about paused-class errors; the pipeline's runner binds itself here.
+        self.pauses = pauses
         self._retry = retry
         self._backoff = backoff
         self._sleep = sleep
@@ -174,9 +175,9 @@ class Delivery:
                 metrics.RECORDS_FAILED.labels(self.pipeline, self.target, error.error_class).inc()
                 self.last_error = f"{error.error_class} error {error.code}: {error}"
                 if isinstance(error, PausedError):
-                    if not paused:
+                    if not paused and self.pauses is not None:
                         paused = True
-                        self._pauses.enter_pause(f"{self.target}: {self.last_error}")
+                        self.pauses.enter_pause(f"{self.target}: {self.last_error}")
                     delay = backoff_delay(
                         paused_retries,
                         PAUSED_FIRST_DELAY_SECONDS,
@@ -201,7 +202,10 @@ class Delivery:
                     transient_retries += 1
                 else:
                     raise RecordFailed(Failure(error, self.target, attempts, first_ms, now_ms()))
-                log.info(
+                # The first failure of a record is worth a line; the rest of its retries are
+                # in the metrics (an outage would otherwise log every record every round).
+                log.log(
+                    logging.INFO if attempts == 1 else logging.DEBUG,
                     "pipeline %s: %s: %s; retrying in %.2f s (attempt %d)",
                     self.pipeline,
                     self.target,
@@ -221,8 +225,8 @@ class Delivery:
             self.retrying -= 1
             if self.retrying == 0:
                 self.last_error = None
-            if paused:
-                self._pauses.leave_pause()
+            if paused and self.pauses is not None:
+                self.pauses.leave_pause()
 
 
 def _gave_up(error: TransientError, retries: int) -> TransientError:

@@ -61,6 +61,7 @@ class Source(Protocol):
 
     paused: bool
     error: str | None
+    lag: dict[TopicPartition, int]
 
     def start(self) -> None: ...
 
@@ -155,6 +156,8 @@ class PipelineRunner:
         self._committer: asyncio.Task[None] | None = None
         self._draining: asyncio.Task[None] | None = None
         self._stopped_at: Failure | None = None
+        for target in logic.targets:
+            target.delivery.pauses = self
         self._records_in = metrics.RECORDS_IN.labels(name)
         self._dropped = metrics.RECORDS_DROPPED.labels(name)
         self._in_flight = metrics.IN_FLIGHT.labels(name)
@@ -409,6 +412,13 @@ class PipelineRunner:
             source = self._source
             if source is not None:
                 source.commit(self._tracker.committable())
+
+    def publish_lag(self) -> None:
+        """Copy the source's per-partition lag into the metrics."""
+        source = self._source
+        if source is not None:
+            for (topic, partition), lag in list(source.lag.items()):
+                metrics.LAG.labels(self.name, topic, str(partition)).set(lag)
 
     # -- status ------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ class FakeSource:
         self.paused = False
         self.error: str | None = None
         self.commits: list[dict[TP, int]] = []
+        self.lag: dict[TP, int] = {}
         self.final: dict[TP, int] | None = None
         self.started = False
 
@@ -141,7 +142,6 @@ class Harness:
             pipeline="p",
             target="to_log",
             sender=self.sender,
-            pauses=self,  # type: ignore[arg-type]
             retry=retry,
             sleep=_no_sleep,
             rng=random.Random(0),
@@ -160,13 +160,6 @@ class Harness:
             max_in_flight=max_in_flight,
             max_buffered=max_buffered,
         )
-
-    # The runner is the pause control; the harness forwards so that Delivery can be built first.
-    def enter_pause(self, detail: str) -> None:
-        self.runner.enter_pause(detail)
-
-    def leave_pause(self) -> None:
-        self.runner.leave_pause()
 
     async def feed(self, *values: tuple[int, str | None, bytes], partition: int = 0) -> None:
         self.runner.on_records(

@@ -1,0 +1,320 @@
+"""The Supervisor: every pipeline of a compiled program, the clients they share, and the drain.
+
+It builds one :class:`~lhpipe.engine.runner.PipelineRunner` per pipeline from its
+:class:`~lhpipe.graph.model.PipelineSpec`, and the process's shared clients, each only when some
+pipeline needs it: the LittleHorse client (``run_wf``, ``post_event``, ``correlate``), the
+schema registry (Avro sources), the idempotent Kafka producer (dead letters and ``to topic``),
+the HTTP client and the file and log senders. Dead-letter topics that do not exist are created
+at start (see :func:`lhpipe.connect.kafka.ensure_topics`).
+
+A pipeline that cannot run is reported, never fatal to the others: a source kind this version
+does not run yet (``lh_output``, ``poll``, ``connector``, a direct-mode webhook) or a setting
+that cannot be resolved (a dead-letter topic from an unset ``env()``) gives a pipeline in state
+``failed`` with the reason, in ``/readyz`` and in the log.
+
+Runners can be started and stopped one by one (:meth:`Supervisor.start_pipeline`,
+:meth:`Supervisor.stop_pipeline`), which is what hot reload will build on; :meth:`stop` drains
+them all at once and closes the shared clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from lhpipe.check.program import EnvRef, PipelineInfo, Program, Text
+from lhpipe.engine import metrics
+from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy
+from lhpipe.engine.ordering import DEFAULT_MAX_IN_FLIGHT
+from lhpipe.engine.runner import DRAIN_SECONDS, PipelineLogic, PipelineRunner, TargetStage
+from lhpipe.engine.senders import Sender, SenderRegistry
+from lhpipe.engine.status import PipelineStatus, State
+from lhpipe.graph.model import CompiledProgram, PipelineSpec
+from lhpipe.settings import Settings, SettingsError
+from lhpipe.syntax import ast
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT_SETTING = "LHPIPE_MAX_IN_FLIGHT"
+HEALTH_INTERVAL_SECONDS = 5.0
+
+_LITTLEHORSE_TARGETS = (ast.TargetKind.RUN_WF, ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE)
+_RUNNABLE_SOURCES = (ast.SourceKind.TOPIC, ast.SourceKind.WEBHOOK)
+
+
+class PipelineNotRunnable(Exception):
+    """A pipeline this process cannot run (the message says why)."""
+
+
+def resolve_text(value: Text, settings: Settings, what: str) -> str:
+    """A literal, or an ``env("NAME", "default")`` read from the settings now."""
+    if isinstance(value, EnvRef):
+        resolved = settings.get(value.name, value.default)
+        if resolved is None:
+            raise PipelineNotRunnable(f"{what}: env({value.name!r}) is not set")
+        return resolved
+    return value
+
+
+def unsupported_source(info: PipelineInfo) -> str | None:
+    """Why this version cannot run the pipeline's source, or ``None`` when it can."""
+    source = info.source
+    if source.kind not in _RUNNABLE_SOURCES:
+        return f"`from {source.kind.value}` sources are not supported yet by `lhpipe run`"
+    if source.topic is None:
+        return "direct-mode webhooks (no `topic`) are not supported yet by `lhpipe run`"
+    return None
+
+
+@dataclass
+class _Shared:
+    """The clients the runners share, created on first need."""
+
+    settings: Settings
+    senders: dict[ast.TargetKind, Sender] = field(default_factory=dict)
+    producer: Any = None
+    littlehorse: Any = None
+    registry: Any = None
+
+    def kafka_producer(self) -> Any:
+        if self.producer is None:
+            from lhpipe.connect.kafka import KafkaProducer
+
+            self.producer = KafkaProducer(self.settings)
+        return self.producer
+
+    def schema_registry(self) -> Any:
+        if self.registry is None:
+            from lhpipe.connect.registry import SchemaRegistry
+
+            self.registry = SchemaRegistry.from_settings(self.settings)
+        return self.registry
+
+    def sender(self, kind: ast.TargetKind) -> Sender:
+        existing = self.senders.get(kind)
+        if existing is not None:
+            return existing
+        sender: Sender
+        if kind in _LITTLEHORSE_TARGETS:
+            if self.littlehorse is None:
+                from lhpipe.connect.littlehorse import LittleHorseClient
+
+                self.littlehorse = LittleHorseClient.from_settings(self.settings)
+            sender = self.littlehorse
+        elif kind is ast.TargetKind.TOPIC:
+            from lhpipe.connect.topic_sender import TopicSender
+
+            sender = TopicSender(self.kafka_producer())
+        elif kind is ast.TargetKind.HTTP:
+            from lhpipe.connect.http_sender import HttpSender
+
+            sender = HttpSender()
+        elif kind is ast.TargetKind.FILE:
+            from lhpipe.connect.file_sender import FileSender
+
+            sender = FileSender()
+        else:
+            from lhpipe.connect.log_sender import LogSender
+
+            sender = LogSender()
+        self.senders[kind] = sender
+        return sender
+
+    async def close(self) -> None:
+        for sender in SenderRegistry(self.senders).distinct():
+            try:
+                await sender.close()
+            except Exception:
+                log.exception("closing a sender failed")
+        if self.producer is not None:
+            await self.producer.close()
+        if self.registry is not None:
+            await self.registry.close()
+
+
+class Supervisor:
+    """Runs every pipeline of ``compiled``; see the module docstring."""
+
+    def __init__(
+        self,
+        compiled: CompiledProgram,
+        program: Program,
+        settings: Settings,
+        *,
+        max_in_flight: int | None = None,
+    ) -> None:
+        self.compiled = compiled
+        self.program = program
+        self.settings = settings
+        self.max_in_flight = max_in_flight or _max_in_flight(settings)
+        self._shared = _Shared(settings)
+        self._runners: dict[str, PipelineRunner] = {}
+        self._failed: dict[str, PipelineStatus] = {}
+        self._health: asyncio.Task[None] | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Build and start every pipeline; a pipeline that cannot run is reported as failed."""
+        for name, spec in self.compiled.pipelines.items():
+            try:
+                self._runners[name] = self._build(spec)
+            except (PipelineNotRunnable, SettingsError) as exc:
+                self._fail(name, str(exc))
+        await self._create_dead_letter_topics()
+        for name in list(self._runners):
+            await self.start_pipeline(name)
+        self._health = asyncio.get_running_loop().create_task(self._watch_health())
+
+    async def stop(self, deadline: float = DRAIN_SECONDS) -> None:
+        """Drain every runner at once within ``deadline`` seconds, then close the clients."""
+        if self._health is not None:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health
+            self._health = None
+        await asyncio.gather(*(runner.stop(deadline) for runner in self._runners.values()))
+        await self._shared.close()
+
+    async def start_pipeline(self, name: str) -> None:
+        """Start one built pipeline (again)."""
+        runner = self._runners[name]
+        try:
+            await runner.start()
+        except Exception as exc:
+            log.exception("pipeline %s: could not start", name)
+            runner.state = State.FAILED
+            runner.detail = f"could not start: {exc}"
+
+    async def stop_pipeline(self, name: str, deadline: float = DRAIN_SECONDS) -> None:
+        """Drain and stop one pipeline; the shared clients stay open."""
+        await self._runners[name].stop(deadline)
+
+    def statuses(self) -> list[PipelineStatus]:
+        """Every pipeline's status, in declaration order (cheap: for ``/readyz``)."""
+        result = []
+        for name in self.compiled.pipelines:
+            runner = self._runners.get(name)
+            if runner is not None:
+                result.append(runner.status())
+            elif name in self._failed:
+                result.append(self._failed[name])
+        return result
+
+    def runner(self, name: str) -> PipelineRunner:
+        """The runner of pipeline ``name`` (``KeyError`` if it could not be built)."""
+        return self._runners[name]
+
+    # -- building --------------------------------------------------------------------------------
+
+    def _build(self, spec: PipelineSpec) -> PipelineRunner:
+        from lhpipe.connect.kafka import KafkaSource
+        from lhpipe.engine.decode import Decoder, schema_id_of
+        from lhpipe.engine.planners import compile_planner
+        from lhpipe.engine.steps import compile_steps, initial_env
+
+        info = spec.pipeline
+        name = spec.name
+        why = unsupported_source(info)
+        if why is not None:
+            raise PipelineNotRunnable(why)
+        source = info.source
+        topic = source.topic
+        assert topic is not None
+        group = source.group or f"lhpipe-{name}"
+        policy = info.on_error
+        program = self.program
+
+        decoder = Decoder(source, program)
+        targets = []
+        for target in info.targets:
+            label = metrics.target_label(target.kind.value, target.name)
+            delivery = Delivery(
+                pipeline=name,
+                target=label,
+                sender=self._shared.sender(target.kind),
+                retry=policy.retry,
+                backoff=policy.backoff_ms / 1000,
+            )
+            targets.append(TargetStage(label, compile_planner(target, info, program), delivery))
+
+        def environment(record: Any, key: Any, value: Any) -> dict[str, Any]:
+            return initial_env(record, key, value, info)
+
+        logic = PipelineLogic(
+            decoder=decoder,
+            initial_env=environment,
+            steps=compile_steps(info, program),
+            targets=targets,
+            schema_id_of=schema_id_of,
+            schemas=self._shared.schema_registry() if decoder.is_avro else None,
+        )
+        dead_letters = None
+        if policy.dead_letter is not None:
+            dlq = resolve_text(policy.dead_letter, self.settings, "dead_letter")
+            producer = self._shared.kafka_producer()
+            dead_letters = DeadLetterWriter(pipeline=name, topic=dlq, produce=producer.produce)
+        failures = FailurePolicy(
+            pipeline=name, dead_letters=dead_letters, permanent=policy.permanent
+        )
+        settings = self.settings
+
+        def make_source(runner: PipelineRunner) -> KafkaSource:
+            return KafkaSource(settings, pipeline=name, topic=topic, group=group, sink=runner)
+
+        return PipelineRunner(name, logic, failures, make_source, max_in_flight=self.max_in_flight)
+
+    def _fail(self, name: str, why: str) -> None:
+        log.error("pipeline %s: not running: %s", name, why)
+        self._failed[name] = PipelineStatus(
+            name=name, state=State.FAILED, source_connected=False, detail=why
+        )
+
+    async def _create_dead_letter_topics(self) -> None:
+        from lhpipe.connect.kafka import ensure_topics
+
+        topics = set()
+        for name in self._runners:
+            policy = self.compiled.pipelines[name].pipeline.on_error
+            if policy.dead_letter is not None:
+                topics.add(resolve_text(policy.dead_letter, self.settings, "dead_letter"))
+        if not topics:
+            return
+        try:
+            created = await asyncio.to_thread(ensure_topics, self.settings, topics)
+        except Exception as exc:
+            # Not fatal: the topics may exist, and a dead letter that cannot be written stops
+            # its pipeline with the reason rather than losing the record.
+            log.warning("could not check the dead-letter topics: %s", exc)
+            return
+        for topic in created:
+            log.info("created dead-letter topic %r", topic)
+
+    async def _watch_health(self) -> None:
+        """Ping LittleHorse while it is not known to answer, so that ``/readyz`` follows an
+        outage and the recovery even when no record is flowing."""
+        client = self._shared.littlehorse
+        while True:
+            if client is not None and not client.connected():
+                await client.ping()
+            for runner in self._runners.values():
+                runner.publish_lag()
+            await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
+
+
+def _max_in_flight(settings: Settings) -> int:
+    text = settings.get(MAX_IN_FLIGHT_SETTING)
+    if text is None:
+        return DEFAULT_MAX_IN_FLIGHT
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(
+            f"{MAX_IN_FLIGHT_SETTING} must be a whole number, not {text!r}"
+        ) from None
+    if value < 1:
+        raise SettingsError(f"{MAX_IN_FLIGHT_SETTING} must be at least 1, not {value}")
+    return value

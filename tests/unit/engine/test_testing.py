@@ -50,6 +50,7 @@ def test_wrong_expectations_fail_with_a_diff_per_field(monkeypatch: pytest.Monke
     code, out, _ = run(["tests/data/engine/wrong_expectations.lhp"])
     assert code == 1
     file = "tests/data/engine/wrong_expectations.lhp"
+    missing = "value.order_id: `value` has no field `order_id` (its fields: amount)"
     assert out == textwrap.dedent(
         f"""\
         PASS right expectation
@@ -65,7 +66,7 @@ def test_wrong_expectations_fail_with_a_diff_per_field(monkeypatch: pytest.Monke
         FAIL nested content  ({file}:67)
             correlate "payment-received": content.amount.cents: expected 2000 but got 1999
         FAIL missing field  ({file}:76)
-            permanent error (EXPRESSION): value.order_id: `value` has no field `order_id` (its fields: amount)
+            permanent error (EXPRESSION): {missing}
 
         1 passed, 6 failed
         """
@@ -143,7 +144,11 @@ def test_record_coordinates_and_json_keys(tmp_path: Path) -> None:
         test "forwarded" {
           pipeline = forward
           given { key = { id = 5 }  value = { a = 1 } }
-          expect to topic "out" { key = "5"  value = { a = 1 }  headers { origin = "in.events/0/0" } }
+          expect to topic "out" {
+            key = "5"
+            value = { a = 1 }
+            headers { origin = "in.events/0/0" }
+          }
         }
         """,
     )

@@ -101,6 +101,10 @@ def _run(ns: argparse.Namespace) -> int:
         from lhpipe.commands.test import run_test
 
         return run_test(paths)
+    if ns.command == "run":
+        from lhpipe.commands.run import run_engine
+
+        return run_engine(paths, port=ns.port, watch=ns.watch)
     # test and run: registered with their flags so that scripts can be written against them.
     print(NOT_BUILT_YET.format(command=ns.command), file=sys.stderr)
     return 2

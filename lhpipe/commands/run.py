@@ -1,0 +1,144 @@
+"""`lhpipe run`: lint, compile, then run every pipeline until SIGTERM or SIGINT.
+
+Order of events: the files are loaded and checked (errors print in lint's text format on stderr
+and exit 1, before anything connects anywhere), settings are read (environment, then
+``lhpipe.toml`` beside the pipelines, then the local stack's defaults), the HTTP listener binds
+``--port`` (``/healthz``, ``/readyz``, ``/metrics``, ``/``), then the Supervisor starts the
+pipelines. The first SIGTERM or SIGINT drains: fetching stops, records in flight get up to 30 s
+to finish, what is done is committed, and the process exits 0. A second signal abandons the
+drain at once (what is done is still committed by the next run's redelivery: nothing is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from lhpipe.commands.formats import LintReport, format_text, wants_color
+from lhpipe.commands.outcome import ExitCode, lint_exit
+
+if TYPE_CHECKING:
+    from lhpipe.check.program import Program
+    from lhpipe.graph.model import CompiledProgram
+    from lhpipe.settings import Settings
+
+log = logging.getLogger("lhpipe.run")
+
+WATCH_NOT_BUILT = (
+    "lhpipe run: --watch is not implemented yet: hot reload comes with a later issue. "
+    "Run without --watch and restart lhpipe to pick up changes."
+)
+
+
+def run_engine(
+    paths: Sequence[str],
+    *,
+    port: int = 8080,
+    watch: bool = False,
+    drain_seconds: float | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the pipelines of ``paths`` until a signal; return the exit code."""
+    from lhpipe.check.load import load
+    from lhpipe.commands.lint import describe_os_error
+    from lhpipe.settings import SettingsError, load_settings
+
+    err = stderr or sys.stderr
+    if watch:
+        print(WATCH_NOT_BUILT, file=err)
+        return ExitCode.USAGE
+    try:
+        result = load(paths)
+    except OSError as exc:
+        print(f"lhpipe run: {describe_os_error(exc)}", file=err)
+        return ExitCode.USAGE
+    except UnicodeDecodeError as exc:
+        print(f"lhpipe run: a file is not UTF-8 text: {exc}", file=err)
+        return ExitCode.USAGE
+    if not result.sources:
+        print(f"lhpipe run: no .lhp files found in {', '.join(paths)}", file=err)
+        return ExitCode.USAGE
+    if result.diagnostics:
+        report = LintReport(result.diagnostics, result.sources, len(result.sources))
+        err.write(format_text(report, color=wants_color(err)))
+        err.flush()
+    if result.program is None or lint_exit(result.diagnostics, strict=False) is not ExitCode.OK:
+        return ExitCode.FINDINGS
+    try:
+        settings = load_settings([Path(p) for p in paths])
+    except SettingsError as exc:
+        print(f"lhpipe run: {exc}", file=err)
+        return ExitCode.USAGE
+
+    from lhpipe.engine.logs import configure_logging
+    from lhpipe.engine.runner import DRAIN_SECONDS
+    from lhpipe.graph.compile import compile_program
+
+    configure_logging(err)
+    compiled = compile_program(result.program, {**settings.file_values, **settings.environ})
+    return asyncio.run(
+        _serve(compiled, result.program, settings, port, drain_seconds or DRAIN_SECONDS)
+    )
+
+
+async def _serve(
+    compiled: CompiledProgram,
+    program: Program,
+    settings: Settings,
+    port: int,
+    drain_seconds: float,
+) -> int:
+    """Serve until the first signal, drain, and return the exit code (1 when a second
+    signal abandoned the drain)."""
+    from lhpipe.engine.server import EngineApp, HttpListener
+    from lhpipe.engine.supervisor import Supervisor
+    from lhpipe.settings import SettingsError
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("%s: draining (a second signal stops at once)", signal.Signals(signum).name)
+            stop.set()
+        else:
+            log.warning("second signal: abandoning the drain")
+            main.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    try:
+        supervisor = Supervisor(compiled, program, settings)
+    except SettingsError as exc:
+        log.error("%s", exc)
+        return ExitCode.USAGE
+    listener = HttpListener(EngineApp(supervisor.statuses), port=port)
+    try:
+        await listener.start()
+    except OSError as exc:
+        log.error("cannot listen on port %d: %s", port, exc)
+        return ExitCode.USAGE
+    try:
+        await supervisor.start()
+        log.info(
+            "running %d pipeline(s); /readyz on port %d", len(compiled.pipelines), listener.port
+        )
+        await stop.wait()
+        await supervisor.stop(drain_seconds)
+    except asyncio.CancelledError:
+        return ExitCode.FINDINGS
+    finally:
+        await listener.stop()
+    log.info("stopped cleanly")
+    return ExitCode.OK

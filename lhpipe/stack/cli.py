@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from lhpipe.stack.errors import StackError
-from lhpipe.stack.pins import DEFAULT_SERVICES, OPTIONAL_SERVICES
+from lhpipe.stack.pins import DEFAULT_SERVICES, OPTIONAL_SERVICES, SERVICE_ORDER
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("down", help="stop the services this stack started, by recorded PID")
     commands.add_parser("status", help="show each service, whether it is ready, and its memory")
+    stop = commands.add_parser(
+        "stop", help="stop one service, leaving the others running (outage tests)"
+    )
+    stop.add_argument("service", choices=SERVICE_ORDER)
+    start = commands.add_parser(
+        "start", help="start one stopped service again with its data (not kafka)"
+    )
+    start.add_argument("service", choices=SERVICE_ORDER)
     return parser
 
 
@@ -39,6 +47,12 @@ def main(argv: list[str]) -> int:
     try:
         if args.command == "up":
             control.up([*DEFAULT_SERVICES, *args.extra])
+            return 0
+        if args.command == "stop":
+            print(control.stop_service(args.service))
+            return 0
+        if args.command == "start":
+            print(control.start_service(args.service))
             return 0
         if args.command == "down":
             if not control.down():

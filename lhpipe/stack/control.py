@@ -269,3 +269,51 @@ def status() -> list[ServiceStatus]:
             )
         )
     return result
+
+
+def stop_service(name: str) -> str:
+    """Stop one recorded service and drop it from the record, leaving the others running
+    (for outage tests). A later `up` starts it afresh; :func:`start_service` restarts it with
+    its data."""
+    root = run_dir()
+    recorded = read_state(root)
+    if name not in SERVICES:
+        raise StackError(f"unknown service: {name}")
+    process = recorded.pop(name, None)
+    if process is None:
+        return f"{name} is not recorded as running"
+    outcome = stop(process, SERVICES[name].stop_grace_seconds)
+    write_state(root, recorded)
+    return f"{name} (pid {process.pid}) {outcome}"
+
+
+def start_service(name: str) -> str:
+    """Start one service again in its existing work directory (its data kept, as a restart
+    after a crash would), wait until it is ready, and record it. Kafka is not restartable this
+    way: its launch formats fresh storage."""
+    if name not in SERVICES:
+        raise StackError(f"unknown service: {name}")
+    if name == "kafka":
+        raise StackError("kafka cannot be restarted alone; use `lhpipe stack up`")
+    root = run_dir()
+    recorded = read_state(root)
+    current = recorded.get(name)
+    if current is not None and is_running(current):
+        return f"{name} is already running (pid {current.pid})"
+    pins = load_pins()
+    jdk = require_jdk(pins.services[name].java, name)
+    home = _ensure_downloads(pins, [name])[name]
+    _check_ports_free([name])
+    workdir = root / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = SERVICES[name].launch(home, jdk, workdir)
+    process = launch(
+        name, spec.argv, {**_base_env(), **spec.env}, spec.cwd, workdir / f"{name}.log"
+    )
+    recorded[name] = process
+    write_state(root, recorded)
+    try:
+        elapsed = _await_ready(name, process, StackAddresses(), threading.Event())
+    except _NotReady as exc:
+        raise _report([exc]) from exc
+    return f"{name} (pid {process.pid}) ready in {elapsed:.1f} s"

@@ -16,6 +16,11 @@ Decisions where the spec leaves room:
   literal ``secret``.
 * ``on_error``: ``dead_letter`` and ``permanent`` together are contradictory (``LHP404``):
   with a dead-letter topic nothing is stopped or skipped.
+* A declaration with a syntax error inside is not in the AST, but the parser gives its kind and
+  name (:class:`lhpipe.syntax.DroppedDecl`). It exists, unread: a reference to it is dynamic
+  and not reported (no "unknown schema" after a typo in that schema, the syntax error is the one
+  diagnostic), a reference of the wrong kind is still reported, and no direct-mode webhook is
+  said to have no reader while a pipeline could not be read.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ from lhpipe.check.schemas import (
 from lhpipe.check.types import Type
 from lhpipe.check.words import a
 from lhpipe.diagnostics import Diagnostic, Span, make
-from lhpipe.syntax import ast
+from lhpipe.syntax import DroppedDecl, ast
 
 _KIND_NAMES = {
     ast.SchemaDecl: "schema",
@@ -75,15 +80,22 @@ _PRESETS = ("github", "stripe", "standard_webhooks")
 _DEFAULT_MAX_BODY = 1024 * 1024
 
 
-def check(files: Sequence[ast.File]) -> tuple[Program, list[Diagnostic]]:
-    """Check ``files`` together. The program is meaningful only when no diagnostic is an
-    error (:func:`lhpipe.check.load.load` drops it then)."""
-    return _Checker(files).run()
+def check(
+    files: Sequence[ast.File], unreadable: Sequence[DroppedDecl] = ()
+) -> tuple[Program, list[Diagnostic]]:
+    """Check ``files`` together; ``unreadable`` are the declarations the parser left out
+    because of a syntax error. The program is meaningful only when no diagnostic is an error
+    (:func:`lhpipe.check.load.load` drops it then)."""
+    return _Checker(files, unreadable).run()
 
 
 class _Checker:
-    def __init__(self, files: Sequence[ast.File]) -> None:
+    def __init__(self, files: Sequence[ast.File], unreadable: Sequence[DroppedDecl]) -> None:
         self.files = tuple(files)
+        # name -> kind of the declarations with a syntax error (the first of a name wins).
+        self.unreadable: dict[str, str] = {}
+        for dropped in unreadable:
+            self.unreadable.setdefault(dropped.name.name, dropped.kind)
         self.diagnostics: list[Diagnostic] = []
         self.types: dict[int, Type] = {}
         self.exprs = ExpressionChecker(self.diagnostics, self.types)
@@ -259,6 +271,8 @@ class _Checker:
         if primitive is not None:
             return primitive
         found = self.schema_types.get(expr.name)
+        if found is None and self._is_unreadable(expr.name, "schema"):
+            return t.UNKNOWN
         if found is None:
             candidates = list(t.PRIMITIVE_TYPES) + list(self.schema_types)
             self.report(
@@ -634,6 +648,8 @@ class _Checker:
         found = self.schema_types.get(expr.name)
         if found is not None:
             return found
+        if self._is_unreadable(expr.name, "schema"):
+            return t.UNKNOWN
         hint = did_you_mean(expr.name, [*self.schema_types, "json", "bytes", "string"])
         self.report("LHP103", expr.span, f"unknown schema `{expr.name}`", hint)
         return t.UNKNOWN
@@ -835,14 +851,19 @@ class _Checker:
         self.report("LHP409", literal.span, "expected an http:// or https:// URL")
         return None
 
+    def _is_unreadable(self, name: str, kind: str) -> bool:
+        """Whether ``name`` is a declaration of ``kind`` that has a syntax error (and no
+        readable declaration has that name)."""
+        return name not in self.declared and self.unreadable.get(name) == kind
+
     def _unknown_ref(self, name: ast.Ident, code: str, what: str, kind: type[ast.Decl]) -> None:
+        if self._is_unreadable(name.name, what):
+            return
         other = self.declared.get(name.name)
-        if other is not None:
-            self.report(
-                code,
-                name.span,
-                f"`{name.name}` is {a(_KIND_NAMES[type(other)])}, not {a(what)}",
-            )
+        other_kind = _KIND_NAMES[type(other)] if other is not None else None
+        other_kind = other_kind or self.unreadable.get(name.name)
+        if other_kind is not None:
+            self.report(code, name.span, f"`{name.name}` is {a(other_kind)}, not {a(what)}")
             return
         candidates = [n for n, d in self.declared.items() if isinstance(d, kind)]
         self.report(
@@ -1031,7 +1052,7 @@ class _Checker:
             if not webhook.direct:
                 continue
             reading = readers.get(webhook.name, [])
-            if not reading:
+            if not reading and "pipeline" not in self.unreadable.values():
                 self.report(
                     "LHP407",
                     webhook.decl.name.span,

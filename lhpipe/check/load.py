@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lhpipe.check.program import Program
 from lhpipe.diagnostics import Diagnostic
-from lhpipe.syntax import ast
+from lhpipe.syntax import DroppedDecl, ast
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +78,14 @@ def load_texts(sources: Mapping[str, str]) -> LoadResult:
 
     diagnostics: list[Diagnostic] = []
     parsed: list[ast.File] = []
+    unreadable: list[DroppedDecl] = []
     for path, text in sources.items():
         result = parse(text, path)
         diagnostics.extend(result.diagnostics)
+        unreadable.extend(result.dropped)
         if result.file is not None:
             parsed.append(result.file)
-    program, check_diagnostics = check(parsed)
+    program, check_diagnostics = check(parsed, unreadable)
     diagnostics.extend(check_diagnostics)
     diagnostics.sort(key=lambda d: (d.span.file, d.span.line, d.span.col, d.code))
     has_errors = any(d.is_error for d in diagnostics)

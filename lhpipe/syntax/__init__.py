@@ -2,6 +2,6 @@
 canonical text (:func:`format_file`, :func:`format_expr`)."""
 
 from lhpipe.syntax.formatter import format_expr, format_file
-from lhpipe.syntax.parser import ParseResult, parse
+from lhpipe.syntax.parser import DroppedDecl, ParseResult, parse
 
-__all__ = ["ParseResult", "format_expr", "format_file", "parse"]
+__all__ = ["DroppedDecl", "ParseResult", "format_expr", "format_file", "parse"]

@@ -15,6 +15,13 @@ recovers so that independent errors in one file are all reported:
   the next line that starts a declaration, whichever comes first.
 
 The declarations before and after an error are in the returned :class:`ast.File`.
+
+A declaration with a syntax error inside is left out of the file, whether recovery abandoned it
+or repaired it (a placeholder for a bad literal, a `=` put back): its meaning is unknown, and
+checking what is left of it would only report consequences of the syntax error. Its kind and
+name, when the text got that far, are in :attr:`ParseResult.dropped`, so that the checker can
+treat references to it as references to a declaration that exists but cannot be read, and
+report nothing about them: the syntax error is the one diagnostic (see :mod:`lhpipe.check`).
 """
 
 from __future__ import annotations
@@ -48,13 +55,23 @@ if TYPE_CHECKING:
     from lark.parsers.lalr_interactive_parser import InteractiveParser
 
 
+@dataclass(frozen=True, slots=True)
+class DroppedDecl:
+    """A declaration left out of the AST because of a syntax error inside it: its ``kind``
+    (``schema``, ``webhook``, ``pipeline`` or ``connector``) and its name as written."""
+
+    kind: str
+    name: ast.Ident
+
+
 @dataclass(frozen=True)
 class ParseResult:
-    """The AST of one file (``None`` only when nothing useful could be built) and the syntax
-    diagnostics, in source order."""
+    """The AST of one file (``None`` only when nothing useful could be built), the syntax
+    diagnostics in source order, and the named declarations left out because of them."""
 
     file: ast.File | None
     diagnostics: tuple[Diagnostic, ...]
+    dropped: tuple[DroppedDecl, ...] = ()
 
 
 def parse(text: str, path: str) -> ParseResult:
@@ -147,9 +164,10 @@ def _parse(text: str, path: str) -> ParseResult:
     finally:
         SESSION.reset(token)
     comments = {c.start_pos: c for c in session.comments}  # recovery may re-read a token
+    kept, repaired = _without_errors(decls, session.diagnostics)
     file = ast.File(
         path,
-        _without_errors(decls, session.diagnostics),
+        kept,
         tuple(
             ast.Comment(str(c).rstrip("\r"), session.token_span(c))
             for _, c in sorted(comments.items())
@@ -157,18 +175,29 @@ def _parse(text: str, path: str) -> ParseResult:
         Span(path, 1, 1, *_end_of(text)),
     )
     diagnostics = sorted(session.diagnostics, key=lambda d: (d.span.line, d.span.col, d.code))
-    return ParseResult(file, tuple(diagnostics))
+    dropped = sorted(
+        [*recovery.abandoned, *repaired], key=lambda d: (d.name.span.line, d.name.span.col)
+    )
+    return ParseResult(file, tuple(diagnostics), tuple(dropped))
+
+
+_KINDS: dict[type, str] = {
+    ast.SchemaDecl: "schema",
+    ast.WebhookDecl: "webhook",
+    ast.PipelineDecl: "pipeline",
+    ast.ConnectorDecl: "connector",
+}
 
 
 def _without_errors(
     decls: tuple[ast.Decl, ...], diagnostics: list[Diagnostic]
-) -> tuple[ast.Decl, ...]:
-    """The declarations with no syntax error inside: one that needed a repair (a placeholder
-    for a bad literal, a `=` put back) is left out, so that the checker does not report the
-    consequences of the syntax error. (An error at a declaration's first token is an error
-    of what came before it.)"""
+) -> tuple[tuple[ast.Decl, ...], list[DroppedDecl]]:
+    """The declarations with no syntax error inside, and the named ones left out: one that
+    needed a repair (a placeholder for a bad literal, a `=` put back) is left out, so that the
+    checker does not report the consequences of the syntax error. (An error at a
+    declaration's first token is an error of what came before it.)"""
     if not diagnostics:
-        return decls
+        return decls, []
     starts = sorted((d.span.line, d.span.col) for d in diagnostics)
 
     def clean(decl: ast.Decl) -> bool:
@@ -176,7 +205,14 @@ def _without_errors(
         index = bisect.bisect_right(starts, first)
         return index == len(starts) or starts[index] >= end
 
-    return tuple(decl for decl in decls if clean(decl))
+    kept: list[ast.Decl] = []
+    dropped: list[DroppedDecl] = []
+    for decl in decls:
+        if clean(decl):
+            kept.append(decl)
+        elif not isinstance(decl, ast.TestDecl):
+            dropped.append(DroppedDecl(_KINDS[type(decl)], decl.name))
+    return tuple(kept), dropped
 
 
 def _end_of(text: str) -> tuple[int, int]:
@@ -229,6 +265,7 @@ def _parse_interpolation(source: str, line: int, col: int) -> ast.Expr | None:
 
 
 _OPENERS = frozenset(CLOSER)
+_NAMED_DECLARATIONS = frozenset({"SCHEMA", "WEBHOOK", "PIPELINE", "CONNECTOR"})
 _DECLARATION_START = re.compile(
     r"(?:(?:schema|webhook|pipeline|connector)[ \t]+[A-Za-z_]\w*[ \t]*(?:\{|from\b)"
     r'|test[ \t]+")'
@@ -245,6 +282,7 @@ class _Recovery:
     def __init__(self, session: ParseSession) -> None:
         self.session = session
         self.text = session.text
+        self.abandoned: list[DroppedDecl] = []
 
     def handle(self, error: UnexpectedInput) -> bool:
         from lark.exceptions import UnexpectedCharacters, UnexpectedToken
@@ -338,7 +376,7 @@ class _Recovery:
 
         if token.type == "$END":
             self._report_end_of_file(expected, openers)
-            _unwind_to_top_level(parser)
+            self._abandon(_unwind_to_top_level(parser))
             return
 
         start = token.start_pos or 0
@@ -364,8 +402,23 @@ class _Recovery:
             resume = self._end_of_declaration(start, depth)
             if resume == start and not openers and len(state.state_stack) <= 2:
                 resume = token.end_pos or start + 1  # already at the top level: skip the token
-        _unwind_to_top_level(parser)
+        self._abandon(_unwind_to_top_level(parser))
         _move_lexer(parser, self.text, resume)
+
+    def _abandon(self, partial: list[object]) -> None:
+        """Note the kind and name of the declaration whose parts (tokens and nodes, in source
+        order) were just dropped, when its name had been read."""
+        from lark import Token
+
+        if len(partial) < 2:
+            return
+        keyword, name = partial[0], partial[1]
+        if not isinstance(keyword, Token) or keyword.type not in _NAMED_DECLARATIONS:
+            return
+        if isinstance(name, Token) and name.type == "NAME":
+            name = ast.Ident(str(name), self.session.token_span(name))
+        if isinstance(name, ast.Ident):
+            self.abandoned.append(DroppedDecl(str(keyword), name))
 
     def _feed_as_name(self, parser: InteractiveParser, token: Token) -> bool:
         """Read a keyword as a plain name where the grammar wants a name: LALR lookahead sets
@@ -491,17 +544,20 @@ def _is_token(value: object) -> bool:
     return isinstance(value, Token)
 
 
-def _unwind_to_top_level(parser: InteractiveParser) -> None:
+def _unwind_to_top_level(parser: InteractiveParser) -> list[object]:
     """Drop the partial declaration: pop the parser's stacks back to a state that accepts a
-    declaration keyword."""
+    declaration keyword. Returns what was popped (tokens and nodes), in source order."""
     state = parser.parser_state
     table = state.parse_conf.parse_table.states
+    popped: list[object] = []
     while (
         len(state.state_stack) > 1
         and not table[state.state_stack[-1]].keys() >= DECLARATION_TERMINALS
     ):
         state.state_stack.pop()
-        state.value_stack.pop()
+        popped.append(state.value_stack.pop())
+    popped.reverse()
+    return popped
 
 
 def _line_col(text: str, offset: int) -> tuple[int, int]:

@@ -92,3 +92,31 @@ def test_warnings_alone_keep_the_program() -> None:
 def test_bad_content_never_raises(text: str) -> None:
     result = load_texts({"bad.lhp": text})
     assert result.program is None or not any(d.is_error for d in result.diagnostics)
+
+
+def test_a_declaration_with_a_syntax_error_is_not_unknown_in_other_files() -> None:
+    result = load_texts(
+        {
+            "schemas.lhp": "schema Order {\n  id: strin g\n}\n",
+            "hooks.lhp": 'webhook orders {\n  path = "/o" auth = none topic = "o" body = Order }\n',
+            "flows.lhp": (
+                "pipeline p {\n  from webhook orders\n  where value.total > 1\n  to log\n}\n"
+                'test "t" {\n  pipeline = p\n  given { value = { id = "1" } }\n  expect to log\n}\n'
+            ),
+        }
+    )
+    assert [(d.span.file, d.code) for d in result.diagnostics] == [
+        ("hooks.lhp", "LHP302"),  # `auth = none`: a warning of its own
+        ("schemas.lhp", "LHP001"),
+    ]
+    assert result.program is None
+
+
+def test_a_reference_of_the_wrong_kind_to_a_broken_declaration_is_still_reported() -> None:
+    result = load_texts(
+        {"a.lhp": "schema Order { id: }\npipeline p {\n  from webhook Order\n  to log\n}\n"}
+    )
+    assert [(d.code, d.message) for d in result.diagnostics] == [
+        ("LHP001", "unexpected `}`: expected a type after `:`"),
+        ("LHP104", "`Order` is a schema, not a webhook"),
+    ]

@@ -130,3 +130,26 @@ def test_quoted_keys_missing_equals_and_unterminated() -> None:
         "LHP004"
     ]
     assert "LHP009" not in [e[0] for e in _errors('connector c {\n  config { "a = 1\n}\n')]
+
+
+def test_the_names_of_declarations_left_out_by_a_syntax_error_are_given() -> None:
+    text = (
+        "schema A { x: }\n"  # abandoned by recovery
+        'webhook w {\n  path "/w"\n}\n'  # repaired (`=` put back), still left out
+        'pipeline p ( from topic "t" to log }\n'  # error right after the name
+        "pipeline { }\n"  # no name: nothing to give
+        'test "t" { pipeline = p  expect nothing x }\n'  # tests have titles, not names
+        'connector c {\n  class = "x"\n'  # unclosed at the end of the file
+    )
+    result = parse(text, "e.lhp")
+    assert result.file is not None and result.file.decls == ()
+    assert [(d.kind, d.name.name, d.name.span.line, d.name.span.col) for d in result.dropped] == [
+        ("schema", "A", 1, 8),
+        ("webhook", "w", 2, 9),
+        ("pipeline", "p", 5, 10),
+        ("connector", "c", 8, 11),
+    ]
+
+
+def test_a_file_without_errors_drops_nothing() -> None:
+    assert parse(HOOK, "e.lhp").dropped == ()

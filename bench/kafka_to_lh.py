@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import socket
 import statistics
@@ -65,6 +66,7 @@ class LhpipeTiming:
     total_seconds: float
     first_commit_seconds: float
     first_committed: int
+    cpu_seconds: float
 
     def rate(self, records: int) -> float:
         return records / self.total_seconds
@@ -108,7 +110,7 @@ def produce_records(topic: str, count: int, partitions: int) -> None:
 
 
 def delete_topic(topic: str) -> None:
-    admin = AdminClient({"bootstrap.servers": KAFKA})
+    admin = AdminClient({"bootstrap.servers": KAFKA, "log_level": 3})
     try:
         admin.delete_topics([topic])[topic].result(timeout=30)
     except Exception as exc:  # cleanup only: report and go on
@@ -117,8 +119,9 @@ def delete_topic(topic: str) -> None:
 
 async def bare_loop(
     wf_spec: str, topic: str, count: int, partitions: int, concurrency: int
-) -> float:
-    """The limit: RunWf for every record, ``concurrency`` in flight, ALREADY_EXISTS is ok."""
+) -> tuple[float, float]:
+    """The limit: RunWf for every record, ``concurrency`` in flight, ALREADY_EXISTS is ok.
+    Returns the elapsed and the CPU seconds of this process."""
     # The same ids lhpipe derives (<name>-<topic>-<partition>-<offset>), under another name.
     per_partition = -(-count // partitions)
     ids = [
@@ -149,13 +152,15 @@ async def bare_loop(
 
     await channel.channel_ready()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     async with asyncio.timeout(PHASE_TIMEOUT_SECONDS):
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     await channel.close()
     if failures:
         raise SystemExit(f"the bare loop had {len(failures)} failures, first: {failures[0]}")
-    return elapsed
+    return elapsed, cpu
 
 
 def free_port() -> int:
@@ -204,6 +209,7 @@ def run_lhpipe(
                     first_at, first_committed = now - started, done
                 if done >= count:
                     total = now - started
+                    cpu = cpu_seconds(process.pid)
                     break
                 if process.poll() is not None:
                     raise SystemExit(
@@ -216,7 +222,14 @@ def run_lhpipe(
         finally:
             stop(process)
     assert first_at is not None
-    return LhpipeTiming(total, first_at, first_committed)
+    return LhpipeTiming(total, first_at, first_committed, cpu)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    # utime and stime are the 14th and 15th fields; the split starts at the 3rd.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -252,20 +265,22 @@ def main() -> int:
             produce_records(topic, count, args.partitions)
             print(f"round {round_number}: {count} records in topic {topic}")
             try:
-                seconds = asyncio.run(
+                seconds, bare_cpu = asyncio.run(
                     bare_loop(wf_spec, topic, count, args.partitions, args.concurrency)
                 )
                 bare_rates.append(count / seconds)
                 print(
                     f"  (a) bare grpc.aio, {args.concurrency} in flight: {seconds:6.2f} s "
-                    f"{count / seconds:8.0f} records/s"
+                    f"{count / seconds:8.0f} records/s, "
+                    f"{1000 * bare_cpu / count:.2f} CPU ms/record"
                 )
                 timing = run_lhpipe(wf_spec, topic, count, args.partitions, Path(tmp))
                 lhpipe_rates.append(timing.rate(count))
                 steady_rates.append(timing.steady_rate(count))
                 print(
                     f"  (b) lhpipe run, start to last commit: {timing.total_seconds:6.2f} s "
-                    f"{timing.rate(count):8.0f} records/s"
+                    f"{timing.rate(count):8.0f} records/s, "
+                    f"{1000 * timing.cpu_seconds / count:.2f} CPU ms/record (start-up included)"
                 )
                 print(
                     f"      first commit after {timing.first_commit_seconds:.2f} s "

@@ -1,0 +1,249 @@
+"""Helpers for the engine's end-to-end tests: `lhpipe run` as a real subprocess over a temporary
+folder of `.lhp` files, Kafka topics, records in and dead letters out, consumer-group offsets,
+and counting what LittleHorse holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from littlehorse.config import LHConfig
+from littlehorse.model import (
+    ExternalEventList,
+    ListExternalEventsRequest,
+    SearchWfRunRequest,
+    WfRunId,
+)
+
+from lhpipe.stack.addresses import StackAddresses
+
+LHPIPE = str(Path(sys.executable).with_name("lhpipe"))
+START_TIMEOUT_SECONDS = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+# -- Kafka ---------------------------------------------------------------------------------------
+
+
+def create_topic(stack: StackAddresses, topic: str, partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+    )
+    futures[topic].result(30)
+    wait_until(lambda: topic in admin.list_topics(timeout=5).topics, 30, f"topic {topic} to exist")
+
+
+def produce(
+    stack: StackAddresses,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
+) -> int:
+    """Write (key, value, headers) records in order; returns how many."""
+    producer = Producer(
+        {"bootstrap.servers": stack.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 5}
+    )
+    count = 0
+    for key, value, headers in records:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=list(headers))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        count += 1
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    return count
+
+
+def read_all(stack: StackAddresses, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
+    """Read ``topic`` from the start until ``expected`` records arrived, then a moment more to
+    see that no extra one follows; returns the messages."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": unique("reader"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=500, timeout=0.5):
+                if message.error() is None:
+                    messages.append(message)
+            if len(messages) >= expected and settle_until is None:
+                settle_until = time.monotonic() + 3.0
+            if settle_until is not None and time.monotonic() > settle_until:
+                break
+    finally:
+        consumer.close()
+    return messages
+
+
+def committed(stack: StackAddresses, group: str, topic: str, partitions: int = 1) -> list[int]:
+    """The group's committed offset per partition (-1001 when none)."""
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
+    try:
+        offsets = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return [tp.offset for tp in offsets]
+
+
+def reset_to_earliest(stack: StackAddresses, group: str, topic: str, partitions: int = 1) -> None:
+    """Point the (inactive) group back at the start of every partition of ``topic``."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    request = ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic, p, 0) for p in range(partitions)]
+    )
+    futures = admin.alter_consumer_group_offsets([request])
+    futures[group].result(30)
+    assert committed(stack, group, topic, partitions) == [0] * partitions
+
+
+# -- LittleHorse ---------------------------------------------------------------------------------
+
+
+def count_wf_runs(config: LHConfig, wf_spec: str) -> int:
+    """Every WfRun of ``wf_spec``, counted with SearchWfRun page by page."""
+    stub = config.stub()
+    total = 0
+    bookmark: bytes | None = None
+    while True:
+        request = SearchWfRunRequest(wf_spec_name=wf_spec, limit=1000)
+        if bookmark:
+            request.bookmark = bookmark
+        page = stub.SearchWfRun(request)
+        total += len(page.results)
+        if not page.bookmark:
+            return total
+        bookmark = page.bookmark
+
+
+def external_events_of(config: LHConfig, wf_run_id: str) -> ExternalEventList:
+    return config.stub().ListExternalEvents(
+        ListExternalEventsRequest(wf_run_id=WfRunId(id=wf_run_id))
+    )
+
+
+# -- the lhpipe process --------------------------------------------------------------------------
+
+
+class LhpipeRun:
+    """`lhpipe run` over ``folder`` in a subprocess, its log in ``folder/lhpipe.log``."""
+
+    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.log_path = folder / f"lhpipe-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [LHPIPE, "run", str(folder), "--port", str(self.port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=folder,
+        )
+
+    def readyz(self) -> tuple[int, dict[str, Any]] | None:
+        """``/readyz``'s status and body, or None while nothing answers."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=3) as r:
+                return int(r.status), json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), json.loads(exc.read())
+        except (urllib.error.URLError, OSError):
+            return None
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_SECONDS) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            if self.process.poll() is not None:
+                raise AssertionError(f"lhpipe exited with {self.process.returncode}:\n{self.log()}")
+            answer = self.readyz()
+            return answer[1] if answer is not None and answer[0] == 200 else None
+
+        body: dict[str, Any] = wait_until(ready, timeout, "lhpipe to be ready")
+        return body
+
+    def stats(self, pipeline: str) -> dict[str, Any]:
+        answer = self.readyz()
+        assert answer is not None
+        stats: dict[str, Any] = answer[1]["pipelines"][pipeline]["stats"]
+        return stats
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM, wait for the drain; returns the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(30)
+        self._log.close()
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> LhpipeRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            self.kill()
+
+
+def write_pipelines(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pipelines.lhp").write_text(text, encoding="utf-8")
+    return folder

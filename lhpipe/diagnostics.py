@@ -130,6 +130,16 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP501", _E, "invalid test block"),
     # --- connectors and settings ---
     CodeInfo("LHP601", _E, "invalid connector block"),
+    # --- online checks (owned by lhpipe.connect.online: `lint --online`) ---
+    CodeInfo("LHP901", _E, "WfSpec does not exist in LittleHorse"),
+    CodeInfo("LHP902", _E, "WfSpec version does not exist in LittleHorse"),
+    CodeInfo("LHP903", _E, "variable is not an input variable of the WfSpec"),
+    CodeInfo("LHP904", _E, "a required input variable of the WfSpec is not given"),
+    CodeInfo("LHP905", _E, "value type cannot become the type LittleHorse declares"),
+    CodeInfo("LHP906", _W, "value type becomes the type LittleHorse declares only for some values"),
+    CodeInfo("LHP907", _E, "ExternalEventDef does not exist in LittleHorse"),
+    CodeInfo("LHP908", _E, "`correlate` to an ExternalEventDef without correlated events"),
+    CodeInfo("LHP909", _E, "registry subject does not exist"),
 )
 
 

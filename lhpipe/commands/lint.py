@@ -4,25 +4,50 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from lhpipe.commands.formats import LintReport, formatter, wants_color
 from lhpipe.commands.outcome import ExitCode, lint_exit
 
-ONLINE_NOT_BUILT = (
-    "lhpipe lint: --online is not implemented yet: the live checks against LittleHorse and the "
-    "schema registry come with the engine issue. Run `lhpipe lint` without --online for the "
-    "offline checks."
-)
+if TYPE_CHECKING:
+    from lhpipe.check.program import Program
+    from lhpipe.diagnostics import Diagnostic
 
 
-def lint_report(paths: Sequence[str]) -> LintReport:
-    """Load and check ``paths``; raises ``OSError`` for a missing or unreadable path and
-    ``UnicodeDecodeError`` for a file that is not UTF-8 text."""
+class OnlineCheckFailed(Exception):
+    """``--online`` could not ask LittleHorse or the registry (or its settings are wrong)."""
+
+
+def lint_report(paths: Sequence[str], *, online: bool = False) -> LintReport:
+    """Load and check ``paths``; with ``online``, a program that checks clean offline is
+    then checked against LittleHorse and the registry. Raises ``OSError`` for a missing or
+    unreadable path, ``UnicodeDecodeError`` for a file that is not UTF-8 text, and
+    :class:`OnlineCheckFailed`."""
     from lhpipe.check.load import load
 
     result = load(paths)
-    return LintReport(result.diagnostics, result.sources, len(result.sources))
+    diagnostics = result.diagnostics
+    if online and result.program is not None:
+        found = _online_diagnostics(result.program, paths)
+        diagnostics = tuple(
+            sorted(
+                (*diagnostics, *found),
+                key=lambda d: (d.span.file, d.span.line, d.span.col, d.code),
+            )
+        )
+    return LintReport(diagnostics, result.sources, len(result.sources))
+
+
+def _online_diagnostics(program: Program, paths: Sequence[str]) -> list[Diagnostic]:
+    # Imported here: plain `lint` never loads gRPC, Avro or the registry client.
+    from lhpipe.connect.online import OnlineUnavailable, check_online
+    from lhpipe.settings import SettingsError, load_settings
+
+    try:
+        return check_online(program, load_settings([Path(p) for p in paths]))
+    except (OnlineUnavailable, SettingsError) as exc:
+        raise OnlineCheckFailed(str(exc)) from exc
 
 
 def run_lint(
@@ -37,16 +62,16 @@ def run_lint(
     """Lint ``paths`` and return the exit code (see :mod:`lhpipe.commands.outcome`)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
-    if online:
-        print(ONLINE_NOT_BUILT, file=err)
-        return ExitCode.USAGE
     try:
-        report = lint_report(paths)
+        report = lint_report(paths, online=online)
     except OSError as exc:
         print(f"lhpipe lint: {describe_os_error(exc)}", file=err)
         return ExitCode.USAGE
     except UnicodeDecodeError as exc:
         print(f"lhpipe lint: a file is not UTF-8 text: {exc}", file=err)
+        return ExitCode.USAGE
+    except OnlineCheckFailed as exc:
+        print(f"lhpipe lint: --online: {exc}", file=err)
         return ExitCode.USAGE
     if report.files_checked == 0:
         print(f"lhpipe lint: no .lhp files found in {', '.join(paths)}", file=err)

@@ -38,6 +38,8 @@ from littlehorse.model import (
     PutCorrelatedEventRequest,
     PutExternalEventRequest,
     RunWfRequest,
+    SearchExternalEventDefRequest,
+    SearchWfSpecRequest,
     StructDef,
     StructDefId,
     WfSpec,
@@ -437,6 +439,17 @@ class LittleHorseClient:
             "GetStructDef", StructDefId(name=name, version=version), f"StructDef {name}"
         )
         return struct_def
+
+    async def wf_spec_names(self, limit: int) -> list[str]:
+        """Names of WfSpecs (one page of at most ``limit`` versions), for hints."""
+        found = await self._call("SearchWfSpec", SearchWfSpecRequest(limit=limit), "WfSpecs")
+        return sorted({spec_id.name for spec_id in found.results})
+
+    async def external_event_def_names(self, limit: int) -> list[str]:
+        """Names of ExternalEventDefs (one page of at most ``limit``), for hints."""
+        request = SearchExternalEventDefRequest(limit=limit)
+        found = await self._call("SearchExternalEventDef", request, "ExternalEventDefs")
+        return sorted({def_id.name for def_id in found.results})
 
     # -- one call ----------------------------------------------------------------------------
 

@@ -307,6 +307,9 @@ class HttpListener:
             family=socket.AF_INET6 if ":" in self.host else socket.AF_INET,
         )
         self.port = sock.getsockname()[1]
+        # uvicorn announces its start and stop at INFO; the listener's own line says where it
+        # listens, and uvicorn's warnings and errors (an app exception) still come through.
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         config = uvicorn.Config(
             self.app,
             http="httptools",

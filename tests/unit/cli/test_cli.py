@@ -187,13 +187,6 @@ def test_lint_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice: 'xml'" in capsys.readouterr().err
 
 
-def test_lint_online_is_refused_clearly(
-    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["lint", "--online", str(files["clean"])]) == 2
-    assert "--online is not implemented yet" in capsys.readouterr().err
-
-
 # --- fmt ----------------------------------------------------------------------------------
 
 

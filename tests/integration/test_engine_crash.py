@@ -1,0 +1,82 @@
+"""`kill -9` of lhpipe while 5,000 records flow, then a restart: exactly 5,000 WfRuns.
+
+The first process runs with few requests in flight so that the kill lands mid-stream; what it
+had sent but not committed is sent again by the second process under the same WfRun ids, and
+LittleHorse answers ALREADY_EXISTS for those.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from engine_run import (
+    LhpipeRun,
+    committed,
+    count_wf_runs,
+    create_topic,
+    produce,
+    unique,
+    wait_until,
+    write_pipelines,
+)
+from lh import lh_config, register_wf_spec
+from littlehorse.workflow import Workflow, WorkflowThread
+
+from lhpipe.stack.addresses import StackAddresses
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 5_000
+PARTITIONS = 3
+
+
+def test_a_killed_process_restarted_makes_exactly_one_wf_run_per_record(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    config = lh_config(stack)
+    wf_name, topic, group = unique("e3-crash"), unique("e3-crash-in"), unique("e3-crash-g")
+
+    def flow(wf: WorkflowThread) -> None:
+        wf.declare_int("n")
+
+    register_wf_spec(config, Workflow(wf_name, flow))
+    create_topic(stack, topic, partitions=PARTITIONS)
+    folder = write_pipelines(
+        tmp_path / "pipelines",
+        f"""
+pipeline crash {{
+  from topic "{topic}" {{ value = json  group = "{group}" }}
+  run_wf "{wf_name}" {{ id = "c-${{key}}" }}
+}}
+""",
+    )
+    produce(
+        stack,
+        topic,
+        ((str(n).encode(), json.dumps({"n": n}).encode(), []) for n in range(RECORDS)),
+    )
+
+    first = LhpipeRun(folder, env={"LHPIPE_MAX_IN_FLIGHT": "4"})
+    with first:
+        first.wait_ready()
+        wait_until(lambda: first.stats("crash")["acknowledged"] >= 500, 90, "500 records done")
+        first.kill()
+    killed_at = count_wf_runs(config, wf_name)
+    assert 0 < killed_at < RECORDS, "the kill must land while records flow"
+    assert sum(committed(stack, group, topic, PARTITIONS)) < RECORDS
+
+    with LhpipeRun(folder) as second:
+        second.wait_ready()
+        wait_until(
+            lambda: sum(committed(stack, group, topic, PARTITIONS)) == RECORDS,
+            180,
+            "every offset to be committed",
+            every=1.0,
+        )
+        assert second.terminate() == 0, second.log()
+    wait_until(lambda: count_wf_runs(config, wf_name) >= RECORDS, 60, "5,000 WfRuns")
+    time.sleep(2)  # anything extra would show up now
+    assert count_wf_runs(config, wf_name) == RECORDS

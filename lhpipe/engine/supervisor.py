@@ -294,11 +294,11 @@ class Supervisor:
             log.info("created dead-letter topic %r", topic)
 
     async def _watch_health(self) -> None:
-        """Ping LittleHorse while it is not known to answer, so that ``/readyz`` follows an
-        outage and the recovery even when no record is flowing."""
+        """Ping LittleHorse every few seconds, so that ``/readyz`` follows an outage and the
+        recovery even when no record is flowing; publish consumer lag."""
         client = self._shared.littlehorse
         while True:
-            if client is not None and not client.connected():
+            if client is not None:
                 await client.ping()
             for runner in self._runners.values():
                 runner.publish_lag()

@@ -29,7 +29,12 @@ SECTIONS = (
     ("LHP4", "Pipelines, sources, targets and ids", "LittleHorse ids and names, topics."),
     ("LHP5", "Tests", "`test` blocks."),
     ("LHP6", "Connectors and settings", "`connector` blocks and settings."),
-    ("LHP9", "Online checks", "`lhpipe lint --online` (not built yet)."),
+    (
+        "LHP9",
+        "Online checks",
+        "`lhpipe lint --online`: the files against the running LittleHorse and schema registry "
+        "(no offline example).",
+    ),
 )
 
 HEADER = """\

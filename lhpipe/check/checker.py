@@ -78,6 +78,11 @@ _DECODE_VALUE = ("json", "string", "bytes")
 _DECODE_KEY = ("string", "json")
 _PRESETS = ("github", "stripe", "standard_webhooks")
 _DEFAULT_MAX_BODY = 1024 * 1024
+# Kafka Connect settings that the connector declaration itself decides, and what decides them.
+_CONNECTOR_OWNED = {
+    "connector.class": "it is the connector's `class`",
+    "name": "the connector is named after its declaration",
+}
 
 
 def check(
@@ -415,12 +420,22 @@ class _Checker:
         self._require(found, ("class", "topic"), decl.name.span, f"connector `{decl.name.name}`")
         cls_expr = self._setting(found, "class")
         connector_class = self._literal_text(cls_expr, "a connector class") if cls_expr else None
+        if connector_class is not None and not rules.valid_java_class(connector_class):
+            assert cls_expr is not None
+            self.report(
+                "LHP601",
+                cls_expr.span,
+                f'"{connector_class}" is not a Java class name',
+                'write the class as Kafka Connect knows it, e.g. "io.debezium.connector.'
+                'postgresql.PostgresConnector" or an alias such as "FileStreamSource"',
+            )
+            connector_class = None
         topic_expr = self._setting(found, "topic")
         topic = self._topic_name(topic_expr, "a topic") if topic_expr else None
         config: dict[str, str | int | float | bool | EnvRef] = {}
         if "config" in found:
             for pair in blocks.map_entries(found["config"], self.diagnostics) or []:
-                value = self._config_value(pair.value)
+                value = self._config_value(pair.key, pair.value)
                 if value is not None:
                     config[pair.key.name] = value
         if self._is_first(decl):
@@ -428,11 +443,35 @@ class _Checker:
                 decl.name.name, decl, connector_class or "", config, topic or ""
             )
 
-    def _config_value(self, expr: ast.Expr) -> str | int | float | bool | EnvRef | None:
-        if isinstance(expr, ast.IntLit | ast.FloatLit | ast.BoolLit):
+    def _config_value(
+        self, key: ast.Ident, expr: ast.Expr
+    ) -> str | int | float | bool | EnvRef | None:
+        """One setting of a connector's ``config``: Kafka Connect takes text, and numbers and
+        booleans as their text."""
+        owner = _CONNECTOR_OWNED.get(key.name)
+        if owner is not None:
+            self.report("LHP601", key.span, f"`{key.name}` cannot be set in `config`: {owner}")
+            return None
+        literal = _literal_json(expr)
+        if isinstance(literal, int | float):  # booleans included
             self.exprs.check(expr, EMPTY_SCOPE)
-            return expr.value
-        return self._text(expr, "a connector setting")
+            return literal
+        if isinstance(expr, ast.StringLit) or (
+            isinstance(expr, ast.Call) and expr.func.name == "env"
+        ):
+            return self._text(expr, "a connector setting")
+        hint = (
+            'Kafka Connect lists are one string with commas: "a,b"'
+            if isinstance(expr, ast.ListLit)
+            else None
+        )
+        self.report(
+            "LHP601",
+            expr.span,
+            f"`{key.name}` must be a string, a number, a boolean or `env(...)`",
+            hint,
+        )
+        return None
 
     # --- webhooks -----------------------------------------------------------------------
 

@@ -8,6 +8,9 @@
   ``[a-z0-9]([-a-z0-9]*[a-z0-9])?`` (lower case, digits, inner hyphens).
 * A Kafka topic name is 1 to 249 of ``[A-Za-z0-9._-]``, and not ``.`` or ``..``.
 * An HTTP header name is a token of RFC 9110: letters, digits and ``!#$%&'*+-.^_`|~``.
+* A Kafka Connect connector class is a Java class name, fully qualified
+  (``io.debezium.connector.postgresql.PostgresConnector``) or an alias (``FileStreamSource``):
+  Java identifiers separated by dots.
 * A ``correlate`` key is any string (LittleHorse does not restrict correlation keys, and they
   are often e-mail addresses or order numbers), so it is not checked.
 
@@ -28,6 +31,7 @@ LH_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TOPIC: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 HTTP_HEADER: Final = re.compile(r"[-!#$%&'*+.^_`|~A-Za-z0-9]+")
+JAVA_CLASS: Final = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*", re.ASCII)
 
 
 def valid_wf_run_id(text: str, *, allow_parent: bool = False) -> bool:
@@ -49,6 +53,11 @@ def valid_topic(text: str) -> bool:
 def valid_http_header(text: str) -> bool:
     """Whether ``text`` can be the name of an HTTP header."""
     return HTTP_HEADER.fullmatch(text) is not None
+
+
+def valid_java_class(text: str) -> bool:
+    """Whether ``text`` is a Java class name (qualified or not)."""
+    return JAVA_CLASS.fullmatch(text) is not None
 
 
 def template_fits(literal: ast.StringLit, inner: str, edge: str = "A-Za-z0-9") -> bool:

@@ -1,0 +1,49 @@
+"""What an authenticator decides about one request, and the interface every auth form has.
+
+An :class:`Authenticator` looks at a request's headers and raw body and answers either
+:class:`Authenticated` (with the provider's webhook id when the form has one, and the verified
+token's claims for ``oauth``) or :class:`Refused`, which carries the :class:`Problem` to answer
+(401, 403 or 503, with its ``WWW-Authenticate`` or ``Retry-After`` header) and, separately, the
+precise reason for the logs. The caller never sees the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lhpipe.connect.webhooks.problems import Problem
+
+#: Request headers with lower-case names (as ASGI gives them), decoded as Latin-1.
+Headers = Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """The request may proceed. ``webhook_id`` is the provider's delivery id (``webhook-id``,
+    ``X-GitHub-Delivery``, Stripe's event id) when the auth form has one; ``claims`` are the
+    verified token's claims for ``oauth`` (shared between requests with the same token: read
+    them, never change them)."""
+
+    webhook_id: str | None = None
+    claims: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The request is refused: answer ``problem``; log ``reason`` (never sent)."""
+
+    problem: Problem
+    reason: str
+
+
+AuthOutcome = Authenticated | Refused
+
+
+class Authenticator(Protocol):
+    """One webhook's auth form, ready to check requests."""
+
+    async def authenticate(self, headers: Headers, body: bytes) -> AuthOutcome:
+        """Check one request: ``headers`` with lower-case names, ``body`` the raw bytes."""
+        ...

@@ -48,6 +48,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import operator
 import os
 import re
 import uuid
@@ -327,6 +328,36 @@ class _Compiler:
         return lookup
 
     def _attribute(self, expr: ast.Attribute, *, lenient: bool) -> Evaluator:
+        checked = self._checked_attribute(expr, lenient=lenient)
+        path = _name_path(expr)
+        if path is None:
+            return checked
+        # `value.a.b` where every step is a dict: plain subscripts, and on any surprise (a
+        # missing key, a null, a non-record) the checked evaluation says what it means.
+        root, *names = path
+        if len(names) == 1:
+            (first,) = names
+
+            def field(env: Mapping[str, Any]) -> Any:
+                try:
+                    return env[root][first]
+                except (KeyError, TypeError, IndexError):
+                    return checked(env)
+
+            return field
+        if len(names) == 2:
+            first, second = names
+
+            def nested(env: Mapping[str, Any]) -> Any:
+                try:
+                    return env[root][first][second]
+                except (KeyError, TypeError, IndexError):
+                    return checked(env)
+
+            return nested
+        return checked
+
+    def _checked_attribute(self, expr: ast.Attribute, *, lenient: bool) -> Evaluator:
         obj = self.compile(expr.obj, lenient=lenient)
         name = expr.name.name
         null_ok = lenient or self._optional(expr.obj)
@@ -482,6 +513,19 @@ class _Compiler:
 _ORDERINGS = frozenset({ast.BinaryOp.LT, ast.BinaryOp.LE, ast.BinaryOp.GT, ast.BinaryOp.GE})
 
 
+def _name_path(expr: ast.Attribute) -> list[str] | None:
+    """``["value", "a", "b"]`` for ``value.a.b``; ``None`` when the chain has other steps."""
+    names: list[str] = []
+    node: ast.Expr = expr
+    while isinstance(node, ast.Attribute):
+        names.append(node.name.name)
+        node = node.obj
+    if not isinstance(node, ast.Name):
+        return None
+    names.append(node.name)
+    return names[::-1]
+
+
 def _missing(expr: ast.Expr, obj: ast.Expr, name: str, value: Mapping[str, Any]) -> ExpressionError:
     fields = list(value)
     shown = ", ".join(fields[:10]) + (", ..." if len(fields) > 10 else "")
@@ -513,6 +557,17 @@ def _logic(expr: ast.Binary, left: Evaluator, right: Evaluator) -> Evaluator:
 
 
 def _equality(expr: ast.Binary, left: Evaluator, right: Evaluator) -> Evaluator:
+    literal = _literal(expr.right)
+    if type(literal) in _FAST_EQUAL:
+        bound, kind = literal, type(literal)
+        negate = expr.op is ast.BinaryOp.NE
+
+        def equal_literal(env: Mapping[str, Any]) -> bool:
+            a = left(env)
+            same = bool(a == bound) if type(a) is kind else values_equal(a, bound)
+            return same is not negate
+
+        return equal_literal
     if expr.op is ast.BinaryOp.EQ:
 
         def equal(env: Mapping[str, Any]) -> bool:
@@ -533,17 +588,42 @@ def _equality(expr: ast.Binary, left: Evaluator, right: Evaluator) -> Evaluator:
 
 
 _FAST_EQUAL = frozenset({str, int, float, bool})
+_NOT_LITERAL = object()
 
+
+def _literal(expr: ast.Expr) -> Any:
+    """The value of a scalar literal (a plain string, a number, a boolean), else a marker."""
+    if isinstance(expr, ast.IntLit | ast.FloatLit | ast.BoolLit):
+        return expr.value
+    if isinstance(expr, ast.StringLit) and expr.is_plain:
+        return expr.text
+    return _NOT_LITERAL
+
+
+# On two numbers or two strings these return a bool.
 _COMPARE: Mapping[ast.BinaryOp, Callable[[Any, Any], bool]] = {
-    ast.BinaryOp.LT: lambda a, b: bool(a < b),
-    ast.BinaryOp.LE: lambda a, b: bool(a <= b),
-    ast.BinaryOp.GT: lambda a, b: bool(a > b),
-    ast.BinaryOp.GE: lambda a, b: bool(a >= b),
+    ast.BinaryOp.LT: operator.lt,
+    ast.BinaryOp.LE: operator.le,
+    ast.BinaryOp.GT: operator.gt,
+    ast.BinaryOp.GE: operator.ge,
 }
 
 
 def _ordering(expr: ast.Binary, left: Evaluator, right: Evaluator) -> Evaluator:
     compare = _COMPARE[expr.op]
+    literal = _literal(expr.right)
+    if type(literal) in _NUMBERS or type(literal) is str:
+        # `value.age >= 18`: the common case skips a call and half the type checks.
+        bound = literal
+        same_kind = _NUMBERS if type(literal) in _NUMBERS else (str,)
+
+        def ordering_literal(env: Mapping[str, Any]) -> bool:
+            a = left(env)
+            if type(a) in same_kind:
+                return compare(a, bound)
+            raise _fail(expr, f"cannot order {describe(a)} and {describe(bound)}")
+
+        return ordering_literal
 
     def ordering(env: Mapping[str, Any]) -> bool:
         a, b = left(env), right(env)

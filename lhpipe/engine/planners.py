@@ -133,26 +133,25 @@ class _Target:
             (name, compile_expr(expr, self.program)) for name, expr in (entries or {}).items()
         )
 
-    def text(self, evaluate: _Optional, env: Mapping[str, Any], key: str) -> str | None:
-        """A written text setting (an id, a key); ``None`` when not written or null."""
-        if evaluate is None:
-            return None
-        value = evaluate(env)
-        if value is None or isinstance(value, str):
-            return value
-        raise ExpressionError(f"{self.label}: `{key}` must be a string, found {describe(value)}")
 
-    def number(self, evaluate: _Optional, env: Mapping[str, Any], key: str) -> int | None:
-        if evaluate is None:
-            return None
-        value = evaluate(env)
-        if value is None:
-            return None
-        if type(value) is int and value >= 0:
-            return value
-        raise ExpressionError(
-            f"{self.label}: `{key}` must be a whole number, 0 or more, found {describe(value)}"
-        )
+def _text(value: Any, label: str, key: str) -> str | None:
+    """A written text setting (an id, a key); ``None`` when null."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ExpressionError(f"{label}: `{key}` must be a string, found {describe(value)}")
+
+
+def _number(evaluate: _Optional, env: Mapping[str, Any], label: str, key: str) -> int | None:
+    if evaluate is None:
+        return None
+    value = evaluate(env)
+    if value is None:
+        return None
+    if type(value) is int and value >= 0:
+        return value
+    raise ExpressionError(
+        f"{label}: `{key}` must be a whole number, 0 or more, found {describe(value)}"
+    )
 
 
 _KIND_WORDS = {
@@ -164,12 +163,6 @@ _KIND_WORDS = {
     ast.TargetKind.FILE: "to file",
     ast.TargetKind.LOG: "to log",
 }
-
-
-def _evaluate_map(
-    entries: tuple[tuple[str, Evaluator], ...], env: Mapping[str, Any]
-) -> dict[str, Any]:
-    return {name: evaluate(env) for name, evaluate in entries}
 
 
 def _header_texts(
@@ -203,29 +196,35 @@ def _run_wf(target: _Target) -> Planner:
     major_version = target.setting("major_version")
     revision = target.setting("revision")
     variables = target.map(target.info.variables) if target.info.variables is not None else None
+    # Where an id came from, for the message of a bad one (formatted once, here).
+    from_written = f"{label}: the written `id`"
+    from_header = f"{label}: the wfRunId header"
+    from_key = f"{label}: the record key"
+    from_generated = f"{label}: the generated id"
+    from_parent = f"{label}: `parent`"
 
     def plan(env: Mapping[str, Any], record: Record) -> Plan:
-        wf_run_id = target.text(written_id, env, "id")
+        wf_run_id = None if written_id is None else _text(written_id(env), label, "id")
         if wf_run_id is not None:
-            check_id(wf_run_id, f"{label}: the written `id`")
+            check_id(wf_run_id, from_written)
         elif (wf_run_id := _header(record, "wfRunId")) is not None:
-            check_id(wf_run_id, f"{label}: the wfRunId header")
+            check_id(wf_run_id, from_header)
         elif (wf_run_id := _key_text(env, label)) is not None:
-            check_id(wf_run_id, f"{label}: the record key")
+            check_id(wf_run_id, from_key)
         else:
-            wf_run_id = check_id(generated_id(pipeline, record), f"{label}: the generated id")
-        parent_id = target.text(parent, env, "parent")
+            wf_run_id = check_id(generated_id(pipeline, record), from_generated)
+        parent_id = None if parent is None else _text(parent(env), label, "parent")
         if parent_id is not None:
-            check_id(parent_id, f"{label}: `parent`", allow_parent=True)
+            check_id(parent_id, from_parent, allow_parent=True)
         return RunWfPlan(
-            wf_spec=wf_spec,
-            wf_run_id=wf_run_id,
-            variables=_evaluate_map(variables, env)
+            wf_spec,
+            wf_run_id,
+            {name: evaluate(env) for name, evaluate in variables}
             if variables is not None
             else _value_fields(env, label),
-            major_version=target.number(major_version, env, "major_version"),
-            revision=target.number(revision, env, "revision"),
-            parent_wf_run_id=parent_id,
+            _number(major_version, env, label, "major_version"),
+            _number(revision, env, label, "revision"),
+            parent_id,
         )
 
     return plan
@@ -256,35 +255,43 @@ def _post_event(target: _Target) -> Planner:
     content = target.setting("content")
     thread_run_number = target.setting("thread_run_number")
     node_run_position = target.setting("node_run_position")
+    id_written = f"{label}: the written `wf_run_id`"
+    id_header = f"{label}: the wfRunId header"
+    id_key = f"{label}: the record key"
+    guid_written = f"{label}: the written `guid`"
+    guid_header = f"{label}: the guid header"
+    guid_generated = f"{label}: the generated guid"
 
     def plan(env: Mapping[str, Any], record: Record) -> Plan:
-        wf_run_id = target.text(written_wf_run_id, env, "wf_run_id")
+        wf_run_id = (
+            None if written_wf_run_id is None else _text(written_wf_run_id(env), label, "wf_run_id")
+        )
         if wf_run_id is not None:
-            check_id(wf_run_id, f"{label}: the written `wf_run_id`", allow_parent=True)
+            check_id(wf_run_id, id_written, allow_parent=True)
         elif (wf_run_id := _header(record, "wfRunId")) is not None:
-            check_id(wf_run_id, f"{label}: the wfRunId header", allow_parent=True)
+            check_id(wf_run_id, id_header, allow_parent=True)
         elif (wf_run_id := _key_text(env, label)) is not None:
-            check_id(wf_run_id, f"{label}: the record key", allow_parent=True)
+            check_id(wf_run_id, id_key, allow_parent=True)
         else:
             raise PermanentError(
                 f"{label}: no WfRun id: `wf_run_id` is not written, and the record has no "
                 "wfRunId header and no key",
                 code="BAD_ID",
             )
-        guid = target.text(written_guid, env, "guid")
+        guid = None if written_guid is None else _text(written_guid(env), label, "guid")
         if guid is not None:
-            check_id(guid, f"{label}: the written `guid`")
+            check_id(guid, guid_written)
         elif (guid := _header(record, "guid")) is not None:
-            check_id(guid, f"{label}: the guid header")
+            check_id(guid, guid_header)
         else:
-            guid = check_id(generated_id(pipeline, record), f"{label}: the generated guid")
+            guid = check_id(generated_id(pipeline, record), guid_generated)
         return PostEventPlan(
-            external_event_def=event_def,
-            wf_run_id=wf_run_id,
-            guid=guid,
-            content=env.get("value") if content is None else content(env),
-            thread_run_number=target.number(thread_run_number, env, "thread_run_number"),
-            node_run_position=target.number(node_run_position, env, "node_run_position"),
+            event_def,
+            wf_run_id,
+            guid,
+            env.get("value") if content is None else content(env),
+            _number(thread_run_number, env, label, "thread_run_number"),
+            _number(node_run_position, env, label, "node_run_position"),
         )
 
     return plan
@@ -298,7 +305,7 @@ def _correlate(target: _Target) -> Planner:
     content = target.setting("content")
 
     def plan(env: Mapping[str, Any], record: Record) -> Plan:
-        key = target.text(written_key, env, "key")
+        key = None if written_key is None else _text(written_key(env), label, "key")
         if not key:
             key = _header(record, "correlationId") or _key_text(env, label)
         if not key:

@@ -149,6 +149,32 @@ def test_ordering_needs_two_values_of_one_kind(value: Any, found: str) -> None:
     assert f"cannot order {found}" in fails("value.a < value.b", value)
 
 
+@pytest.mark.parametrize(
+    ("expr", "value", "expected"),
+    [
+        ("value.a >= 18", {"a": 18.0}, True),
+        ('value.a < "m"', {"a": "k"}, True),
+        ('value.a == "x"', {"a": "x"}, True),
+        ("value.a == 1", {"a": True}, False),
+        ("value.a != 1", {"a": 1.0}, False),
+        ("value.a == true", {"a": None}, False),
+    ],
+)
+def test_comparisons_with_a_literal(expr: str, value: Any, expected: bool) -> None:
+    assert evaluate(expr, value) is expected
+
+
+def test_ordering_with_a_literal_needs_the_same_kind() -> None:
+    assert fails("value.a < 5", {"a": "4"}) == "value.a < 5: cannot order a string and an int"
+    assert "cannot order null and a string" in fails('value.a < "m"', {"a": None})
+
+
+def test_field_paths_on_non_records_fall_back_to_the_checked_rules() -> None:
+    assert "`value.a` is a list, which has no fields" in fails("value.a.b", {"a": [1]})
+    assert "`value` is a string, which has no fields" in fails("value.a", "text")
+    assert evaluate("value.address.city", ANN, schema="Person") is None
+
+
 # --- logic --------------------------------------------------------------------------------
 
 

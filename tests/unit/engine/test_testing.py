@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 from pathlib import Path
 
@@ -193,3 +194,21 @@ def test_a_bad_id_fails_the_test(tmp_path: Path) -> None:
     )
     assert code == 1
     assert 'permanent error (BAD_ID): run_wf "w": the record key "ann_1"' in out
+
+
+def test_the_example_of_docs_testing_runs_as_shown(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    example = re.findall(r"^```lhp\n(.*?)^```", page, re.M | re.S)[0]
+    shown = re.findall(r"^\$ lhpipe test onboarding\.lhp\n(.*?)^```", page, re.M | re.S)[0]
+    (tmp_path / "onboarding.lhp").write_text(example, encoding="utf-8")
+    code, out, _ = run([str(tmp_path / "onboarding.lhp")])
+    assert (code, out) == (0, shown)
+
+
+def test_the_failing_report_of_docs_testing_is_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    page = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    command = "$ lhpipe test tests/data/engine/wrong_expectations.lhp\n"
+    shown = page.split(command, 1)[1].split("```", 1)[0]
+    _, out, _ = run(["tests/data/engine/wrong_expectations.lhp"])
+    assert out == shown

@@ -899,8 +899,10 @@ class _Checker:
         if self._is_unreadable(name.name, what):
             return
         other = self.declared.get(name.name)
-        other_kind = _KIND_NAMES[type(other)] if other is not None else None
-        other_kind = other_kind or self.unreadable.get(name.name)
+        if other is not None:
+            other_kind: str | None = _KIND_NAMES[type(other)]
+        else:
+            other_kind = self.unreadable.get(name.name)
         if other_kind is not None:
             self.report(code, name.span, f"`{name.name}` is {a(other_kind)}, not {a(what)}")
             return

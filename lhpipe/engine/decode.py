@@ -90,7 +90,22 @@ def _parse_json_field(text: Any) -> Any:
 def _write_rule(logical: str) -> _avro.Convert | None:
     if logical == "json":
         return _json_field_text
+    if logical in ("timestamp-millis", "timestamp-micros"):
+        return _timestamp_of_text
     return None
+
+
+def _timestamp_of_text(value: Any) -> Any:
+    """ISO-8601 text for a timestamp field (what a test literal can write) as a datetime."""
+    if not isinstance(value, str):
+        return value
+    from datetime import UTC, datetime
+
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return value  # the Avro writer reports the value that does not fit
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _json_field_text(value: Any) -> Any:
@@ -101,7 +116,8 @@ def _json_field_text(value: Any) -> Any:
 
 def avro_writer_converter(schema: Any) -> _avro.Convert | None:
     """What turns an engine value into what fastavro writes for ``schema`` (parsed): inline
-    ``json`` fields become JSON text. ``None`` when nothing needs converting."""
+    ``json`` fields become JSON text, ISO-8601 text in a timestamp field a datetime. ``None``
+    when nothing needs converting."""
     return _avro.converter(schema, _write_rule)
 
 

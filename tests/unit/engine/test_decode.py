@@ -13,7 +13,7 @@ import pytest
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.engine.decode import Decoder, parse_avro_schema, schema_id_of
+from lhpipe.engine.decode import Decoder, avro_writer_converter, parse_avro_schema, schema_id_of
 from lhpipe.engine.errors import DecodeError
 
 SCHEMA = """
@@ -233,3 +233,20 @@ def _strip(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_strip(v) for v in schema]
     return schema
+
+
+def test_writer_converter_round_trips_engine_values() -> None:
+    avro = decoder("Order")
+    convert = avro_writer_converter(avro.reader_schema)
+    assert convert is not None
+    engine_value = {**ORDER, "extra": {"gift": True}, "placed": "2024-05-01T12:30:00Z"}
+    raw = wire(7, avro.reader_schema, convert(engine_value))
+    assert avro.decode_value(raw) == {**ORDER, "extra": {"gift": True}}
+    assert engine_value["extra"] == {"gift": True}  # the caller's value is left as it was
+
+
+def test_schemas_without_logical_types_need_no_conversion() -> None:
+    plain = parse_avro_schema(
+        {"type": "record", "name": "P", "fields": [{"name": "a", "type": "int"}]}
+    )
+    assert avro_writer_converter(plain) is None

@@ -27,6 +27,9 @@ import orjson
 
 PROBLEM_CONTENT_TYPE = b"application/problem+json"
 
+#: RFC 9110's names where Python's differ by version (3.13 renamed 413).
+_TITLES = {413: "Content Too Large"}
+
 
 @dataclass(frozen=True, slots=True)
 class FieldProblem:
@@ -52,7 +55,7 @@ class Problem:
     @property
     def title(self) -> str:
         """The status phrase (``about:blank`` problems use it as their title)."""
-        return HTTPStatus(self.status).phrase
+        return _TITLES.get(self.status) or HTTPStatus(self.status).phrase
 
     def to_json(self) -> dict[str, Any]:
         """The problem document as plain data."""

@@ -31,7 +31,7 @@ import httpx
 from confluent_kafka.schema_registry import AsyncSchemaRegistryClient, Schema, SchemaRegistryError
 from fastavro.validation import ValidationError, validate
 
-from lhpipe.engine.decode import _WIRE_HEADER, parse_avro_schema
+from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
 from lhpipe.engine.errors import PermanentError, TransientError
 from lhpipe.settings import Settings
 
@@ -185,7 +185,7 @@ def encode(schema_id: int, parsed_schema: Any, value: Any) -> bytes:
     """``value`` in the registry wire format; raises :class:`PermanentError` (code
     ``ENCODE``) naming the field when the value does not fit the schema."""
     out = io.BytesIO()
-    out.write(_WIRE_HEADER.pack(0, schema_id))
+    out.write(WIRE_HEADER.pack(0, schema_id))
     try:
         fastavro.schemaless_writer(out, parsed_schema, value)
     except Exception as exc:  # fastavro's writer raises TypeError, ValueError, KeyError...

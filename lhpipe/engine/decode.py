@@ -35,8 +35,8 @@ from lhpipe.engine import _avro
 from lhpipe.engine.errors import DecodeError
 
 #: Magic byte, then the schema id as a 4-byte big-endian unsigned int.
-_WIRE_HEADER = struct.Struct(">BI")
-WIRE_HEADER_SIZE = _WIRE_HEADER.size
+WIRE_HEADER = struct.Struct(">BI")
+WIRE_HEADER_SIZE = WIRE_HEADER.size
 
 _TEXT_FORMATS = ("json", "string", "bytes")
 
@@ -51,7 +51,7 @@ def schema_id_of(raw: bytes | None) -> int | None:
             f"the value is {len(raw)} byte{'' if len(raw) == 1 else 's'} long, too short for "
             "the registry wire format (a magic byte 0 and a 4-byte schema id come first)"
         )
-    magic, schema_id = _WIRE_HEADER.unpack_from(raw)
+    magic, schema_id = WIRE_HEADER.unpack_from(raw)
     if magic != 0:
         looks = " (it looks like JSON)" if raw[:1] in (b"{", b"[", b'"') else ""
         raise DecodeError(

@@ -10,8 +10,7 @@ precise reason for the logs. The caller never sees the reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from lhpipe.connect.webhooks.problems import Problem
 
@@ -19,19 +18,17 @@ from lhpipe.connect.webhooks.problems import Problem
 Headers = Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class Authenticated:
+class Authenticated(NamedTuple):
     """The request may proceed. ``webhook_id`` is the provider's delivery id (``webhook-id``,
     ``X-GitHub-Delivery``, Stripe's event id) when the auth form has one; ``claims`` are the
     verified token's claims for ``oauth`` (shared between requests with the same token: read
-    them, never change them)."""
+    them, never change them). A named tuple, as it is made on every request."""
 
     webhook_id: str | None = None
     claims: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
+class Refused(NamedTuple):
     """The request is refused: answer ``problem``; log ``reason`` (never sent)."""
 
     problem: Problem

@@ -34,12 +34,6 @@ class Secret:
 
     __str__ = __repr__
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
 
 def resolve_text(value: Text, settings: Settings, what: str) -> str:
     """A literal as it is, or ``env("NAME", "default")`` read from the settings now."""

@@ -20,6 +20,7 @@ A token (:class:`BearerVerifier`) is accepted when all of these hold:
   token "signed" with the issuer's public key as an HS256 secret fails), never a JWE;
 * the signature verifies with the issuer's key of that ``kid`` (or its only key when the token
   names none), and that key's type, ``use`` and ``alg`` fit the token's ``alg``;
+  header parameters listed in ``crit`` must be understood, others are let through;
 * the payload is a JSON object with ``iss`` equal to the issuer, ``aud`` (a string or a list)
   containing the audience, a numeric ``exp`` not before now minus the leeway and, if present, a
   numeric ``nbf`` not after now plus the leeway (``exp`` is required: a bearer token that never
@@ -65,7 +66,9 @@ MAX_TOKEN_LENGTH: Final = 16 * 1024
 
 REALM: Final = "lhpipe"
 
-_REGISTRY: Final = JWSRegistry(algorithms=list(ALLOWED_ALGORITHMS))
+# Header parameters the registry does not know are let through (issuers add their own, and
+# the signature covers them); `crit` is still enforced.
+_REGISTRY: Final = JWSRegistry(algorithms=list(ALLOWED_ALGORITHMS), strict_check_header=False)
 _DEFAULT_TIMEOUT_SECONDS: Final = 10.0
 
 
@@ -217,7 +220,7 @@ class IssuerDirectory:
 
     def __init__(self, client: httpx.AsyncClient | None = None) -> None:
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(follow_redirects=True)
+        self.client = httpx.AsyncClient(follow_redirects=True) if client is None else client
         self._issuers: dict[str, IssuerKeys] = {}
 
     def keys(self, issuer: str) -> IssuerKeys:

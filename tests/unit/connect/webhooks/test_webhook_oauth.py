@@ -14,8 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, OctKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 from lhpipe.check.program import EnvRef, OAuthAuth
 from lhpipe.connect.webhooks import oauth
@@ -538,3 +541,20 @@ def test_a_token_without_kid_is_refused_when_the_issuer_has_several_keys(gateway
 
     assert refusal(gateway.bearer(unnamed))[:2] == (401, INVALID)
     assert gateway.issuer.jwks_fetches == 1  # no kid: nothing to refetch for
+
+
+def test_extra_header_parameters_are_accepted_but_crit_ones_are_not(gateway: Gateway) -> None:
+    lenient = JWSRegistry(algorithms=["RS256"], strict_check_header=False)
+    extra = jwt.encode(
+        {"alg": "RS256", "kid": "rsa-1", "x-build": "42"}, claims(), RSA, registry=lenient
+    )
+    critical_header = {"alg": "RS256", "kid": "rsa-1", "crit": ["exp-policy"], "exp-policy": 1}
+    header = b64url(json.dumps(critical_header).encode())
+    payload = b64url(json.dumps(claims()).encode())
+    signature = RSA.get_op_key("sign").sign(
+        f"{header}.{payload}".encode(), padding.PKCS1v15(), hashes.SHA256()
+    )
+    critical = f"{header}.{payload}.{b64url(signature)}"
+
+    assert isinstance(gateway.bearer(extra), Authenticated)
+    assert refusal(gateway.bearer(critical))[:2] == (401, INVALID)

@@ -47,8 +47,6 @@ from lhpipe.settings import Settings
 #: How far a signed timestamp may be from now, either way (Stripe and Standard Webhooks).
 TOLERANCE_SECONDS: Final = 300
 
-PRESETS: Final = ("github", "stripe", "standard_webhooks")
-
 _CHALLENGE: Final = 'HMAC realm="lhpipe"'
 _DETAIL: Final = "the request's signature is missing or does not match"
 
@@ -108,7 +106,7 @@ def _from_base64(text: str) -> bytes | None:
         return None
 
 
-def _within_tolerance(timestamp: str, now: float | None) -> str | None:
+def _timestamp_problem(timestamp: str, now: float | None) -> str | None:
     """Why a signed unix-seconds timestamp is refused, or ``None`` when it is fine."""
     if not timestamp.isascii() or not timestamp.isdigit():
         return f"timestamp {timestamp[:20]!r} is not unix seconds"
@@ -163,9 +161,9 @@ class StripeSignature:
                 signatures.append(text)
         if timestamp is None or not signatures:
             return _refuse("Stripe-Signature has no t= or no v1= entry")
-        too_far = _within_tolerance(timestamp, now)
-        if too_far is not None:
-            return _refuse(f"Stripe-Signature {too_far}")
+        stale = _timestamp_problem(timestamp, now)
+        if stale is not None:
+            return _refuse(f"Stripe-Signature {stale}")
         expected = self._keyed.digest(timestamp.encode("ascii"), b".", body)
         if not any(
             (given := _from_hex(s)) is not None and hmac.compare_digest(expected, given)
@@ -205,9 +203,9 @@ class StandardWebhooksSignature:
         value = headers.get(self.header)
         if not webhook_id or timestamp is None or value is None:
             return _refuse("webhook-id, webhook-timestamp or webhook-signature is missing")
-        too_far = _within_tolerance(timestamp, now)
-        if too_far is not None:
-            return _refuse(f"webhook-timestamp {too_far}")
+        stale = _timestamp_problem(timestamp, now)
+        if stale is not None:
+            return _refuse(f"webhook-timestamp {stale}")
         try:
             # Header values arrive decoded as Latin-1: encoding them back gives the bytes sent.
             signed_prefix = f"{webhook_id}.{timestamp}.".encode("latin-1")

@@ -70,6 +70,7 @@ REALM: Final = "lhpipe"
 # the signature covers them); `crit` is still enforced.
 _REGISTRY: Final = JWSRegistry(algorithms=list(ALLOWED_ALGORITHMS), strict_check_header=False)
 _DEFAULT_TIMEOUT_SECONDS: Final = 10.0
+_NO_TOKEN: Final = problems.unauthorized(f'Bearer realm="{REALM}"', "a bearer token is required")
 
 
 class KeysUnavailable(Exception):
@@ -237,8 +238,8 @@ class IssuerDirectory:
 
 
 class _TokenRefused(Exception):
-    """A token that is not accepted: the RFC 6750 error, what the caller is told, and the
-    reason for the logs."""
+    """A token that is not accepted (RFC 6750 ``invalid_token``): the reason for the logs,
+    and the description the caller is told."""
 
     def __init__(self, reason: str, description: str = "the access token is invalid") -> None:
         super().__init__(reason)
@@ -288,10 +289,7 @@ class BearerVerifier:
         token = _bearer_token(authorization)
         if token is None:
             reason = "no Authorization header" if authorization is None else "not a Bearer token"
-            return Refused(
-                problems.unauthorized(f'Bearer realm="{REALM}"', "a bearer token is required"),
-                reason,
-            )
+            return Refused(_NO_TOKEN, reason)
         now = self._clock()
         cached = self._accepted.get(token)
         if cached is not None:

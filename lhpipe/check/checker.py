@@ -543,6 +543,17 @@ class _Checker:
                 'a path starts with `/` and has no spaces, `?` or `#`, e.g. "/hooks/orders"',
             )
             return None
+        purpose = rules.ENGINE_PATHS.get(path)
+        if purpose is not None:
+            instead = "/hooks" + (path if path != "/" else "/intake")
+            self.report(
+                "LHP306",
+                expr.span,
+                f'"{path}" is served by lhpipe itself (its {purpose})',
+                f"lhpipe keeps {', '.join(rules.ENGINE_PATHS)} for itself; "
+                f'use another path, e.g. "{instead}"',
+            )
+            return None
         for other in self.webhooks.values():
             if other.path == path:
                 self.report(

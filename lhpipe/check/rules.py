@@ -8,6 +8,9 @@
   ``[a-z0-9]([-a-z0-9]*[a-z0-9])?`` (lower case, digits, inner hyphens).
 * A Kafka topic name is 1 to 249 of ``[A-Za-z0-9._-]``, and not ``.`` or ``..``.
 * An HTTP header name is a token of RFC 9110: letters, digits and ``!#$%&'*+-.^_`|~``.
+* A webhook path may not be one the engine's listener serves itself (cli.md): ``/healthz``,
+  ``/readyz``, ``/metrics`` and the status page ``/``. The listener answers those before it
+  looks at the webhook table, so such a webhook would never receive a request.
 * A Kafka Connect connector class is a Java class name, fully qualified
   (``io.debezium.connector.postgresql.PostgresConnector``) or an alias (``FileStreamSource``):
   Java identifiers separated by dots.
@@ -30,6 +33,13 @@ WF_RUN_ID: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?")
 LH_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TOPIC: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: The listener's own paths and what it serves there.
+ENGINE_PATHS: Final = {
+    "/": "status page",
+    "/healthz": "health check",
+    "/readyz": "readiness check",
+    "/metrics": "Prometheus metrics",
+}
 HTTP_HEADER: Final = re.compile(r"[-!#$%&'*+.^_`|~A-Za-z0-9]+")
 JAVA_CLASS: Final = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*", re.ASCII)
 

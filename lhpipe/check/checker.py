@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, cast
 
@@ -1180,51 +1181,81 @@ class _Checker:
         given: dict[str, ast.Expr] = {}
         value = self._setting(found, "value")
         if value is not None:
-            typ = self.exprs.check(value, EMPTY_SCOPE)
+            self.exprs.check(value, EMPTY_SCOPE)
             if pipeline is not None:
-                self._fits(value, typ, pipeline.source.value_type)
+                self._fits(value, pipeline.source.value_type)
             given["value"] = value
         key = self._setting(found, "key")
         if key is not None:
-            typ = self.exprs.check(key, EMPTY_SCOPE)
+            self.exprs.check(key, EMPTY_SCOPE)
             if pipeline is not None:
-                self._fits(key, typ, pipeline.source.key_type)
+                self._fits(key, pipeline.source.key_type)
             given["key"] = key
         if "headers" in found:
             for name, expr in self._header_map(found["headers"], EMPTY_SCOPE).items():
                 given[f"headers.{name}"] = expr
         return given
 
-    def _fits(self, expr: ast.Expr, typ: Type, wanted: Type) -> None:
-        """Check a test's literal input against the type the pipeline reads."""
-        if (
-            isinstance(expr, ast.ObjectLit)
-            and isinstance(wanted, t.RecordType)
-            and isinstance(typ, t.RecordType)
-        ):
+    def _fits(self, expr: ast.Expr, wanted: Type) -> None:
+        """Check a test's literal input against the type the pipeline reads. A timestamp may
+        be written as a record carries it on the wire, a string literal of ISO-8601 text or an
+        integer of epoch milliseconds (a test has no other way to write one); the test
+        encoder turns either into a timestamp."""
+        typ = self.exprs.types.get(id(expr), t.UNKNOWN)
+        target = wanted if isinstance(expr, ast.NullLit) else t.unwrap(wanted)
+        if isinstance(expr, ast.ObjectLit) and isinstance(target, t.RecordType):
+            if not isinstance(typ, t.RecordType):
+                return  # the literal has an error of its own, already reported
             for entry in expr.entries:
-                field_type = wanted.fields.get(entry.key.name)
+                field_type = target.fields.get(entry.key.name)
                 if field_type is None:
                     self.report(
                         "LHP202",
                         entry.key.span,
-                        f"`{wanted.name}` has no field `{entry.key.name}`",
-                        did_you_mean(entry.key.name, wanted.fields),
+                        f"`{target.name}` has no field `{entry.key.name}`",
+                        did_you_mean(entry.key.name, target.fields),
                     )
                     continue
-                self._fits(entry.value, typ.fields.get(entry.key.name, t.UNKNOWN), field_type)
-            missing = t.missing_fields(typ, wanted)
+                self._fits(entry.value, field_type)
+            missing = t.missing_fields(typ, target)
             if missing:
                 self.report(
                     "LHP501",
                     expr.span,
                     f"the test value lacks field{'s' if len(missing) > 1 else ''} "
                     + ", ".join(f"`{m}`" for m in missing)
-                    + f" of `{wanted.name}`",
+                    + f" of `{target.name}`",
                 )
             return
+        if isinstance(expr, ast.ObjectLit) and isinstance(target, t.MapType):
+            for entry in expr.entries:
+                self._fits(entry.value, target.values)
+            return
+        if isinstance(expr, ast.ListLit) and isinstance(target, t.ArrayType):
+            for item in expr.items:
+                self._fits(item, target.item)
+            return
+        if target == t.TIMESTAMP and isinstance(expr, ast.StringLit):
+            self._timestamp_text(expr)
+            return
+        if target == t.TIMESTAMP and typ in (t.INT, t.LONG):
+            return  # epoch milliseconds
         if not t.assignable(typ, wanted):
             self.report("LHP201", expr.span, f"expected `{wanted}`, found `{typ}`")
+
+    def _timestamp_text(self, expr: ast.StringLit) -> None:
+        """A test's timestamp written as text must be ISO-8601."""
+        text = expr.text if expr.is_plain else None
+        if text is not None and _iso_timestamp(text):
+            return
+        shown = f'"{text}" is' if text is not None else "an interpolated string is"
+        self.report(
+            "LHP201",
+            expr.span,
+            f"{shown} not an ISO-8601 timestamp",
+            'write e.g. "2024-05-01T12:30:00Z" (UTC when the offset is left out) or epoch '
+            "milliseconds",
+        )
 
     def _expect(self, target: ast.Target, pipeline: PipelineInfo | None) -> None:
         found = blocks.entries(target.block, blocks.TARGETS[target.kind], self.diagnostics)
@@ -1258,6 +1289,15 @@ class _NotLiteral:
 
 
 _NOT_LITERAL = _NotLiteral()
+
+
+def _iso_timestamp(text: str) -> bool:
+    """Whether ``text`` is ISO-8601 as the engine reads it (``datetime.fromisoformat``)."""
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _literal_json(expr: ast.Expr) -> JSONValue:

@@ -8,8 +8,12 @@ sent: the planners say what the targets would send.
 * The given ``value`` is evaluated, then encoded as the source would receive it (JSON text for
   ``json``, UTF-8 for ``string``, the registry wire format for an inline or ``.avsc`` schema,
   whose Avro writer fills in defaults) and decoded again by the source's
-  :class:`~lhpipe.engine.decode.Decoder`. A schema ``from registry`` and a direct-mode webhook
-  (whose body arrives as JSON in a request, not from Kafka) take the value as it is.
+  :class:`~lhpipe.engine.decode.Decoder`. A direct-mode webhook's body arrives as JSON in a
+  request, not from Kafka: it is checked against the webhook's schema as the Gateway checks it
+  (:class:`~lhpipe.connect.webhooks.validate.SchemaBody`). A schema ``from registry`` takes the
+  value as it is.
+* A ``timestamp`` field may be given as ISO-8601 text or epoch milliseconds (the checker allows
+  it there only); the Avro writer and the webhook body check turn it into a timestamp.
 * The record comes from partition 0, offset 0 of the source's topic (``lh_output`` and
   sources without a topic use the source kind as the topic name), with the current time as
   its timestamp; a direct-mode webhook delivery has the webhook id ``test``.
@@ -28,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo
+from lhpipe.connect.webhooks.validate import BodyRejected, SchemaBody
 from lhpipe.engine.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
 from lhpipe.engine.errors import DeliveryError
 from lhpipe.engine.evaluate import compile_expr, describe, json_text, render_text, values_equal
@@ -185,6 +190,8 @@ class _Run:
             origin = WebhookOrigin(source.webhook or self.pipeline.name, "test")
         else:
             origin = KafkaOrigin(source.topic or source.kind.value, 0, 0)
+        if direct:
+            value = self._direct_body(source, value)
         encode = self._value_encoder(source, decoder, direct)
         raw_value = None if encode is None or value is None else encode(value)
         record = Record(
@@ -205,6 +212,21 @@ class _Run:
             return False
         webhook = self.program.webhooks.get(source.webhook)
         return webhook is not None and webhook.direct
+
+    def _direct_body(self, source: SourceInfo, value: Any) -> Any:
+        """A direct-mode webhook's body as its request gives it: JSON checked against the
+        webhook's schema, which fills in defaults and reads timestamps written as text or
+        epoch milliseconds. A ``json`` or ``bytes`` body, or a registry schema, is taken as
+        it is."""
+        webhook = self.program.webhooks[source.webhook or ""]
+        schema = self.program.schemas.get(webhook.body)
+        if value is None or schema is None or schema.avro is None:
+            return value
+        body = json_text(value).encode("utf-8")
+        try:
+            return SchemaBody(webhook.body, schema.avro).decode("application/json", body)
+        except BodyRejected as exc:
+            raise _GivenError(exc.problem.detail) from None
 
     def _value_encoder(
         self, source: SourceInfo, decoder: Decoder, direct: bool

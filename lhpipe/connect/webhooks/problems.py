@@ -27,8 +27,8 @@ import orjson
 
 PROBLEM_CONTENT_TYPE = b"application/problem+json"
 
-#: RFC 9110's names where Python's differ by version (3.13 renamed 413).
-_TITLES = {413: "Content Too Large"}
+#: RFC 9110's names where Python's differ by version (3.13 renamed 413 and 422).
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,606 @@
+"""One webhook route: the raw ASGI handler that turns an accepted request into a Kafka record
+(or, in direct mode, runs its pipeline), answering ``202`` only once that is safe.
+
+A :class:`WebhookRoute` is built once per webhook, when the Gateway builds its route table
+(:mod:`lhpipe.engine.gateway`), and then serves every request to the webhook's ``path``. A
+request goes through these steps, and the first one that fails answers (docs/webhooks.md has
+the caller's view):
+
+1. **Method**: not one of ``methods`` → ``405`` with ``Allow``.
+2. **Size**: a ``Content-Length`` over ``max_body`` → ``413`` before a byte of the body is
+   read; otherwise the body is read chunk by chunk and the request is refused with ``413`` as
+   soon as it grows past ``max_body``. A refusal sent before the whole body was read closes the
+   connection (``Connection: close``), so the server never reads the rest of it.
+3. **Authentication** (:mod:`.auth`) over the headers and the raw bytes → ``401``, ``403`` (or
+   ``503`` while an issuer's keys cannot be fetched).
+4. **Webhook id**: the provider's delivery id from the auth verdict, else the
+   ``Idempotency-Key`` header (1 to 255 visible ASCII characters, else ``400``), else a new
+   UUID.
+5. **Body** (:mod:`.validate`) → ``415`` or ``400`` naming the fields.
+6. **Key**: the webhook's ``key`` expression over ``body``, ``headers``, ``query``, ``claims``
+   and ``request.id`` (an expression error → ``400``), by default the webhook id made safe as a
+   LittleHorse id (:func:`default_key`).
+7. **Topic mode**: the record is produced to ``topic``, and the answer waits for the broker's
+   acknowledgement (``acks=all``, idempotent producer) for at most :data:`ACK_DEADLINE_SECONDS`:
+   ``202 {"id": "<webhook id>"}``, or ``503`` with ``Retry-After`` when Kafka (or, on first use,
+   the schema registry) is unavailable. **Direct mode** (no ``topic``): the one pipeline
+   ``from webhook`` runs inside the request (:class:`DirectPipeline`).
+
+The record: key as computed (UTF-8), value in the registry wire format for a schema body
+(magic byte, schema id, Avro), the body's bytes as received for ``json`` and ``bytes``, and
+the headers ``lhpipe.webhook`` (the webhook's name), ``lhpipe.webhook.id`` and
+``content-type`` (the record value's media type: :data:`AVRO_CONTENT_TYPE` for a schema body,
+the request's ``Content-Type`` otherwise, when it sent one).
+
+A schema body's schema is registered on first use under ``<topic>-value`` (the
+TopicNameStrategy Kafka's serializers use by default), through the registry's Confluent API; a
+schema declared ``from registry "subject"`` is already registered, so the latest version of
+that subject is used as it is, both to check bodies and to write records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qsl
+
+import orjson
+
+from lhpipe.check.program import PipelineInfo, Program, SchemaInfo, WebhookInfo
+from lhpipe.connect.webhooks import problems
+from lhpipe.connect.webhooks.outcome import Authenticated, Authenticator, Refused
+from lhpipe.connect.webhooks.problems import PROBLEM_CONTENT_TYPE, Problem
+from lhpipe.connect.webhooks.validate import BodyDecoder, BodyRejected, SchemaBody, body_decoder
+from lhpipe.engine import metrics
+from lhpipe.engine.delivery import DeadLetterWriter, Delivery, RecordFailed, classify, failed
+from lhpipe.engine.errors import DeliveryError, PermanentError, TransientError
+from lhpipe.engine.evaluate import Evaluator, compile_expr
+from lhpipe.engine.planners import Planner
+from lhpipe.engine.record import Record, WebhookOrigin
+from lhpipe.engine.steps import Steps, initial_env
+
+log = logging.getLogger(__name__)
+
+#: How long a topic-mode request waits for Kafka's acknowledgement before answering 503. The
+#: Gateway's producer times its records out after the same time, so a record refused with 503
+#: is not delivered later by a producer still retrying it.
+ACK_DEADLINE_SECONDS: Final = 5.0
+#: How long a direct-mode request waits for its pipeline's targets (LittleHorse calls have a
+#: 10 s deadline each; webhook providers commonly give up after 10 to 30 s).
+DIRECT_DEADLINE_SECONDS: Final = 10.0
+#: ``Retry-After`` of a 503: Kafka, the registry or a target is unavailable.
+RETRY_AFTER_SECONDS: Final = 5
+#: The media type of a record value in the registry wire format.
+AVRO_CONTENT_TYPE: Final = b"application/vnd.apache.avro+binary"
+MAX_IDEMPOTENCY_KEY: Final = 255
+
+# Headers that carry credentials: they never reach a record (direct mode) or a dead letter.
+_CREDENTIALS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+_IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+_NOT_ID_CHARACTER: Final = re.compile(r"[^A-Za-z0-9-]")
+_JSON: Final = b"application/json"
+_CLOSE: Final = (b"connection", b"close")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Producer(Protocol):
+    """The Kafka producer a topic-mode route writes with (:class:`~lhpipe.connect.kafka.
+    KafkaProducer`): resolves once the broker acknowledged, raises the engine's errors."""
+
+    async def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes | None]] = (),
+    ) -> None: ...
+
+
+class Schemas(Protocol):
+    """What a route needs of the schema registry (:class:`~lhpipe.connect.registry.
+    SchemaRegistry`)."""
+
+    async def register(self, subject: str, avro: Mapping[str, Any] | str) -> int: ...
+
+    async def latest(self, subject: str) -> Any: ...
+
+
+class _Disconnected(Exception):
+    """The client closed the connection before its body arrived."""
+
+
+class Unavailable(Exception):
+    """Something the request needs is unavailable now: answer 503 with ``Retry-After``."""
+
+
+class Misconfigured(Exception):
+    """The webhook cannot be served as configured (the registry refuses its schema): 500."""
+
+
+def default_key(webhook_id: str) -> str:
+    """The record key when the webhook has no ``key``: the webhook id with every character a
+    LittleHorse id does not allow turned into ``-`` (``msg_2KWP`` → ``msg-2KWP``), so that the
+    pipelines' default ``run_wf`` id (the key) is the same for every retry of a delivery and is
+    accepted by LittleHorse. An id with no letter or digit at all stays as it is."""
+    safe = _NOT_ID_CHARACTER.sub("-", webhook_id).strip("-")
+    return safe or webhook_id
+
+
+def subject_for(topic: str) -> str:
+    """The registry subject of a topic's values (TopicNameStrategy)."""
+    return f"{topic}-value"
+
+
+class BodySchema:
+    """A webhook's body decoder and, for a schema body, the schema id its records carry; both
+    made ready on first use (:meth:`ready`) and kept."""
+
+    def __init__(self, webhook: WebhookInfo, schema: SchemaInfo | None, registry: Schemas | None):
+        self._webhook = webhook
+        self._schema = schema
+        self._registry = registry
+        self.decoder: BodyDecoder | None = None
+        self.schema_id: int | None = None
+        self._lock = asyncio.Lock()
+        if schema is None:
+            self.decoder = body_decoder(webhook.body)
+        elif schema.avro is not None:
+            self.decoder = body_decoder(webhook.body, schema.avro)
+
+    @property
+    def is_schema(self) -> bool:
+        """The body is a schema (its records are in the registry wire format)."""
+        return self._schema is not None
+
+    async def ready(self, needs_id: bool) -> BodyDecoder:
+        """The decoder, after the registry gave what is missing (``needs_id``: the schema id
+        too, for a record); raises :class:`Unavailable` or :class:`Misconfigured`."""
+        decoder = self.decoder
+        if decoder is not None and (self.schema_id is not None or not needs_id):
+            return decoder
+        async with self._lock:
+            await self._resolve(needs_id)
+        assert self.decoder is not None
+        return self.decoder
+
+    async def _resolve(self, needs_id: bool) -> None:
+        schema = self._schema
+        if schema is None or self.schema_id is not None:
+            return
+        if self.decoder is not None and not needs_id:
+            return
+        registry = self._registry
+        assert registry is not None, "a schema body needs the schema registry"
+        try:
+            if schema.avro is None:
+                assert schema.subject is not None
+                latest = await registry.latest(schema.subject)
+                self.decoder = body_decoder(self._webhook.body, latest.avro)
+                self.schema_id = latest.schema_id
+            elif needs_id:
+                assert self._webhook.topic is not None
+                self.schema_id = await registry.register(
+                    subject_for(self._webhook.topic), schema.avro
+                )
+        except TransientError as exc:
+            raise Unavailable(f"the schema registry is unavailable: {exc}") from exc
+        except PermanentError as exc:
+            raise Misconfigured(f"the schema registry refused schema {schema.name}: {exc}") from exc
+
+
+class DirectTarget:
+    """One target of a direct-mode pipeline: its label, planner and delivery policy."""
+
+    __slots__ = ("delivery", "label", "planner")
+
+    def __init__(self, label: str, planner: Planner, delivery: Delivery) -> None:
+        self.label = label
+        self.planner = planner
+        self.delivery = delivery
+
+
+class DirectPipeline:
+    """The pipeline ``from webhook`` of a direct-mode webhook, run inside the request.
+
+    The request is a record whose origin is the webhook id (generated ids are
+    ``<pipeline>-<webhook id>``), key the webhook's key, value the checked body, headers the
+    request's (credentials left out) plus ``lhpipe.webhook`` and ``lhpipe.webhook.id``. Steps,
+    planners and the delivery policy are the engine's own; a permanent failure goes to the
+    pipeline's ``dead_letter`` topic when it has one (the request is then accepted: the record
+    is safe there), otherwise the caller gets ``422`` with the error (``permanent = stop`` and
+    ``skip`` have no stream to stop or skip here).
+    """
+
+    def __init__(
+        self,
+        info: PipelineInfo,
+        steps: Steps,
+        targets: Sequence[DirectTarget],
+        dead_letters: DeadLetterWriter | None,
+    ) -> None:
+        self.name = info.name
+        self.info = info
+        self.steps = steps
+        self.targets = tuple(targets)
+        self.dead_letters = dead_letters
+        self._records_in = metrics.RECORDS_IN.labels(info.name)
+        self._dropped = metrics.RECORDS_DROPPED.labels(info.name)
+        self._dead_lettered = metrics.RECORDS_DEAD_LETTERED.labels(info.name)
+
+    async def run(self, record: Record, key: str | None, value: Any) -> DeliveryError | None:
+        """Run the request through the pipeline; ``None`` when it is done (every target
+        accepted it, a ``where`` dropped it, or it was dead-lettered), else the permanent
+        error to report. Transient errors are retried until the caller's deadline cancels."""
+        self._records_in.inc()
+        try:
+            await self._deliver(record, key, value)
+        except RecordFailed as exc:
+            failure = exc.failure
+            if self.dead_letters is None:
+                log.warning(
+                    "pipeline %s: webhook request %s failed: %s",
+                    self.name,
+                    record.origin.coordinates(),
+                    failure.describe(),
+                )
+                return failure.error
+            await self.dead_letters.write(record, failure)
+            self._dead_lettered.inc()
+            log.warning(
+                "pipeline %s: webhook request %s dead-lettered to %r: %s",
+                self.name,
+                record.origin.coordinates(),
+                self.dead_letters.topic,
+                failure.describe(),
+            )
+        return None
+
+    async def _deliver(self, record: Record, key: str | None, value: Any) -> None:
+        try:
+            env = self.steps(initial_env(record, key, value, self.info))
+        except Exception as exc:
+            raise failed(classify(exc), "steps") from exc
+        if env is None:
+            self._dropped.inc()
+            return
+        plans = []
+        for target in self.targets:
+            try:
+                plans.append(target.planner(env, record))
+            except Exception as exc:
+                raise failed(classify(exc), target.label) from exc
+        for target, plan in zip(self.targets, plans, strict=True):
+            await target.delivery.deliver(plan)
+
+
+class WebhookRoute:
+    """The ASGI handler of one webhook (see the module docstring)."""
+
+    def __init__(
+        self,
+        webhook: WebhookInfo,
+        program: Program,
+        authenticator: Authenticator,
+        body: BodySchema,
+        *,
+        producer: Producer | None = None,
+        direct: DirectPipeline | None = None,
+        ack_deadline: float = ACK_DEADLINE_SECONDS,
+        direct_deadline: float = DIRECT_DEADLINE_SECONDS,
+    ) -> None:
+        if (webhook.topic is None) != (producer is None) or (webhook.topic is None) == (
+            direct is None
+        ):
+            raise ValueError("a topic-mode route needs a producer, a direct-mode one a pipeline")
+        self.name = webhook.name
+        self.webhook = webhook
+        self.topic = webhook.topic
+        self.methods = webhook.methods
+        self.max_body = webhook.max_body
+        self.authenticator = authenticator
+        self.body = body
+        self.producer = producer
+        self.direct = direct
+        self.ack_deadline = ack_deadline
+        self.direct_deadline = direct_deadline
+        self._key: Evaluator | None = (
+            compile_expr(webhook.key, program) if webhook.key is not None else None
+        )
+        self._name_header = webhook.name.encode("utf-8")
+        self._method_not_allowed: dict[str, Problem] = {}
+        self._too_large = problems.payload_too_large(webhook.max_body)
+        self._answers: dict[int, Any] = {}
+
+    # -- the request ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        if method not in self.methods:
+            await self._refuse(send, self._not_allowed(method), body_read=False)
+            return
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                await self._refuse(
+                    send, problems.bad_request("Content-Length is not a number"), body_read=False
+                )
+                return
+            if int(length) > self.max_body:
+                await self._refuse(send, self._too_large, body_read=False)
+                return
+        try:
+            raw = await self._read_body(receive)
+        except _Disconnected:
+            return  # the client went away; nothing was done
+        if raw is None:
+            await self._refuse(send, self._too_large, body_read=False)
+            return
+        outcome = await self.authenticator.authenticate(headers, raw)
+        if isinstance(outcome, Refused):
+            log.info(
+                "webhook %s: refused (%d): %s", self.name, outcome.problem.status, outcome.reason
+            )
+            await self._refuse(send, outcome.problem)
+            return
+        await self._accept(scope, send, headers, raw, outcome)
+
+    async def _accept(
+        self,
+        scope: Scope,
+        send: Send,
+        headers: dict[str, str],
+        raw: bytes,
+        verdict: Authenticated,
+    ) -> None:
+        webhook_id = verdict.webhook_id
+        if webhook_id is None:
+            webhook_id = headers.get("idempotency-key")
+            if webhook_id is None:
+                webhook_id = str(uuid.uuid4())
+            elif len(webhook_id) > MAX_IDEMPOTENCY_KEY or not _IDEMPOTENCY_KEY.fullmatch(
+                webhook_id
+            ):
+                await self._refuse(
+                    send,
+                    problems.bad_request(
+                        f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII "
+                        "characters"
+                    ),
+                )
+                return
+        try:
+            decoder = await self.body.ready(needs_id=self.topic is not None)
+            value = decoder.decode(headers.get("content-type"), raw)
+            key = self._record_key(scope, headers, value, verdict, webhook_id)
+        except BodyRejected as rejected:
+            await self._refuse(send, rejected.problem)
+            return
+        except Unavailable as exc:
+            log.warning("webhook %s: %s", self.name, exc)
+            await self._refuse(send, _unavailable(str(exc)))
+            return
+        except Misconfigured as exc:
+            log.error("webhook %s: %s", self.name, exc)
+            await self._refuse(send, Problem(500, "the webhook cannot accept requests now"))
+            return
+        if self.direct is not None:
+            await self._run_direct(send, headers, raw, webhook_id, key, value)
+        else:
+            await self._produce(send, headers, raw, webhook_id, key, value)
+
+    def _record_key(
+        self,
+        scope: Scope,
+        headers: Mapping[str, str],
+        body: Any,
+        verdict: Authenticated,
+        webhook_id: str,
+    ) -> str | None:
+        evaluate = self._key
+        if evaluate is None:
+            return default_key(webhook_id)
+        env = {
+            "body": body,
+            "headers": headers,
+            "query": dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+            "claims": verdict.claims,
+            "request": {"id": webhook_id},
+        }
+        try:
+            key = evaluate(env)
+        except DeliveryError as exc:
+            raise BodyRejected(problems.bad_request(f"the webhook's key: {exc}")) from None
+        if key is None:
+            return None
+        if isinstance(key, bytes):
+            return key.decode("utf-8", errors="replace")
+        return str(key)
+
+    async def _produce(
+        self,
+        send: Send,
+        headers: Mapping[str, str],
+        raw: bytes,
+        webhook_id: str,
+        key: str | None,
+        value: Any,
+    ) -> None:
+        producer = self.producer
+        topic = self.topic
+        assert producer is not None and topic is not None
+        content_type: bytes | None
+        if self.body.is_schema:
+            decoder = self.body.decoder
+            schema_id = self.body.schema_id
+            assert isinstance(decoder, SchemaBody) and schema_id is not None
+            from lhpipe.connect.registry import encode
+
+            try:
+                payload = encode(schema_id, decoder.parsed, decoder.to_avro(value))
+            except PermanentError as exc:
+                await self._refuse(send, problems.bad_request(str(exc)))
+                return
+            content_type = AVRO_CONTENT_TYPE
+        else:
+            payload = raw
+            sent_type = headers.get("content-type")
+            content_type = None if sent_type is None else sent_type.encode("latin-1")
+        record_headers = [
+            ("lhpipe.webhook", self._name_header),
+            ("lhpipe.webhook.id", webhook_id.encode("utf-8")),
+        ]
+        if content_type is not None:
+            record_headers.append(("content-type", content_type))
+        try:
+            await asyncio.wait_for(
+                producer.produce(
+                    topic,
+                    payload,
+                    None if key is None else key.encode("utf-8"),
+                    record_headers,
+                ),
+                self.ack_deadline,
+            )
+        except (TransientError, TimeoutError) as exc:
+            log.warning("webhook %s: Kafka did not acknowledge %s: %s", self.name, webhook_id, exc)
+            await self._refuse(send, _unavailable("Kafka did not acknowledge the request"))
+            return
+        except PermanentError as exc:
+            log.error("webhook %s: Kafka refused %s: %s", self.name, webhook_id, exc)
+            if exc.code == "KAFKA_MSG_SIZE_TOO_LARGE":
+                problem = Problem(413, "the body is larger than the topic accepts")
+            else:
+                problem = Problem(500, f"Kafka refused the request ({exc.code})")
+            await self._refuse(send, problem)
+            return
+        await self._accepted(send, webhook_id)
+
+    async def _run_direct(
+        self,
+        send: Send,
+        headers: Mapping[str, str],
+        raw: bytes,
+        webhook_id: str,
+        key: str | None,
+        value: Any,
+    ) -> None:
+        direct = self.direct
+        assert direct is not None
+        record_headers: list[tuple[str, bytes | None]] = [
+            (name, text.encode("latin-1"))
+            for name, text in headers.items()
+            if name not in _CREDENTIALS
+        ]
+        record_headers.append(("lhpipe.webhook", self._name_header))
+        record_headers.append(("lhpipe.webhook.id", webhook_id.encode("utf-8")))
+        record = Record(
+            origin=WebhookOrigin(self.name, webhook_id),
+            key=None if key is None else key.encode("utf-8"),
+            value=raw,
+            headers=tuple(record_headers),
+        )
+        try:
+            error = await asyncio.wait_for(direct.run(record, key, value), self.direct_deadline)
+        except TimeoutError:
+            log.warning(
+                "webhook %s: request %s not done within %.0f s",
+                self.name,
+                webhook_id,
+                self.direct_deadline,
+            )
+            await self._refuse(send, _unavailable("the webhook's targets did not accept it"))
+            return
+        except RecordFailed as exc:
+            # The dead letter itself could not be written, and never will be as it is.
+            log.error("webhook %s: request %s lost: %s", self.name, webhook_id, exc)
+            await self._refuse(send, Problem(500, "the request could not be dead-lettered"))
+            return
+        if error is not None:
+            await self._refuse(send, Problem(422, str(error)))
+            return
+        await self._accepted(send, webhook_id)
+
+    # -- reading and answering -----------------------------------------------------------------
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body; ``None`` when it grew past ``max_body`` (the rest is not read).
+        Raises :class:`_Disconnected` when the client went away."""
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Disconnected
+        chunk: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return chunk if len(chunk) <= self.max_body else None
+        chunks = [chunk]
+        size = len(chunk)
+        limit = self.max_body
+        while size <= limit:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks) if size <= limit else None
+        return None
+
+    def _not_allowed(self, method: str) -> Problem:
+        problem = self._method_not_allowed.get(method)
+        if problem is None:
+            problem = problems.method_not_allowed(method, self.methods)
+            if len(self._method_not_allowed) < 32:
+                self._method_not_allowed[method] = problem
+        return problem
+
+    async def _accepted(self, send: Send, webhook_id: str) -> None:
+        body = orjson.dumps({"id": webhook_id})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [
+                    (b"content-type", _JSON),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self._count(202)
+
+    async def _refuse(self, send: Send, problem: Problem, *, body_read: bool = True) -> None:
+        body = problem.body()
+        headers = [
+            (b"content-type", PROBLEM_CONTENT_TYPE),
+            (b"content-length", str(len(body)).encode("ascii")),
+            *problem.headers,
+        ]
+        if not body_read:
+            # Keeping the connection would make the server read (and drop) the rest of the
+            # body before the next request; closing it reads nothing more.
+            headers.append(_CLOSE)
+        await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self._count(problem.status)
+
+    def _count(self, status: int) -> None:
+        counter = self._answers.get(status)
+        if counter is None:
+            counter = metrics.HTTP_REQUESTS.labels(self.name, str(status))
+            self._answers[status] = counter
+        counter.inc()
+
+
+def _unavailable(detail: str) -> Problem:
+    return problems.unavailable(detail, RETRY_AFTER_SECONDS)

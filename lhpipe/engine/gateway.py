@@ -1,0 +1,280 @@
+"""The Gateway: every webhook of a compiled program as a route of the engine's HTTP listener.
+
+:class:`Gateway` builds one :class:`~lhpipe.connect.webhooks.route.WebhookRoute` per
+:class:`~lhpipe.graph.model.RouteSpec` and installs the table (path → handler) on the
+listener's :class:`~lhpipe.engine.server.EngineApp` in one assignment, so a later reload swaps
+it between two requests. Paths that are not in the table get the listener's ``404``.
+
+Everything a route needs from its configuration is resolved when the table is built: secrets
+and issuers written ``env(...)``, HMAC keys, compiled schemas, key expressions, a direct-mode
+pipeline's steps and targets. A webhook that cannot be built (an unset variable, a bad secret)
+is reported, never fatal to the others: it is logged, shown as failed in ``/readyz`` (as
+``webhook:<name>``), and its path answers ``503`` until a restart fixes it.
+
+Clients: topic-mode routes write through the Gateway's own idempotent producer (``acks=all``),
+whose records time out after :data:`~lhpipe.connect.webhooks.route.ACK_DEADLINE_SECONDS`: a
+request refused with ``503`` leaves no record behind in a queue that would deliver it later.
+The schema registry, the LittleHorse client and the other senders, and the producer for dead
+letters are the process's shared ones (the Supervisor's), made on first need.
+
+Pipelines ``from webhook`` of a topic-mode webhook are ordinary topic pipelines of the
+Supervisor (they read the webhook's topic); the pipeline of a direct-mode webhook is run here,
+inside each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from lhpipe.check.program import Program
+from lhpipe.connect.webhooks import problems
+from lhpipe.connect.webhooks.config import WebhookConfigError, resolve_text
+from lhpipe.connect.webhooks.route import (
+    ACK_DEADLINE_SECONDS,
+    BodySchema,
+    DirectPipeline,
+    DirectTarget,
+    Producer,
+    WebhookRoute,
+)
+from lhpipe.engine import metrics
+from lhpipe.engine.senders import Sender
+from lhpipe.engine.server import ASGIApp, EngineApp, Receive, Scope, Send
+from lhpipe.engine.status import PipelineStatus, State
+from lhpipe.graph.model import CompiledProgram, RouteSpec
+from lhpipe.settings import Settings
+from lhpipe.syntax import ast
+
+log = logging.getLogger(__name__)
+
+#: How long :meth:`Gateway.start` waits for the registry to take the webhooks' schemas before
+#: leaving it to their first requests.
+WARM_UP_SECONDS = 5.0
+
+
+class SharedClients(Protocol):
+    """The process's shared clients, each made on first need (the Supervisor has them)."""
+
+    def kafka_producer(self) -> Any: ...
+
+    def schema_registry(self) -> Any: ...
+
+    def sender(self, kind: ast.TargetKind) -> Sender: ...
+
+
+class _Unbuilt:
+    """The handler of a webhook that could not be built: 503, the reason only in the log."""
+
+    def __init__(self, name: str) -> None:
+        self.problem = problems.unavailable(
+            f"webhook {name} is not configured correctly; see the lhpipe log", 60
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = self.problem.body()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.problem.status,
+                "headers": [
+                    (b"content-type", problems.PROBLEM_CONTENT_TYPE),
+                    (b"content-length", str(len(body)).encode("ascii")),
+                    *self.problem.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class Gateway:
+    """The webhook routes of ``compiled`` (see the module docstring).
+
+    ``producer`` replaces the Gateway's own producer (tests); ``ack_deadline`` is how long a
+    topic-mode request waits for Kafka.
+    """
+
+    def __init__(
+        self,
+        compiled: CompiledProgram,
+        program: Program,
+        settings: Settings,
+        clients: SharedClients,
+        *,
+        producer: Producer | None = None,
+        ack_deadline: float = ACK_DEADLINE_SECONDS,
+    ) -> None:
+        from lhpipe.connect.webhooks.oauth import IssuerDirectory
+
+        self.compiled = compiled
+        self.program = program
+        self.settings = settings
+        self.clients = clients
+        self.ack_deadline = ack_deadline
+        self.issuers = IssuerDirectory()
+        self._producer = producer
+        self._own_producer: Any = None
+        self.routes: dict[str, ASGIApp] = {}
+        self.failed: dict[str, str] = {}
+        self._built: dict[str, WebhookRoute] = {}
+
+    # -- building ------------------------------------------------------------------------------
+
+    def build(self) -> dict[str, ASGIApp]:
+        """Build every route; returns the table (also kept as :attr:`routes`)."""
+        table: dict[str, ASGIApp] = {}
+        for name, spec in self.compiled.routes.items():
+            try:
+                route = self._route(spec)
+            except (WebhookConfigError, ValueError) as exc:
+                log.error("webhook %s: not served: %s", name, exc)
+                self.failed[name] = str(exc)
+                table[spec.path] = _Unbuilt(name)
+                continue
+            self._built[name] = route
+            table[spec.path] = route
+        self.routes = table
+        return table
+
+    def install(self, app: EngineApp) -> None:
+        """Put the route table on the listener, in one assignment."""
+        app.routes = self.routes
+
+    def _route(self, spec: RouteSpec) -> WebhookRoute:
+        from lhpipe.connect.webhooks.auth import build_authenticator
+
+        webhook = spec.webhook
+        authenticator = build_authenticator(webhook.name, webhook.auth, self.settings, self.issuers)
+        schema = self.program.schemas.get(webhook.body)
+        registry = self.clients.schema_registry() if schema is not None else None
+        body = BodySchema(webhook, schema, registry)
+        if spec.topic is None:
+            return WebhookRoute(
+                webhook, self.program, authenticator, body, direct=self._direct(spec)
+            )
+        return WebhookRoute(
+            webhook,
+            self.program,
+            authenticator,
+            body,
+            producer=self._webhook_producer(),
+            ack_deadline=self.ack_deadline,
+        )
+
+    def _direct(self, spec: RouteSpec) -> DirectPipeline:
+        from lhpipe.engine.delivery import DeadLetterWriter, Delivery
+        from lhpipe.engine.planners import compile_planner
+        from lhpipe.engine.steps import compile_steps
+
+        if spec.direct_pipeline is None:
+            raise ValueError("no pipeline reads this direct-mode webhook")
+        info = self.program.pipelines[spec.direct_pipeline]
+        policy = info.on_error
+        targets = []
+        for target in info.targets:
+            label = metrics.target_label(target.kind.value, target.name)
+            delivery = Delivery(
+                pipeline=info.name,
+                target=label,
+                sender=self.clients.sender(target.kind),
+                retry=policy.retry,
+                backoff=policy.backoff_ms / 1000,
+            )
+            targets.append(
+                DirectTarget(label, compile_planner(target, info, self.program), delivery)
+            )
+        dead_letters = None
+        if policy.dead_letter is not None:
+            topic = resolve_text(
+                policy.dead_letter, self.settings, f"pipeline {info.name}: dead_letter"
+            )
+            producer = self.clients.kafka_producer()
+            dead_letters = DeadLetterWriter(
+                pipeline=info.name, topic=topic, produce=producer.produce
+            )
+        return DirectPipeline(info, compile_steps(info, self.program), targets, dead_letters)
+
+    def _webhook_producer(self) -> Producer:
+        if self._producer is None:
+            from lhpipe.connect.kafka import KafkaProducer
+
+            self._own_producer = KafkaProducer(
+                self.settings,
+                config={
+                    "message.timeout.ms": int(self.ack_deadline * 1000),
+                    "client.id": "lhpipe-gateway",
+                },
+            )
+            self._producer = self._own_producer
+        return self._producer
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the topics the routes write to when missing (webhook topics, direct-mode
+        dead-letter topics) and register the webhooks' schemas, so that first requests do
+        not wait for either; neither is fatal (the first request retries the registry)."""
+        topics = {route.topic for route in self._built.values() if route.topic is not None}
+        for route in self._built.values():
+            if route.direct is not None and route.direct.dead_letters is not None:
+                topics.add(route.direct.dead_letters.topic)
+        if topics:
+            from lhpipe.connect.kafka import ensure_topics
+
+            try:
+                created = await asyncio.to_thread(ensure_topics, self.settings, topics)
+            except Exception as exc:
+                log.warning("could not check the webhooks' topics: %s", exc)
+            else:
+                for topic in created:
+                    log.info("created topic %r", topic)
+        warm = [r.body.ready(needs_id=r.topic is not None) for r in self._built.values()]
+        if warm:
+            try:
+                await asyncio.wait_for(
+                    asyncio.gather(*warm, return_exceptions=True), WARM_UP_SECONDS
+                )
+            except TimeoutError:
+                log.warning("the schema registry is slow; schemas are registered on first use")
+        for name, spec in self.compiled.routes.items():
+            if name in self._built:
+                where = (
+                    f"topic {spec.topic!r}" if spec.topic else f"pipeline {spec.direct_pipeline}"
+                )
+                log.info("webhook %s: %s %s → %s", name, "/".join(spec.methods), spec.path, where)
+
+    async def close(self) -> None:
+        """Flush and close the Gateway's own producer and the issuers' HTTP client (the
+        shared clients are closed by their owner)."""
+        if self._own_producer is not None:
+            await self._own_producer.close()
+        await self.issuers.aclose()
+
+    # -- status --------------------------------------------------------------------------------
+
+    def statuses(self) -> list[PipelineStatus]:
+        """Webhooks that could not be built (failed) and direct-mode pipelines (running,
+        targets healthy or not), for ``/readyz``."""
+        result = [
+            PipelineStatus(
+                name=f"webhook:{name}", state=State.FAILED, source_connected=False, detail=why
+            )
+            for name, why in self.failed.items()
+        ]
+        for route in self._built.values():
+            direct = route.direct
+            if direct is None:
+                continue
+            targets = {t.label: t.delivery.healthy() for t in direct.targets}
+            down = [label for label, ok in targets.items() if not ok]
+            result.append(
+                PipelineStatus(
+                    name=direct.name,
+                    state=State.RUNNING,
+                    source_connected=True,
+                    targets=targets,
+                    detail=f"not connected: {', '.join(down)}" if down else None,
+                )
+            )
+        return result

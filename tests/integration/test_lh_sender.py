@@ -1,7 +1,7 @@
 """The LittleHorse sender against the real server: what each plan creates, read back from
 LittleHorse. Variables of every type and their coercion, a StructDef, ids from the plan, child
-WfRuns, a pre-emptive external event, first-write-wins correlation, ALREADY_EXISTS on replay,
-and the error classes of what LittleHorse refuses."""
+and grandchild WfRuns, a pre-emptive external event, first-write-wins correlation,
+ALREADY_EXISTS on replay, and the error classes of what LittleHorse refuses."""
 
 from __future__ import annotations
 
@@ -251,6 +251,40 @@ def test_a_child_wf_run_is_started_by_parent_id_and_reached_by_an_a_b_id(
     assert external_event(config, child_run_id, event, "guid-1") == 7
     parent = config.stub().GetWfRun(WfRunId(id=parent_id))
     assert parent.status == LHStatus.RUNNING  # the event went to the child only
+
+
+def test_a_grandchild_wf_run_is_started_by_an_a_b_parent_and_reached_by_an_a_b_c_id(
+    stack: StackAddresses,
+) -> None:
+    config = lh_config(stack)
+    event = unique_name("it-grandchild-ev")
+    register_external_event_def(config, event, payload_type=VariableType.INT)
+    root_spec = waiting_wf_spec(config, event)
+    child_spec = waiting_wf_spec(config, event, parent=root_spec.id.name)
+    grandchild_spec = waiting_wf_spec(config, event, parent=child_spec.id.name)
+    root_id, child_id, grandchild_id = (unique_name(n) for n in ("root", "child", "grandchild"))
+
+    send(
+        stack,
+        RunWfPlan(root_spec.id.name, root_id, {}),
+        RunWfPlan(child_spec.id.name, child_id, {}, parent_wf_run_id=root_id),
+        RunWfPlan(
+            grandchild_spec.id.name,
+            grandchild_id,
+            {},
+            parent_wf_run_id=f"{root_id}_{child_id}",
+        ),
+    )
+    child_run_id = WfRunId(id=child_id, parent_wf_run_id=WfRunId(id=root_id))
+    grandchild_run_id = WfRunId(id=grandchild_id, parent_wf_run_id=child_run_id)
+    grandchild = config.stub().GetWfRun(grandchild_run_id)
+    assert grandchild.wf_spec_id.name == grandchild_spec.id.name
+
+    send(stack, PostEventPlan(event, f"{root_id}_{child_id}_{grandchild_id}", "guid-1", "9"))
+
+    assert external_event(config, grandchild_run_id, event, "guid-1") == 9
+    for ancestor in (WfRunId(id=root_id), child_run_id):
+        assert config.stub().GetWfRun(ancestor).status == LHStatus.RUNNING
 
 
 def test_a_pre_emptive_external_event_is_consumed_when_the_wf_run_reaches_the_node(

@@ -25,6 +25,7 @@ from littlehorse.model import (
     VariableDef,
     VariableType,
     WfRun,
+    WfRunId,
     WfSpec,
     WfSpecId,
     add_LittleHorseServicer_to_server,
@@ -192,6 +193,22 @@ def test_post_event_addresses_a_child_wf_run_and_types_the_content() -> None:
     assert (request.external_event_def_id.name, request.guid) == ("paid", "g-1")
     assert request.content.WhichOneof("value") == "double"
     assert request.HasField("thread_run_number") and not request.HasField("node_run_position")
+
+
+def test_ids_name_a_chain_of_parents_from_left_to_right() -> None:
+    fake = FakeLittleHorse()
+
+    async def go() -> None:
+        async with serving(fake) as client:
+            await client.send(RunWfPlan("kyc", "c", {}, parent_wf_run_id="a_b"))
+            await client.send(PostEventPlan("paid", "a_b_c", "g-1", 12))
+
+    run(go)
+    a_b = WfRunId(id="b", parent_wf_run_id=WfRunId(id="a"))
+    run_wf = next(request for name, request in fake.received if name == "RunWf")
+    post_event = fake.received[-1][1]
+    assert (run_wf.id, run_wf.parent_wf_run_id) == ("c", a_b)
+    assert post_event.wf_run_id == WfRunId(id="c", parent_wf_run_id=a_b)
 
 
 def test_correlate_sends_the_key_and_typed_content() -> None:

@@ -109,15 +109,18 @@ def _timestamp_of_text(value: Any) -> Any:
 
 
 def _json_field_text(value: Any) -> Any:
+    """Any engine value as the JSON text a ``json`` field holds. Text is a JSON string too
+    (``abc`` is written with its quotes, ``"abc"``), so reading gives back what was written,
+    as with the Gateway's writer for a webhook body's ``json`` fields."""
     from lhpipe.engine.evaluate import json_text
 
-    return value if isinstance(value, str) else json_text(value)
+    return json_text(value)
 
 
 def avro_writer_converter(schema: Any) -> _avro.Convert | None:
     """What turns an engine value into what fastavro writes for ``schema`` (parsed): inline
-    ``json`` fields become JSON text, ISO-8601 text in a timestamp field a datetime. ``None``
-    when nothing needs converting."""
+    ``json`` fields become JSON text (always encoded, text included), ISO-8601 text in a
+    timestamp field a datetime. ``None`` when nothing needs converting."""
     return _avro.converter(schema, _write_rule)
 
 

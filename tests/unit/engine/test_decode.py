@@ -250,3 +250,14 @@ def test_schemas_without_logical_types_need_no_conversion() -> None:
         {"type": "record", "name": "P", "fields": [{"name": "a", "type": "int"}]}
     )
     assert avro_writer_converter(plain) is None
+
+
+@pytest.mark.parametrize(
+    "extra", ["abc", '{"looks": "like JSON"}', "", 7, None, [1, "two"], {"gift": True}]
+)
+def test_a_json_field_reads_back_as_it_was_written(extra: Any) -> None:
+    avro = decoder("Order")
+    convert = avro_writer_converter(avro.reader_schema)
+    assert convert is not None
+    raw = wire(7, avro.reader_schema, convert({**ORDER, "extra": extra}))
+    assert avro.decode_value(raw) == {**ORDER, "extra": extra}

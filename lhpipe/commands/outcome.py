@@ -1,8 +1,8 @@
 """Exit codes of every `lhpipe` command, decided in this one module.
 
 0 means the command did what was asked and found nothing wrong, 1 means findings (diagnostics,
-files that would be reformatted), 2 means the command could not do its job: a usage error, a
-missing or unreadable path, a missing tool, a feature that is not built yet.
+files that would be reformatted, failed tests), 2 means the command could not do its job: a
+usage error, a missing or unreadable path, a missing tool, a feature that is not built yet.
 """
 
 from __future__ import annotations
@@ -40,3 +40,11 @@ def fmt_exit(*, unparsable: int, would_change: int, unsafe: int) -> ExitCode:
 def graph_exit(diagnostics: Iterable[Diagnostic]) -> ExitCode:
     """A graph is drawn unless an error stops the program from compiling."""
     return lint_exit(diagnostics, strict=False)
+
+
+def tests_exit(*, has_errors: bool, failed: int) -> ExitCode:
+    """`test` fails when the files have errors (no test runs then) or a test fails; no test
+    at all is not a failure."""
+    if has_errors or failed:
+        return ExitCode.FINDINGS
+    return ExitCode.OK

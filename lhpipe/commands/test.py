@@ -1,7 +1,8 @@
 """`lhpipe test`: load and check the files, run their ``test`` blocks, report pytest-style.
 
-Exit codes (cli.md): 0 when every test passes (or there is none), 1 when a test fails or the
-files have errors (printed as `lhpipe lint` prints them), 2 for a missing or unreadable path.
+Exit codes (cli.md, decided by :func:`lhpipe.commands.outcome.tests_exit`): 0 when every test
+passes (or there is none), 1 when a test fails or the files have errors (printed as `lhpipe
+lint` prints them), 2 for a missing or unreadable path.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TextIO
 
 from lhpipe.commands.formats import LintReport, formatter, wants_color
 from lhpipe.commands.lint import describe_os_error
-from lhpipe.commands.outcome import ExitCode
+from lhpipe.commands.outcome import ExitCode, tests_exit
 
 
 def run_test(
@@ -39,7 +40,7 @@ def run_test(
         render = formatter("text", color=color)
         out.write(render(LintReport(loaded.diagnostics, loaded.sources, len(loaded.sources))))
         print("lhpipe test: the files have errors; no test was run", file=err)
-        return ExitCode.FINDINGS
+        return tests_exit(has_errors=True, failed=0)
     if not loaded.program.tests:
         print(f"lhpipe test: no `test` blocks found in {', '.join(paths)}", file=err)
 
@@ -48,4 +49,4 @@ def run_test(
     outcomes = run_tests(loaded.program)
     out.write(format_report(outcomes, color=color))
     out.flush()
-    return ExitCode.OK if all(o.passed for o in outcomes) else ExitCode.FINDINGS
+    return tests_exit(has_errors=False, failed=sum(1 for o in outcomes if not o.passed))

@@ -89,6 +89,30 @@ def test_files_with_errors_are_reported_like_lint(tmp_path: Path) -> None:
     assert "no test was run" in err
 
 
+def test_warnings_do_not_stop_the_tests(tmp_path: Path) -> None:
+    code, out, _ = run_text(
+        tmp_path,
+        """\
+        webhook open_door {
+          path = "/hooks/open"
+          auth = none
+          topic = "doors"
+        }
+        pipeline p {
+          from webhook open_door
+          to log
+        }
+        test "passes" {
+          pipeline = p
+          given { value = { n = 1 } }
+          expect to log { value = { n = 1 } }
+        }
+        """,
+    )
+    assert code == 0
+    assert out == "PASS passes\n\n1 passed, 0 failed\n"
+
+
 def test_missing_path_is_a_usage_error() -> None:
     code, _, err = run(["does/not/exist.lhp"])
     assert code == 2

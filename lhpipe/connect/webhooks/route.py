@@ -364,7 +364,7 @@ class WebhookRoute:
         verdict: Authenticated,
     ) -> None:
         webhook_id = verdict.webhook_id
-        if webhook_id is None:
+        if not webhook_id:  # none, or an empty provider header
             webhook_id = headers.get("idempotency-key")
             if webhook_id is None:
                 webhook_id = str(uuid.uuid4())

@@ -80,6 +80,9 @@ MAX_IDEMPOTENCY_KEY: Final = 255
 
 # Headers that carry credentials: they never reach a record (direct mode) or a dead letter.
 _CREDENTIALS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+# The LittleHorse sinks' header names, in the spelling the pipelines' id rules look for; HTTP
+# delivers header names in lower case.
+_SINK_HEADERS: Final = {"wfrunid": "wfRunId", "correlationid": "correlationId"}
 _IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 _NOT_ID_CHARACTER: Final = re.compile(r"[^A-Za-z0-9-]")
 _JSON: Final = b"application/json"
@@ -212,7 +215,9 @@ class DirectPipeline:
 
     The request is a record whose origin is the webhook id (generated ids are
     ``<pipeline>-<webhook id>``), key the webhook's key, value the checked body, headers the
-    request's (credentials left out) plus ``lhpipe.webhook`` and ``lhpipe.webhook.id``. Steps,
+    request's (credentials left out; ``wfrunid`` and ``correlationid`` spelt ``wfRunId`` and
+    ``correlationId``, as the id rules read them) plus ``lhpipe.webhook`` and
+    ``lhpipe.webhook.id``. Steps,
     planners and the delivery policy are the engine's own; a permanent failure goes to the
     pipeline's ``dead_letter`` topic when it has one (the request is then accepted: the record
     is safe there), otherwise the caller gets ``422`` with the error (``permanent = stop`` and
@@ -498,7 +503,7 @@ class WebhookRoute:
         direct = self.direct
         assert direct is not None
         record_headers: list[tuple[str, bytes | None]] = [
-            (name, text.encode("latin-1"))
+            (_SINK_HEADERS.get(name, name), text.encode("latin-1"))
             for name, text in headers.items()
             if name not in _CREDENTIALS
         ]

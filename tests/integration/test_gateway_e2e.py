@@ -1,0 +1,258 @@
+"""The Gateway end to end, against the real stack: a webhook with a Keycloak token becomes a
+Kafka record whose schema id is the one registered in Apicurio, a pipeline `from webhook` turns
+it into a WfRun with the right variables (read back from LittleHorse), and the same delivery
+sent twice, by Idempotency-Key or by the provider's delivery id, creates one WfRun. A
+direct-mode webhook runs its pipeline inside the request: the WfRun exists when 202 arrives.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import fastavro
+import httpx
+import pytest
+from engine_run import (
+    LhpipeRun,
+    count_wf_runs,
+    read_all,
+    settled_wf_run_count,
+    unique,
+    wait_until,
+    write_pipelines,
+)
+from gateway_support import (
+    GITHUB_SECRET,
+    STANDARD_SECRET,
+    bearer,
+    github_headers,
+    header_map,
+    keycloak_token,
+    schema_id_of,
+    standard_headers,
+)
+from lh import lh_config, register_wf_spec, variable_value
+from littlehorse.config import LHConfig
+from littlehorse.model import WfRunId
+from littlehorse.workflow import Workflow, WorkflowThread
+
+from lhpipe.stack.addresses import StackAddresses
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Running:
+    url: str
+    stack: StackAddresses
+    config: LHConfig
+    kyc_topic: str
+    verdict_topic: str
+    kyc_flow: str
+    verdict_flow: str
+    direct_flow: str
+    run: LhpipeRun
+
+
+def register_flows(config: LHConfig) -> tuple[str, str, str]:
+    kyc, verdict, direct = unique("g2-kyc"), unique("g2-verdict"), unique("g2-direct")
+
+    def applicant(wf: WorkflowThread) -> None:
+        wf.declare_str("applicant_id")
+        wf.declare_int("age")
+        wf.declare_str("note")
+
+    def approved(wf: WorkflowThread) -> None:
+        wf.declare_bool("approved")
+
+    register_wf_spec(config, Workflow(kyc, applicant))
+    register_wf_spec(config, Workflow(verdict, approved))
+    register_wf_spec(config, Workflow(direct, applicant))
+    return kyc, verdict, direct
+
+
+@pytest.fixture(scope="module")
+def running(stack: StackAddresses, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    config = lh_config(stack)
+    kyc_flow, verdict_flow, direct_flow = register_flows(config)
+    kyc_topic, verdict_topic = unique("g2-kyc-applicants"), unique("g2-verdicts")
+    folder = write_pipelines(
+        tmp_path_factory.mktemp("e2e"),
+        f"""
+schema Applicant {{ applicant_id: string  age: int  note: string? }}
+
+webhook kyc_intake {{
+  path = "/hooks/kyc"
+  auth = oauth {{ issuer = env("OIDC_ISSUER")  audience = "lhpipe"  scopes = ["kyc:write"] }}
+  body = Applicant
+  topic = "{kyc_topic}"
+}}
+
+pipeline start_kyc {{
+  from webhook kyc_intake
+  run_wf "{kyc_flow}"
+}}
+
+webhook verdicts_in {{
+  path = "/hooks/verdict"
+  auth = hmac {{ preset = standard_webhooks  secret = env("VERIFIER_SECRET") }}
+  topic = "{verdict_topic}"
+}}
+
+pipeline verdicts {{
+  from webhook verdicts_in
+  run_wf "{verdict_flow}" {{ variables {{ approved = value.approved }} }}
+}}
+
+webhook direct_intake {{
+  path = "/hooks/direct"
+  auth = hmac {{ preset = github  secret = env("GITHUB_SECRET") }}
+  body = Applicant
+}}
+
+pipeline direct_kyc {{
+  from webhook direct_intake
+  run_wf "{direct_flow}" {{ variables {{ applicant_id = value.applicant_id  age = value.age }} }}
+}}
+""",
+    )
+    env = {
+        "OIDC_ISSUER": stack.keycloak_issuer,
+        "VERIFIER_SECRET": STANDARD_SECRET,
+        "GITHUB_SECRET": GITHUB_SECRET,
+    }
+    with LhpipeRun(folder, env=env) as run:
+        run.wait_ready()
+        yield Running(
+            f"http://127.0.0.1:{run.port}",
+            stack,
+            config,
+            kyc_topic,
+            verdict_topic,
+            kyc_flow,
+            verdict_flow,
+            direct_flow,
+            run,
+        )
+        assert run.terminate() == 0, run.log()
+
+
+def wf_run_exists(config: LHConfig, wf_run_id: str) -> bool:
+    try:
+        config.stub().GetWfRun(WfRunId(id=wf_run_id))
+    except Exception:
+        return False
+    return True
+
+
+def test_a_keycloak_authenticated_webhook_becomes_one_wf_run_with_its_variables(
+    running: Running,
+) -> None:
+    token = keycloak_token(running.stack, scope=running.stack.keycloak_scope)
+    delivery = unique("kyc")  # the client's Idempotency-Key, reused on its retry
+    body = json.dumps({"applicant_id": "ann-1", "age": 30, "note": "first"}).encode()
+    headers = {**bearer(token), "idempotency-key": delivery}
+
+    answers = [httpx.post(f"{running.url}/hooks/kyc", headers=headers, content=body) for _ in "12"]
+
+    assert [(a.status_code, a.json()) for a in answers] == [(202, {"id": delivery})] * 2
+    # Both requests are records (Kafka holds what it acknowledged), with the same id and key.
+    records = read_all(running.stack, running.kyc_topic, expected=2, timeout=30)
+    assert len(records) == 2
+    for record in records:
+        assert record.key() == delivery.encode()
+        headers_of = header_map(record)
+        assert headers_of["lhpipe.webhook"] == b"kyc_intake"
+        assert headers_of["lhpipe.webhook.id"] == delivery.encode()
+        assert headers_of["content-type"] == b"application/vnd.apache.avro+binary"
+    # The schema id in the record is the one registered under <topic>-value in Apicurio.
+    value = records[0].value()
+    schema_id = schema_id_of(value)
+    registry = running.stack.ccompat_url
+    latest = httpx.get(f"{registry}/subjects/{running.kyc_topic}-value/versions/latest").json()
+    assert latest["id"] == schema_id
+    by_id = json.loads(httpx.get(f"{registry}/schemas/ids/{schema_id}").json()["schema"])
+    assert [f["name"] for f in by_id["fields"]] == ["applicant_id", "age", "note"]
+    decoded = fastavro.schemaless_reader(io.BytesIO(value[5:]), fastavro.parse_schema(by_id))
+    assert decoded == {"applicant_id": "ann-1", "age": 30, "note": "first"}
+    # One WfRun, named by the delivery (the default key), with the body's fields as variables.
+    wait_until(lambda: wf_run_exists(running.config, delivery), 60, "the WfRun")
+    assert settled_wf_run_count(running.config, running.kyc_flow, 1) == 1
+    assert variable_value(running.config, delivery, "applicant_id") == "ann-1"
+    assert variable_value(running.config, delivery, "age") == 30
+    assert variable_value(running.config, delivery, "note") == "first"
+
+
+def test_a_request_without_any_id_gets_a_new_uuid_and_its_own_wf_run(running: Running) -> None:
+    token = keycloak_token(running.stack, scope=running.stack.keycloak_scope)
+    before = count_wf_runs(running.config, running.kyc_flow)
+    body = json.dumps({"applicant_id": "bob-2", "age": 41}).encode()
+
+    answer = httpx.post(f"{running.url}/hooks/kyc", headers=bearer(token), content=body)
+
+    assert answer.status_code == 202
+    new_id = answer.json()["id"]
+    assert str(uuid.UUID(new_id)) == new_id
+    wait_until(lambda: wf_run_exists(running.config, new_id), 60, "the WfRun")
+    assert variable_value(running.config, new_id, "applicant_id") == "bob-2"
+    assert variable_value(running.config, new_id, "note") is None
+    assert settled_wf_run_count(running.config, running.kyc_flow, before + 1) == before + 1
+
+
+def test_a_providers_retry_of_the_same_delivery_creates_one_wf_run(running: Running) -> None:
+    message_id = f"msg_{uuid.uuid4().hex}"  # a Standard Webhooks id, underscore included
+    body = b'{"approved": true}'
+
+    first = httpx.post(
+        f"{running.url}/hooks/verdict", headers=standard_headers(body, message_id), content=body
+    )
+    time.sleep(1.1)  # the provider's retry is signed again, with a later timestamp
+    retry = httpx.post(
+        f"{running.url}/hooks/verdict", headers=standard_headers(body, message_id), content=body
+    )
+
+    assert (first.status_code, retry.status_code) == (202, 202)
+    assert first.json() == retry.json() == {"id": message_id}
+    records = read_all(running.stack, running.verdict_topic, expected=2, timeout=30)
+    assert [header_map(r)["lhpipe.webhook.id"] for r in records] == [message_id.encode()] * 2
+    # The default key is the id made a valid LittleHorse id; the WfRun is named by it.
+    wf_run_id = message_id.replace("_", "-")
+    assert [r.key() for r in records] == [wf_run_id.encode()] * 2
+    wait_until(lambda: wf_run_exists(running.config, wf_run_id), 60, "the WfRun")
+    assert settled_wf_run_count(running.config, running.verdict_flow, 1) == 1
+    assert variable_value(running.config, wf_run_id, "approved") is True
+
+
+def test_a_direct_mode_webhook_answers_once_its_wf_run_exists(running: Running) -> None:
+    delivery = str(uuid.uuid4())
+    body = json.dumps({"applicant_id": "cy-3", "age": 25}).encode()
+
+    first = httpx.post(
+        f"{running.url}/hooks/direct", headers=github_headers(body, delivery), content=body
+    )
+
+    assert first.status_code == 202 and first.json() == {"id": delivery}
+    assert wf_run_exists(running.config, delivery)  # no waiting: 202 came after LittleHorse's
+    assert variable_value(running.config, delivery, "applicant_id") == "cy-3"
+    assert variable_value(running.config, delivery, "age") == 25
+    again = httpx.post(
+        f"{running.url}/hooks/direct", headers=github_headers(body, delivery), content=body
+    )
+    assert again.status_code == 202
+    assert settled_wf_run_count(running.config, running.direct_flow, 1) == 1
+
+
+def test_a_direct_mode_request_the_workflow_cannot_take_is_422(running: Running) -> None:
+    body = json.dumps({"applicant_id": "has_underscore", "age": 1}).encode()
+    headers = {**github_headers(body, "not_a_valid_id"), "wfRunId": "bad_id_"}
+
+    answer = httpx.post(f"{running.url}/hooks/direct", headers=headers, content=body)
+
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "not a valid LittleHorse id" in answer.json()["detail"]

@@ -65,6 +65,7 @@ from lhpipe.check.types import Type
 from lhpipe.check.words import a
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import DroppedDecl, ast
+from lhpipe.syntax.formatter import target_words
 
 _KIND_NAMES = {
     ast.SchemaDecl: "schema",
@@ -1271,8 +1272,8 @@ class _Checker:
         for candidate in pipeline.targets:
             if candidate.kind is target.kind and (wanted is None or candidate.name == wanted):
                 return
-        shown = _target_words(target.kind, wanted)
-        have = ", ".join(_target_words(c.kind, c.name) for c in pipeline.targets)
+        shown = f"`{target_words(target.kind, wanted)}`"
+        have = ", ".join(f"`{target_words(c.kind, c.name)}`" for c in pipeline.targets)
         self.report(
             "LHP501",
             target.span,
@@ -1325,19 +1326,6 @@ def _source_words(source: SourceInfo) -> str:
     if source.kind is ast.SourceKind.WEBHOOK:
         return "direct-mode webhook"
     return f"`{source.kind.value}`"
-
-
-def _target_words(kind: ast.TargetKind, name: str | None) -> str:
-    words = {
-        ast.TargetKind.RUN_WF: "run_wf",
-        ast.TargetKind.POST_EVENT: "post_event",
-        ast.TargetKind.CORRELATE: "correlate",
-        ast.TargetKind.TOPIC: "to topic",
-        ast.TargetKind.HTTP: "to http",
-        ast.TargetKind.FILE: "to file",
-        ast.TargetKind.LOG: "to log",
-    }[kind]
-    return f'`{words} "{name}"`' if name is not None else f"`{words}`"
 
 
 def _to_lh_name(text: str) -> str | None:

@@ -47,6 +47,7 @@ from lhpipe.engine.plans import (
 )
 from lhpipe.engine.record import Record
 from lhpipe.syntax import ast
+from lhpipe.syntax.formatter import target_words
 
 #: A compiled target: (the record's environment after the steps, the record) -> its plan.
 Planner = Callable[[Mapping[str, Any], Record], Plan]
@@ -122,8 +123,7 @@ class _Target:
         self.pipeline = pipeline.name
         self.program = program
         self.settings = settings
-        kind = _KIND_WORDS[target.kind]
-        self.label = f'{kind} "{target.name}"' if target.name is not None else kind
+        self.label = target_words(target.kind, target.name)
 
     def setting(self, key: str) -> _Optional:
         return self.settings.get(key)
@@ -152,17 +152,6 @@ def _number(evaluate: _Optional, env: Mapping[str, Any], label: str, key: str) -
     raise ExpressionError(
         f"{label}: `{key}` must be a whole number, 0 or more, found {describe(value)}"
     )
-
-
-_KIND_WORDS = {
-    ast.TargetKind.RUN_WF: "run_wf",
-    ast.TargetKind.POST_EVENT: "post_event",
-    ast.TargetKind.CORRELATE: "correlate",
-    ast.TargetKind.TOPIC: "to topic",
-    ast.TargetKind.HTTP: "to http",
-    ast.TargetKind.FILE: "to file",
-    ast.TargetKind.LOG: "to log",
-}
 
 
 def _header_texts(

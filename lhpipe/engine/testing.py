@@ -41,21 +41,12 @@ from lhpipe.engine.plans import Plan
 from lhpipe.engine.record import KafkaOrigin, Origin, Record, WebhookOrigin
 from lhpipe.engine.steps import compile_steps, initial_env
 from lhpipe.syntax import ast
+from lhpipe.syntax.formatter import format_expr, target_words
 
 __test__ = False  # not a pytest module, despite its name
 
 #: The schema id test records carry in the wire format (never looked up).
 TEST_SCHEMA_ID = 1
-
-_KIND_WORDS = {
-    ast.TargetKind.RUN_WF: "run_wf",
-    ast.TargetKind.POST_EVENT: "post_event",
-    ast.TargetKind.CORRELATE: "correlate",
-    ast.TargetKind.TOPIC: "to topic",
-    ast.TargetKind.HTTP: "to http",
-    ast.TargetKind.FILE: "to file",
-    ast.TargetKind.LOG: "to log",
-}
 
 #: For each target kind: the settings an ``expect`` block may write -> the plan's field.
 _PLAN_FIELDS: Mapping[ast.TargetKind, Mapping[str, str]] = {
@@ -156,15 +147,13 @@ class _Run:
         if dropped_by is not None:
             if not expects:
                 return []
-            from lhpipe.syntax.formatter import format_expr
-
             return [f"the record was dropped by `where {format_expr(dropped_by.condition)}`"]
         plans = [
             (target, compile_planner(target, self.pipeline, self.program)(env, record))
             for target in self.pipeline.targets
         ]
         if not expects:
-            would = ", ".join(_describe_plan(t.kind, t.name) for t, _ in plans)
+            would = ", ".join(target_words(t.kind, t.name) for t, _ in plans)
             return [f"expected nothing, but the record was kept: it would go to {would}"]
         problems: list[str] = []
         for expect in expects:
@@ -246,7 +235,7 @@ class _Run:
 
     def _compare(self, expect: ast.Target, plans: list[tuple[Any, Plan]]) -> list[str]:
         wanted = expect.arg.text if expect.arg is not None else None
-        label = _describe_plan(expect.kind, wanted)
+        label = target_words(expect.kind, wanted)
         plan = _find_plan(expect, wanted, plans)
         if plan is None:
             return [f"{label}: the pipeline has no such target"]
@@ -282,11 +271,6 @@ def _find_plan(
         if wanted is None or target.name == wanted or getattr(plan, "url", None) == wanted:
             return plan
     return None
-
-
-def _describe_plan(kind: ast.TargetKind, name: str | None) -> str:
-    words = _KIND_WORDS[kind]
-    return f'{words} "{name}"' if name is not None else words
 
 
 def _text_bytes(value: Any) -> bytes:

@@ -129,6 +129,13 @@ def format_expr(expr: ast.Expr) -> str:
     return f"{expr.tag.name} {_inline_block(expr.block)}"
 
 
+def target_words(kind: ast.TargetKind, name: str | None = None) -> str:
+    """A target as messages name it, in the words of the source: ``run_wf "kyc"``,
+    ``to topic "out"``, ``to log`` (``name`` as declared, quoted but not re-escaped)."""
+    words = kind.value.replace("_", " ", 1) if kind.value.startswith("to_") else kind.value
+    return f'{words} "{name}"' if name is not None else words
+
+
 def format_key(key: ast.Ident, keywords: frozenset[str] = frozenset()) -> str:
     """A block or object key: bare when it is a name, quoted otherwise (``"tasks.max"``), and
     quoted when it is one of ``keywords``, the words that would start something else where
@@ -367,8 +374,7 @@ class _Writer:
         self.close_block(decl.span, 0)
 
     def _target(self, target: ast.Target, depth: int, prefix: str = "") -> None:
-        kind = target.kind.value
-        head = prefix + (kind.replace("_", " ", 1) if kind.startswith("to_") else kind)
+        head = prefix + target_words(target.kind)
         if target.arg is not None:
             head += " " + format_expr(target.arg)
         self._headed_block(head, target.block, target.span, depth)

@@ -68,15 +68,7 @@ class Steps:
         self._steps = steps
 
     def __call__(self, env: dict[str, Any]) -> dict[str, Any] | None:
-        for step in self._steps:
-            result = step.evaluate(env)
-            if step.let_name is not None:
-                env[step.let_name] = result
-            elif result is not True:
-                if result is False:
-                    return None
-                raise _not_boolean(step.step, result)
-        return env
+        return env if self.dropped_by(env) is None else None
 
     def dropped_by(self, env: dict[str, Any]) -> ast.Where | None:
         """Like calling it, but says which ``where`` dropped the record (for `lhpipe test`)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lhpipe.commands.formats import format_diagnostic_text, wants_color
-from lhpipe.commands.lint import describe_os_error
+from lhpipe.commands.lint import describe_read_error
 from lhpipe.commands.outcome import ExitCode, fmt_exit
 from lhpipe.diagnostics import Diagnostic
 from lhpipe.syntax import ast
@@ -139,11 +139,8 @@ def run_fmt(
                 else:
                     _write_atomically(path, result.text)
                     print(f"reformatted {path}", file=out)
-    except OSError as exc:
-        print(f"lhpipe fmt: {describe_os_error(exc)}", file=err)
-        return ExitCode.USAGE
-    except UnicodeDecodeError as exc:
-        print(f"lhpipe fmt: a file is not UTF-8 text: {exc}", file=err)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"lhpipe fmt: {describe_read_error(exc)}", file=err)
         return ExitCode.USAGE
     print(fmt_summary(counts, check=check), file=err)
     return fmt_exit(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import BinaryIO, TextIO
 
 from lhpipe.commands.formats import LintReport, format_text, wants_color
-from lhpipe.commands.lint import describe_os_error
+from lhpipe.commands.lint import describe_os_error, describe_read_error
 from lhpipe.commands.outcome import ExitCode, graph_exit
 
 GRAPH_FORMATS = ("dot", "mermaid", "svg", "png", "json")
@@ -60,11 +60,8 @@ def run_graph(
         return ExitCode.USAGE
     try:
         drawing = draw_graph(paths, output_format, err)
-    except OSError as exc:
-        print(f"lhpipe graph: {describe_os_error(exc)}", file=err)
-        return ExitCode.USAGE
-    except UnicodeDecodeError as exc:
-        print(f"lhpipe graph: a file is not UTF-8 text: {exc}", file=err)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"lhpipe graph: {describe_read_error(exc)}", file=err)
         return ExitCode.USAGE
     except RenderError as exc:
         print(f"lhpipe graph: {exc}", file=err)

@@ -64,11 +64,8 @@ def run_lint(
     err = stderr or sys.stderr
     try:
         report = lint_report(paths, online=online)
-    except OSError as exc:
-        print(f"lhpipe lint: {describe_os_error(exc)}", file=err)
-        return ExitCode.USAGE
-    except UnicodeDecodeError as exc:
-        print(f"lhpipe lint: a file is not UTF-8 text: {exc}", file=err)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"lhpipe lint: {describe_read_error(exc)}", file=err)
         return ExitCode.USAGE
     except OnlineCheckFailed as exc:
         print(f"lhpipe lint: --online: {exc}", file=err)
@@ -79,6 +76,14 @@ def run_lint(
     out.write(render(report))
     out.flush()
     return lint_exit(report.diagnostics, strict=strict)
+
+
+def describe_read_error(exc: OSError | UnicodeDecodeError) -> str:
+    """Why the given files could not be read (a usage error): a missing or unreadable path,
+    or a file that is not UTF-8 text."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text: {exc}"
+    return describe_os_error(exc)
 
 
 def describe_os_error(exc: OSError) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from lhpipe.commands.formats import LintReport, formatter, wants_color
-from lhpipe.commands.lint import describe_os_error
+from lhpipe.commands.lint import describe_read_error
 from lhpipe.commands.outcome import ExitCode, tests_exit
 
 
@@ -29,11 +29,8 @@ def run_test(
     err = stderr or sys.stderr
     try:
         loaded = load(paths)
-    except OSError as exc:
-        print(f"lhpipe test: {describe_os_error(exc)}", file=err)
-        return ExitCode.USAGE
-    except UnicodeDecodeError as exc:
-        print(f"lhpipe test: a file is not UTF-8 text: {exc}", file=err)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"lhpipe test: {describe_read_error(exc)}", file=err)
         return ExitCode.USAGE
     color = wants_color(out)
     if loaded.program is None:

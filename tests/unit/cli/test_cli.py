@@ -173,13 +173,14 @@ def test_lint_without_pipelines_folder_exits_2(
     assert "pipelines" in capsys.readouterr().err
 
 
-def test_lint_file_that_is_not_utf8_exits_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["lint", "fmt", "graph", "test"])
+def test_a_file_that_is_not_utf8_exits_2(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "latin1.lhp"
     path.write_bytes("// caf\xe9\n".encode("latin-1"))
-    assert main(["lint", str(path)]) == 2
-    assert "UTF-8" in capsys.readouterr().err
+    assert main([command, str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"lhpipe {command}: a file is not UTF-8 text: ")
 
 
 def test_lint_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

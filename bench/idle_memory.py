@@ -14,9 +14,6 @@ Run: ``.venv/bin/python bench/idle_memory.py [--pipelines N] [--settle SECONDS]`
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,20 +23,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import grpc
+import _stack
+from _stack import KAFKA, LHPIPE, free_port, stop
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from littlehorse.config import LHConfig
-from littlehorse.model import GetLatestWfSpecRequest
-from littlehorse.workflow import Workflow, WorkflowThread, create_workflow_spec
+from littlehorse.workflow import Workflow, WorkflowThread
 
 GOAL_MIB = 150
-KAFKA = "127.0.0.1:9092"
-LH_HOST, LH_PORT = "127.0.0.1", 2023
 READY_TIMEOUT_SECONDS = 120.0
 SAMPLES = 5
-LHPIPE = Path(sys.executable).with_name("lhpipe")
-
-logging.getLogger("LHConfig").setLevel(logging.ERROR)
 
 
 def register_wf_specs(prefix: str, count: int) -> list[str]:
@@ -51,22 +42,8 @@ def register_wf_specs(prefix: str, count: int) -> list[str]:
         wf.declare_bool("vip")
         wf.declare_json_obj("details")
 
-    config = LHConfig()
-    config.load({"LHC_API_HOST": LH_HOST, "LHC_API_PORT": str(LH_PORT)})
-    stub = config.stub()
     names = [f"{prefix}-{i}" for i in range(count)]
-    for name in names:
-        create_workflow_spec(Workflow(name, entrypoint), config)
-    for name in names:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                stub.GetLatestWfSpec(GetLatestWfSpecRequest(name=name))
-                break
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+    _stack.register_wf_specs(Workflow(name, entrypoint) for name in names)
     return names
 
 
@@ -125,13 +102,6 @@ def pipeline_text(i: int, topic: str, wf_spec: str, dead_letter: str) -> str:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def readyz(port: int) -> int | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
@@ -148,17 +118,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS line")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def main() -> int:

@@ -26,10 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,27 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from _stack import KAFKA, LH_HOST, LH_PORT, LHPIPE, free_port, register_wf_specs, stop
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from littlehorse.config import LHConfig
-from littlehorse.model import (
-    GetLatestWfSpecRequest,
-    LittleHorseStub,
-    RunWfRequest,
-    VariableValue,
-)
-from littlehorse.workflow import Workflow, WorkflowThread, create_workflow_spec
+from littlehorse.model import LittleHorseStub, RunWfRequest, VariableValue
+from littlehorse.workflow import Workflow, WorkflowThread
 
 GOAL_RATIO = 0.8
-KAFKA = "127.0.0.1:9092"
-LH_HOST, LH_PORT = "127.0.0.1", 2023
 TENANT = "default"
 DEFAULT_CONCURRENCY = 64  # lhpipe's default in-flight records per pipeline (delivery.md)
 PHASE_TIMEOUT_SECONDS = 600.0
 RPC_DEADLINE_SECONDS = 10.0
-LHPIPE = Path(sys.executable).with_name("lhpipe")
-
-logging.getLogger("LHConfig").setLevel(logging.ERROR)
 
 
 @dataclass
@@ -83,19 +70,7 @@ def register_wf_spec(name: str) -> None:
     def entrypoint(wf: WorkflowThread) -> None:
         wf.declare_str("name")
 
-    config = LHConfig()
-    config.load({"LHC_API_HOST": LH_HOST, "LHC_API_PORT": str(LH_PORT)})
-    create_workflow_spec(Workflow(name, entrypoint), config)
-    stub = config.stub()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            stub.GetLatestWfSpec(GetLatestWfSpecRequest(name=name))
-            return
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    register_wf_specs([Workflow(name, entrypoint)])
 
 
 def produce_records(topic: str, count: int, partitions: int) -> None:
@@ -165,13 +140,6 @@ async def bare_loop(
     return elapsed, cpu
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def committed_total(admin: AdminClient, group: str, topic: str, partitions: int) -> int:
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, p) for p in range(partitions)]
@@ -232,17 +200,6 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
     # utime and stime are the 14th and 15th fields; the split starts at the 3rd.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def measure_limit(args: argparse.Namespace, wf_spec: str, topic: str) -> float:

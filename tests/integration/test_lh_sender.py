@@ -227,7 +227,7 @@ def test_a_struct_variable_is_written_as_its_struct_def(stack: StackAddresses) -
 # ---------------------------------------------------------------------------------------------
 
 
-def test_a_child_wf_run_is_started_by_parent_id_and_reached_by_an_a_b_id(
+def test_children_are_started_by_parent_ids_and_reached_by_a_b_and_a_b_c_ids(
     stack: StackAddresses,
 ) -> None:
     config = lh_config(stack)
@@ -235,56 +235,33 @@ def test_a_child_wf_run_is_started_by_parent_id_and_reached_by_an_a_b_id(
     register_external_event_def(config, event, payload_type=VariableType.INT)
     parent_spec = waiting_wf_spec(config, event)
     child_spec = waiting_wf_spec(config, event, parent=parent_spec.id.name)
-    parent_id, child_id = unique_name("parent"), unique_name("child")
+    grandchild_spec = waiting_wf_spec(config, event, parent=child_spec.id.name)
+    parent_id, child_id, grandchild_id = (unique_name(n) for n in ("parent", "child", "grand"))
 
     send(
         stack,
         RunWfPlan(parent_spec.id.name, parent_id, {}),
         RunWfPlan(child_spec.id.name, child_id, {}, parent_wf_run_id=parent_id),
-    )
-    child_run_id = WfRunId(id=child_id, parent_wf_run_id=WfRunId(id=parent_id))
-    child = config.stub().GetWfRun(child_run_id)
-    assert child.wf_spec_id.name == child_spec.id.name
-
-    send(stack, PostEventPlan(event, f"{parent_id}_{child_id}", "guid-1", "7"))
-
-    assert external_event(config, child_run_id, event, "guid-1") == 7
-    parent = config.stub().GetWfRun(WfRunId(id=parent_id))
-    assert parent.status == LHStatus.RUNNING  # the event went to the child only
-
-
-def test_a_grandchild_wf_run_is_started_by_an_a_b_parent_and_reached_by_an_a_b_c_id(
-    stack: StackAddresses,
-) -> None:
-    config = lh_config(stack)
-    event = unique_name("it-grandchild-ev")
-    register_external_event_def(config, event, payload_type=VariableType.INT)
-    root_spec = waiting_wf_spec(config, event)
-    child_spec = waiting_wf_spec(config, event, parent=root_spec.id.name)
-    grandchild_spec = waiting_wf_spec(config, event, parent=child_spec.id.name)
-    root_id, child_id, grandchild_id = (unique_name(n) for n in ("root", "child", "grandchild"))
-
-    send(
-        stack,
-        RunWfPlan(root_spec.id.name, root_id, {}),
-        RunWfPlan(child_spec.id.name, child_id, {}, parent_wf_run_id=root_id),
         RunWfPlan(
-            grandchild_spec.id.name,
-            grandchild_id,
-            {},
-            parent_wf_run_id=f"{root_id}_{child_id}",
+            grandchild_spec.id.name, grandchild_id, {}, parent_wf_run_id=f"{parent_id}_{child_id}"
         ),
     )
-    child_run_id = WfRunId(id=child_id, parent_wf_run_id=WfRunId(id=root_id))
+    child_run_id = WfRunId(id=child_id, parent_wf_run_id=WfRunId(id=parent_id))
     grandchild_run_id = WfRunId(id=grandchild_id, parent_wf_run_id=child_run_id)
+    assert config.stub().GetWfRun(child_run_id).wf_spec_id.name == child_spec.id.name
     grandchild = config.stub().GetWfRun(grandchild_run_id)
     assert grandchild.wf_spec_id.name == grandchild_spec.id.name
 
-    send(stack, PostEventPlan(event, f"{root_id}_{child_id}_{grandchild_id}", "guid-1", "9"))
+    send(
+        stack,
+        PostEventPlan(event, f"{parent_id}_{child_id}_{grandchild_id}", "guid-1", "9"),
+        PostEventPlan(event, f"{parent_id}_{child_id}", "guid-2", "7"),
+    )
 
     assert external_event(config, grandchild_run_id, event, "guid-1") == 9
-    for ancestor in (WfRunId(id=root_id), child_run_id):
-        assert config.stub().GetWfRun(ancestor).status == LHStatus.RUNNING
+    assert external_event(config, child_run_id, event, "guid-2") == 7
+    parent = config.stub().GetWfRun(WfRunId(id=parent_id))
+    assert parent.status == LHStatus.RUNNING  # the events went to the descendants only
 
 
 def test_a_pre_emptive_external_event_is_consumed_when_the_wf_run_reaches_the_node(

@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 EXTRA_PREFIX = "LHPIPE_KAFKA_"
 CONSUME_BATCH = 500
 POLL_SECONDS = 0.1
+# The runner's buffer is full: look again after this long; pause the partitions only when the
+# wait lasts longer than HOLD_BEFORE_PAUSE_SECONDS.
+ROOM_WAIT_SECONDS = 0.005
+HOLD_BEFORE_PAUSE_SECONDS = 5.0
 # How long a revocation waits for the revoked partitions' running records before committing
 # what is done; the rest is redelivered to the new owner (at-least-once).
 REVOKE_WAIT_SECONDS = 10.0
@@ -294,6 +298,8 @@ class KafkaSource:
         self.group = group
         self._sink = sink
         self._batch_size = batch_size
+        # Fetch when at least this much room is free: fewer, larger hand-offs to the loop.
+        self._min_batch = max(1, batch_size // 4)
         self._config: dict[str, Any] = {
             **client_config(settings),
             "group.id": group,
@@ -381,10 +387,25 @@ class KafkaSource:
 
     def _fetch_loop(self, consumer: Consumer) -> None:
         last_lag = 0.0
+        short_of_room_since: float | None = None
         while not self._stopping.is_set():
             self._commit_requested(consumer)
+            now = time.monotonic()
+            if now - last_lag > 1.0:
+                last_lag = now
+                self._measure_lag(consumer)
             room = self._sink.room()
-            hold = self.paused or room <= 0
+            if room < self._min_batch and not self.paused:
+                # A short wait for room is a sleep: librdkafka keeps prefetching, and pausing
+                # would throw its fetched records away. Only a long one pauses the partitions,
+                # so that polling can go on (group membership, rebalances) without records.
+                short_of_room_since = short_of_room_since or now
+                if now - short_of_room_since < HOLD_BEFORE_PAUSE_SECONDS:
+                    time.sleep(ROOM_WAIT_SECONDS)
+                    continue
+            else:
+                short_of_room_since = None
+            hold = self.paused or room < self._min_batch
             if hold != self._held and self._assigned:
                 partitions = [TopicPartition(t, p) for t, p in self._assigned]
                 if hold:
@@ -392,7 +413,6 @@ class KafkaSource:
                 else:
                     consumer.resume(partitions)
                 self._held = hold
-            # While held, polling keeps the group membership and serves rebalances.
             batch = consumer.consume(
                 num_messages=max(1, min(self._batch_size, room)), timeout=POLL_SECONDS
             )
@@ -400,10 +420,6 @@ class KafkaSource:
                 records = self._records(batch)
                 if records:
                     self._call_loop(self._sink.on_records, records)
-            now = time.monotonic()
-            if now - last_lag > 1.0:
-                last_lag = now
-                self._measure_lag(consumer)
 
     def _records(self, batch: list[Any]) -> list[Record]:
         records = []

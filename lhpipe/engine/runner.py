@@ -253,7 +253,6 @@ class PipelineRunner:
         self.read += count
         self._outstanding += count
         self._records_in.inc(count)
-        self._in_flight.set(self._outstanding)
 
     async def on_revoked(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         revoked = [self._tracker.get(t, p) for t, p in partitions]
@@ -388,7 +387,6 @@ class PipelineRunner:
             else:
                 self._live.pop(offsets, None)
         self._outstanding -= 1
-        self._in_flight.set(self._outstanding)
 
     def _stop_at(self, failure: Failure) -> None:
         """``permanent = stop``: no further records start; the failed one stays
@@ -409,6 +407,8 @@ class PipelineRunner:
     async def _commit_periodically(self) -> None:
         while True:
             await asyncio.sleep(COMMIT_INTERVAL_SECONDS)
+            # The gauge is set here, not per record: a metric update takes a lock.
+            self._in_flight.set(self._outstanding)
             source = self._source
             if source is not None:
                 source.commit(self._tracker.committable())

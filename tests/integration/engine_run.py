@@ -33,6 +33,7 @@ from lhpipe.stack.addresses import StackAddresses
 
 LHPIPE = str(Path(sys.executable).with_name("lhpipe"))
 START_TIMEOUT_SECONDS = 60.0
+SEARCH_INDEX_TIMEOUT_SECONDS = 240.0
 
 
 def free_port() -> int:
@@ -166,6 +167,20 @@ def count_wf_runs(config: LHConfig, wf_spec: str) -> int:
         bookmark = page.bookmark
 
 
+def settled_wf_run_count(config: LHConfig, wf_spec: str, expected: int) -> int:
+    """The WfRun count once it reached ``expected`` and then stayed a while, so that an extra
+    one would show. LittleHorse indexes WfRuns for search asynchronously (a repartition
+    topic): on a busy server the index trails the WfRuns by seconds, at worst minutes."""
+    wait_until(
+        lambda: count_wf_runs(config, wf_spec) >= expected,
+        SEARCH_INDEX_TIMEOUT_SECONDS,
+        f"{expected} WfRuns in LittleHorse's search index",
+        every=1.0,
+    )
+    time.sleep(3)
+    return count_wf_runs(config, wf_spec)
+
+
 def external_events_of(config: LHConfig, wf_run_id: str) -> ExternalEventList:
     return config.stub().ListExternalEvents(
         ListExternalEventsRequest(wf_run_id=WfRunId(id=wf_run_id))
@@ -232,7 +247,8 @@ class LhpipeRun:
         self._log.close()
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def __enter__(self) -> LhpipeRun:

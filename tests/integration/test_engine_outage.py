@@ -14,10 +14,10 @@ import pytest
 from engine_run import (
     LhpipeRun,
     committed,
-    count_wf_runs,
     create_topic,
     produce,
     read_all,
+    settled_wf_run_count,
     unique,
     wait_until,
     write_pipelines,
@@ -100,7 +100,5 @@ pipeline outage {{
         wait_until(lambda: (r := run.readyz()) is not None and r[0] == 200, 60, "ready again")
         assert run.terminate() == 0, run.log()
 
-    wait_until(lambda: count_wf_runs(config, wf_name) >= total, 60, f"{total} WfRuns")
-    time.sleep(2)
-    assert count_wf_runs(config, wf_name) == total
+    assert settled_wf_run_count(config, wf_name, total) == total
     assert read_all(stack, dlq, expected=0, timeout=10) == []

@@ -14,10 +14,10 @@ import pytest
 from engine_run import (
     LhpipeRun,
     committed,
-    count_wf_runs,
     create_topic,
     produce,
     read_all,
+    settled_wf_run_count,
     unique,
     wait_until,
     write_pipelines,
@@ -135,7 +135,7 @@ pipeline people_avro {{
         assert answer is not None and answer[0] == 200  # poison does not stop a pipeline
         assert run.terminate() == 0, run.log()
 
-    assert count_wf_runs(config, wf_name) == 8
+    assert settled_wf_run_count(config, wf_name, 8) == 8
     assert variable_value(config, "a-2", "name") == "a-2"
     assert committed(stack, "lhpipe-explicit", explicit) == [7]
 

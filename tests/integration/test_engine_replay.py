@@ -11,12 +11,12 @@ import pytest
 from engine_run import (
     LhpipeRun,
     committed,
-    count_wf_runs,
     create_topic,
     external_events_of,
     produce,
     read_all,
     reset_to_earliest,
+    settled_wf_run_count,
     unique,
     wait_until,
     write_pipelines,
@@ -101,7 +101,7 @@ pipeline notes {{
         assert committed(stack, notes_group, notes) == [2 * RECORDS]
 
     run_once()
-    assert count_wf_runs(config, wf_name) == RECORDS
+    assert settled_wf_run_count(config, wf_name, RECORDS) == RECORDS
     assert variable_value(config, "order-7", "name") == "n7"
     assert variable_value(config, "order-7", "amount") == 7
     assert len(external_events_of(config, "order-7").results) == 2
@@ -109,7 +109,7 @@ pipeline notes {{
     reset_to_earliest(stack, orders_group, orders, 3)
     reset_to_earliest(stack, notes_group, notes)
     run_once()
-    assert count_wf_runs(config, wf_name) == RECORDS
+    assert settled_wf_run_count(config, wf_name, RECORDS) == RECORDS
     for wf_id in ids:
         events = external_events_of(config, wf_id).results
         assert sorted(e.content.str for e in events) == [f"{wf_id}/0", f"{wf_id}/1"]

@@ -92,7 +92,7 @@ class Gateway:
     """The webhook routes of ``compiled`` (see the module docstring).
 
     ``producer`` replaces the Gateway's own producer (tests); ``ack_deadline`` is how long a
-    topic-mode request waits for Kafka.
+    topic-mode request waits for Kafka (the timeout of the Gateway's producer's records).
     """
 
     def __init__(
@@ -159,7 +159,6 @@ class Gateway:
             authenticator,
             body,
             producer=self._webhook_producer(),
-            ack_deadline=self.ack_deadline,
         )
 
     def _direct(self, spec: RouteSpec) -> DirectPipeline:

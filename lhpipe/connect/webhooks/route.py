@@ -21,7 +21,8 @@ the caller's view):
    and ``request.id`` (an expression error → ``400``), by default the webhook id made safe as a
    LittleHorse id (:func:`default_key`).
 7. **Topic mode**: the record is produced to ``topic``, and the answer waits for the broker's
-   acknowledgement (``acks=all``, idempotent producer) for at most :data:`ACK_DEADLINE_SECONDS`:
+   acknowledgement (``acks=all``, idempotent producer) for at most :data:`ACK_DEADLINE_SECONDS`
+   (the producer's record timeout):
    ``202 {"id": "<webhook id>"}``, or ``503`` with ``Retry-After`` when Kafka (or, on first use,
    the schema registry) is unavailable. **Direct mode** (no ``topic``): the one pipeline
    ``from webhook`` runs inside the request (:class:`DirectPipeline`).
@@ -51,6 +52,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from lhpipe.check.program import PipelineInfo, Program, SchemaInfo, WebhookInfo
+from lhpipe.connect.registry import encode
 from lhpipe.connect.webhooks import problems
 from lhpipe.connect.webhooks.outcome import Authenticated, Authenticator, Refused
 from lhpipe.connect.webhooks.problems import PROBLEM_CONTENT_TYPE, Problem
@@ -65,9 +67,9 @@ from lhpipe.engine.steps import Steps, initial_env
 
 log = logging.getLogger(__name__)
 
-#: How long a topic-mode request waits for Kafka's acknowledgement before answering 503. The
-#: Gateway's producer times its records out after the same time, so a record refused with 503
-#: is not delivered later by a producer still retrying it.
+#: How long a topic-mode request waits for Kafka's acknowledgement before answering 503: the
+#: Gateway's producer times its records out after this long (``message.timeout.ms``), so a
+#: record refused with 503 is not delivered later by a producer still retrying it.
 ACK_DEADLINE_SECONDS: Final = 5.0
 #: How long a direct-mode request waits for its pipeline's targets (LittleHorse calls have a
 #: 10 s deadline each; webhook providers commonly give up after 10 to 30 s).
@@ -96,7 +98,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 class Producer(Protocol):
     """The Kafka producer a topic-mode route writes with (:class:`~lhpipe.connect.kafka.
-    KafkaProducer`): resolves once the broker acknowledged, raises the engine's errors."""
+    KafkaProducer`): resolves once the broker acknowledged, raises the engine's errors, and
+    gives up on a record after the route's deadline (``message.timeout.ms``) with a
+    :class:`~lhpipe.engine.errors.TransientError`."""
 
     async def produce(
         self,
@@ -298,7 +302,6 @@ class WebhookRoute:
         *,
         producer: Producer | None = None,
         direct: DirectPipeline | None = None,
-        ack_deadline: float = ACK_DEADLINE_SECONDS,
         direct_deadline: float = DIRECT_DEADLINE_SECONDS,
     ) -> None:
         if (webhook.topic is None) != (producer is None) or (webhook.topic is None) == (
@@ -314,7 +317,6 @@ class WebhookRoute:
         self.body = body
         self.producer = producer
         self.direct = direct
-        self.ack_deadline = ack_deadline
         self.direct_deadline = direct_deadline
         self._key: Evaluator | None = (
             compile_expr(webhook.key, program) if webhook.key is not None else None
@@ -449,8 +451,6 @@ class WebhookRoute:
             decoder = self.body.decoder
             schema_id = self.body.schema_id
             assert isinstance(decoder, SchemaBody) and schema_id is not None
-            from lhpipe.connect.registry import encode
-
             try:
                 payload = encode(schema_id, decoder.parsed, decoder.to_avro(value))
             except PermanentError as exc:
@@ -468,16 +468,13 @@ class WebhookRoute:
         if content_type is not None:
             record_headers.append(("content-type", content_type))
         try:
-            await asyncio.wait_for(
-                producer.produce(
-                    topic,
-                    payload,
-                    None if key is None else key.encode("utf-8"),
-                    record_headers,
-                ),
-                self.ack_deadline,
+            # No timer of its own: the producer's records time out after the deadline
+            # (librdkafka reports every record, delivered or not), and a timer per request
+            # costs a fifth of the route's time.
+            await producer.produce(
+                topic, payload, None if key is None else key.encode("utf-8"), record_headers
             )
-        except (TransientError, TimeoutError) as exc:
+        except TransientError as exc:
             log.warning("webhook %s: Kafka did not acknowledge %s: %s", self.name, webhook_id, exc)
             await self._refuse(send, _unavailable("Kafka did not acknowledge the request"))
             return

@@ -1,0 +1,69 @@
+"""The Supervisor reports pipelines it cannot run instead of failing the process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lhpipe.check.load import load_texts
+from lhpipe.engine.status import PipelineStatus, State
+from lhpipe.engine.supervisor import Supervisor
+from lhpipe.graph.compile import compile_program
+from lhpipe.settings import Settings, SettingsError
+
+PROGRAM = """
+pipeline crm_export {
+  from lh_output { kinds = [wf_run]  wf_spec = "know-your-customer" }
+  to log
+}
+
+webhook direct_hook {
+  path = "/hooks/direct"
+  auth = none
+}
+
+pipeline direct {
+  from webhook direct_hook
+  to log
+}
+
+pipeline orders {
+  from topic "orders" { value = json }
+  to log
+  on_error { dead_letter = env("ORDERS_DLQ") }
+}
+"""
+
+
+def _statuses(environ: dict[str, str]) -> list[PipelineStatus]:
+    result = load_texts({"p.lhp": PROGRAM})
+    assert result.program is not None, result.diagnostics
+    compiled = compile_program(result.program)
+    supervisor = Supervisor(compiled, result.program, Settings(environ=environ))
+
+    async def scenario() -> list[PipelineStatus]:
+        await supervisor.start()
+        statuses = supervisor.statuses()
+        await supervisor.stop(deadline=1)
+        return statuses
+
+    return asyncio.run(scenario())
+
+
+def test_pipelines_that_cannot_run_are_failed_with_the_reason_in_declaration_order() -> None:
+    statuses = _statuses({})
+    assert [s.name for s in statuses] == ["crm_export", "direct", "orders"]
+    assert all(s.state is State.FAILED and not s.ready for s in statuses)
+    crm, direct, orders = (s.detail or "" for s in statuses)
+    assert "`from lh_output` sources are not supported yet" in crm
+    assert "direct-mode webhooks" in direct
+    assert "dead_letter: env('ORDERS_DLQ') is not set" in orders
+
+
+def test_a_bad_in_flight_setting_is_refused() -> None:
+    result = load_texts({"p.lhp": PROGRAM})
+    assert result.program is not None
+    compiled = compile_program(result.program)
+    with pytest.raises(SettingsError, match="LHPIPE_MAX_IN_FLIGHT must be at least 1"):
+        Supervisor(compiled, result.program, Settings(environ={"LHPIPE_MAX_IN_FLIGHT": "0"}))

@@ -196,14 +196,10 @@ class Gateway:
 
     def _webhook_producer(self) -> Producer:
         if self._producer is None:
-            from lhpipe.connect.kafka import KafkaProducer
+            from lhpipe.connect.webhooks.producer import GatewayProducer
 
-            self._own_producer = KafkaProducer(
-                self.settings,
-                config={
-                    "message.timeout.ms": int(self.ack_deadline * 1000),
-                    "client.id": "lhpipe-gateway",
-                },
+            self._own_producer = GatewayProducer(
+                self.settings, timeout_ms=int(self.ack_deadline * 1000)
             )
             self._producer = self._own_producer
         return self._producer

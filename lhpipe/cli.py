@@ -117,11 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return stack_main(args[1:])
     if args and args[0] == "demo":
-        print(
-            "lhpipe demo: the local stack is up; the engine (`lhpipe run --watch`) is not built "
-            "yet, so no pipelines run. Try `lhpipe lint pipelines/` and `lhpipe graph pipelines/`."
-        )
-        return 0
+        from lhpipe.demo.cli import main as demo_main
+
+        return demo_main(args[1:])
     try:
         ns = build_parser().parse_args(args)
     except SystemExit as exc:

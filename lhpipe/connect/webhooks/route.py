@@ -346,11 +346,16 @@ class WebhookRoute:
             if int(length) > self.max_body:
                 await self._refuse(send, self._too_large, body_read=False)
                 return
-        try:
-            raw = await self._read_body(receive)
-        except _Disconnected:
+        message = await receive()
+        if message["type"] != "http.request":
             return  # the client went away; nothing was done
-        if raw is None:
+        raw: bytes | None = message.get("body", b"")
+        if message.get("more_body", False):
+            try:
+                raw = await self._read_rest(receive, raw or b"")
+            except _Disconnected:
+                return
+        if raw is None or len(raw) > self.max_body:
             await self._refuse(send, self._too_large, body_read=False)
             return
         outcome = await self.authenticator.authenticate(headers, raw)
@@ -387,7 +392,10 @@ class WebhookRoute:
                 )
                 return
         try:
-            decoder = await self.body.ready(needs_id=self.topic is not None)
+            body = self.body
+            decoder = body.decoder
+            if decoder is None or (self.topic is not None and body.schema_id is None):
+                decoder = await body.ready(needs_id=self.topic is not None)
             value = decoder.decode(headers.get("content-type"), raw)
             key = self._record_key(scope, headers, value, verdict, webhook_id)
         except BodyRejected as rejected:
@@ -535,17 +543,12 @@ class WebhookRoute:
 
     # -- reading and answering -----------------------------------------------------------------
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole body; ``None`` when it grew past ``max_body`` (the rest is not read).
-        Raises :class:`_Disconnected` when the client went away."""
-        message = await receive()
-        if message["type"] != "http.request":
-            raise _Disconnected
-        chunk: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            return chunk if len(chunk) <= self.max_body else None
-        chunks = [chunk]
-        size = len(chunk)
+    async def _read_rest(self, receive: Receive, first: bytes) -> bytes | None:
+        """The rest of a body that came in several chunks, after ``first``; ``None`` as soon
+        as it grows past ``max_body`` (the rest is not read). Raises :class:`_Disconnected`
+        when the client went away."""
+        chunks = [first]
+        size = len(first)
         limit = self.max_body
         while size <= limit:
             message = await receive()

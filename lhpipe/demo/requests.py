@@ -89,10 +89,13 @@ def release() -> dict[str, Any]:
 
 
 def referral() -> dict[str, Any]:
-    """A partner referral whose top-level fields are ``partner-referral`` 2's variables."""
+    """A partner referral whose top-level fields are ``partner-referral`` 2's variables.
+
+    The ``referrals`` pipeline keys records on the partner's id and its WfRun ids come from
+    the key, so each sample comes from a partner of its own: a new WfRun every time."""
     return {
         "referral_id": f"ref-{uuid.uuid4().hex[:6]}",
-        "partner": "acme",
+        "partner": f"acme-{uuid.uuid4().hex[:4]}",
         "email": "bo@example.com",
     }
 

@@ -1,0 +1,159 @@
+"""`lhpipe demo` end to end, as a user follows its printout: start it on a free port, wait for
+the guide, apply over the KYC webhook with a Keycloak token, send the verifier's verdict signed
+with the demo-only secret it printed, read the WfRun back from LittleHorse with its variables,
+then Ctrl-C (SIGINT): the demo drains and exits 0.
+
+Signing here follows the Standard Webhooks documentation (gateway_support), independently of
+`lhpipe demo send`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from engine_run import LHPIPE, free_port, unique, wait_until
+from gateway_support import bearer, keycloak_token, standard_headers
+from lh import lh_config, variable_value, wait_for_status
+from littlehorse.config import LHConfig
+from littlehorse.model import LHStatus, WfRunId
+
+from lhpipe.demo.guide import READY_LINE
+from lhpipe.demo.secrets import DEMO_SECRETS
+from lhpipe.stack.addresses import StackAddresses
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "pipelines"
+#: Registration, topic creation and the engine's start; the demo prints its guide after that.
+START_TIMEOUT_SECONDS = 120.0
+WF_RUN_TIMEOUT_SECONDS = 90.0
+EXIT_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class Demo:
+    process: subprocess.Popen[bytes]
+    port: int
+    out: Path
+    err: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def printed(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def logs(self) -> str:
+        return f"stdout:\n{self.printed()}\nstderr (end):\n{self.err.read_text()[-4000:]}"
+
+
+@pytest.fixture
+def demo(stack: StackAddresses, tmp_path: Path) -> Iterator[Demo]:
+    del stack  # the demo finds the stack itself; the fixture makes sure it is up
+    port = free_port()
+    out, err = tmp_path / "demo.out", tmp_path / "demo.err"
+    # The user has set none of the secrets: the demo's own values are what it must use.
+    env = {k: v for k, v in os.environ.items() if k not in DEMO_SECRETS}
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [LHPIPE, "demo", str(EXAMPLES), "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=tmp_path,
+        )
+    running = Demo(process, port, out, err)
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+
+
+def test_the_printed_instructions_run_a_kyc_wf_run_to_completion(
+    demo: Demo, stack: StackAddresses
+) -> None:
+    def guide_printed() -> bool:
+        if demo.process.poll() is not None:
+            raise AssertionError(
+                f"lhpipe demo exited with {demo.process.returncode}\n{demo.logs()}"
+            )
+        return READY_LINE in demo.printed()
+
+    wait_until(guide_printed, START_TIMEOUT_SECONDS, "the demo's guide")
+    printed = demo.printed()
+    for path in ("/", "/readyz", "/metrics"):
+        assert f"{demo.url}{path}\n" in printed
+    assert "scope=kyc:write" in printed
+    secret = re.search(r"VERIFIER_SECRET=(whsec_\S+)", printed)
+    assert secret is not None, printed
+    readyz = httpx.get(f"{demo.url}/readyz", timeout=5).json()
+    for pipeline in ("start_kyc", "verdicts"):
+        assert readyz["pipelines"][pipeline]["state"] == "running", readyz
+
+    applicant_id = unique("it-demo")
+    applicant = {
+        "applicant_id": applicant_id,
+        "email": "Ann@Example.com",
+        "name": "Ann",
+        "country": "DE",
+        "age": 30,
+        "tags": [],
+    }
+    answer = httpx.post(
+        f"{demo.url}/hooks/kyc",
+        headers=bearer(keycloak_token(stack, scope="kyc:write")),
+        content=json.dumps(applicant),
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+
+    config = lh_config(stack)
+    wait_until(
+        lambda: _status(config, applicant_id) == LHStatus.RUNNING,
+        WF_RUN_TIMEOUT_SECONDS,
+        f"WfRun {applicant_id} to run",
+    )
+    assert variable_value(config, applicant_id, "full_name") == "Ann <Ann@Example.com>"
+    assert variable_value(config, applicant_id, "email") == "ann@example.com"
+    assert variable_value(config, applicant_id, "country") == "DE"
+
+    verdict = json.dumps({"applicant_id": applicant_id, "approved": True, "score": 0.93}).encode()
+    key = base64.b64decode(secret.group(1).removeprefix("whsec_"))
+    answer = httpx.post(
+        f"{demo.url}/hooks/verdict",
+        headers=standard_headers(verdict, unique("msg"), key=key),
+        content=verdict,
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+
+    wait_for_status(config, applicant_id, LHStatus.COMPLETED)
+    assert variable_value(config, applicant_id, "approved") is True
+
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.process.wait(EXIT_TIMEOUT_SECONDS) == 0, demo.logs()
+
+
+def _status(config: LHConfig, wf_run_id: str) -> int | None:
+    try:
+        status: int = config.stub().GetWfRun(WfRunId(id=wf_run_id)).status
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        return None
+    return status

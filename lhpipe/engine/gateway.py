@@ -64,13 +64,12 @@ class SharedClients(Protocol):
     def sender(self, kind: ast.TargetKind) -> Sender: ...
 
 
-class _Unbuilt:
-    """The handler of a webhook that could not be built: 503, the reason only in the log."""
+class _Unavailable:
+    """A path that answers 503 with ``Retry-After``: a webhook that could not be built (the
+    reason is only in the log), or every webhook once the process is shutting down."""
 
-    def __init__(self, name: str) -> None:
-        self.problem = problems.unavailable(
-            f"webhook {name} is not configured correctly; see the lhpipe log", 60
-        )
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        self.problem = problems.unavailable(detail, retry_after_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self.problem.body()
@@ -118,6 +117,7 @@ class Gateway:
         self.routes: dict[str, ASGIApp] = {}
         self.failed: dict[str, str] = {}
         self._built: dict[str, WebhookRoute] = {}
+        self._app: EngineApp | None = None
 
     # -- building ------------------------------------------------------------------------------
 
@@ -130,7 +130,9 @@ class Gateway:
             except (WebhookConfigError, ValueError) as exc:
                 log.error("webhook %s: not served: %s", name, exc)
                 self.failed[name] = str(exc)
-                table[spec.path] = _Unbuilt(name)
+                table[spec.path] = _Unavailable(
+                    f"webhook {name} is not configured correctly; see the lhpipe log", 60
+                )
                 continue
             self._built[name] = route
             table[spec.path] = route
@@ -140,6 +142,7 @@ class Gateway:
     def install(self, app: EngineApp) -> None:
         """Put the route table on the listener, in one assignment."""
         app.routes = self.routes
+        self._app = app
 
     def _route(self, spec: RouteSpec) -> WebhookRoute:
         from lhpipe.connect.webhooks.auth import build_authenticator
@@ -240,8 +243,13 @@ class Gateway:
                 log.info("webhook %s: %s %s → %s", name, "/".join(spec.methods), spec.path, where)
 
     async def close(self) -> None:
-        """Flush and close the Gateway's own producer and the issuers' HTTP client (the
-        shared clients are closed by their owner)."""
+        """Stop taking requests (every webhook path answers 503 from now on, while the listener
+        still serves /readyz), let the records in flight be acknowledged, and close the
+        Gateway's own producer and the issuers' HTTP client (the shared clients are closed by
+        their owner)."""
+        if self._app is not None:
+            closing = _Unavailable("lhpipe is shutting down; try again shortly", 5)
+            self._app.routes = dict.fromkeys(self.routes, closing)
         if self._own_producer is not None:
             await self._own_producer.close()
         await self.issuers.aclose()

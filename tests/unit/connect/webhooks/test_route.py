@@ -695,3 +695,20 @@ def test_install_puts_the_whole_table_on_the_listener_in_one_assignment(
 
     assert app.routes is gw.routes
     assert set(app.routes) == {"/a", "/b"}
+
+
+def test_once_the_gateway_closes_every_webhook_answers_503_with_retry_after(
+    clients: FakeClients, producer: FakeProducer
+) -> None:
+    from lhpipe.engine.server import EngineApp
+
+    gw = gateway(topic_webhook(), clients, producer)
+    app = EngineApp(lambda: [])
+    gw.install(app)
+
+    asyncio.run(gw.close())
+    answer = call(app.routes["/h"], headers=github(b"{}"), chunks=[b"{}"])
+
+    assert answer is not None and answer.status == 503
+    assert answer.headers["retry-after"] == "5"
+    assert producer.records == []

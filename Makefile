@@ -48,7 +48,7 @@ test: check
 
 demo: install
 	$(BIN)/lhpipe stack up
-	$(BIN)/lhpipe demo pipelines/
+	$(BIN)/lhpipe demo pipelines/ --port $(or $(DEMO_PORT),8080)
 
 bench: install
 	$(BIN)/python bench/lint.py

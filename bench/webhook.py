@@ -1,0 +1,428 @@
+"""Benchmark: webhook → Kafka with lhpipe, against a bare ASGI handler answering 202
+(performance.md: at least half the bare handler's requests/s; p99 < 25 ms at a fixed 1,000 req/s).
+
+Against the running local stack (``lhpipe stack up``):
+
+1. ``lhpipe run`` (a subprocess) serves one webhook: ``auth = hmac { preset = github }``, a
+   ~500-byte JSON body checked against a 10-field schema, produced to a fresh topic in the
+   registry wire format, ``202`` only after the broker's acknowledgement (``acks=all``).
+2. The limit: a bare raw-ASGI handler that reads the body and answers ``202 {"id": ...}``,
+   served by the engine's own listener class (:class:`lhpipe.engine.server.HttpListener`: the
+   same uvicorn configuration, httptools, the same event loop kind) in another subprocess.
+3. Maximum throughput: ``wrk`` (a second process, on loopback) with ``--connections``
+   connections for ``--duration`` seconds against each, validly signed requests, each with
+   its own ``X-GitHub-Delivery``; ``--rounds`` rounds alternating which side goes first; the
+   median of the per-round ratios is reported.
+4. Fixed rate: an open-loop load generator (a Python subprocess on raw asyncio sockets)
+   sends ``--rate`` requests/s for ``--duration`` seconds to each; latency is measured from
+   the moment each request was due (so a stall counts against the server), p50/p99/max.
+
+Every figure is printed with its goal; the topic's record count is checked against the number
+of 202 answers. Needs ``wrk`` (``apt-get install -y wrk``). Every subprocess is stopped at the
+end, whatever happens.
+
+Run: ``.venv/bin/python bench/webhook.py [--duration 10] [--connections 64] [--rate 1000]
+[--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _stack import KAFKA, LHPIPE, free_port, stop
+from confluent_kafka import Consumer, TopicPartition
+
+GOAL_RATIO = 0.5
+GOAL_P99_MS = 25.0
+SECRET = "bench-secret"
+PATH = "/hooks/applicants"
+BODY = json.dumps(
+    {
+        "applicant_id": "applicant-000123",
+        "email": "ann.example@example.com",
+        "name": "Ann Example",
+        "country": "DE",
+        "age": 34,
+        "score": 0.875,
+        "verified": True,
+        "tags": ["new", "priority", "eu", "web"],
+        "address": "Hauptstrasse 1, 10115 Berlin, Germany, second floor, left door",
+        "note": "Applied through the partner portal; documents uploaded in one batch; "
+        "prefers e-mail contact; reference number 7731-AX-2026; no further remarks.",
+    }
+).encode()
+SIGNATURE = "sha256=" + hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
+
+PIPELINES = """
+schema Applicant {
+  applicant_id: string  email: string  name: string  country: string  age: int
+  score: double  verified: boolean  tags: [string]  address: string  note: string?
+}
+
+webhook applicants {
+  path = "%s"
+  auth = hmac { preset = github  secret = env("BENCH_SECRET") }
+  body = Applicant
+  topic = "%s"
+}
+"""
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = %s
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Hub-Signature-256"] = "%s"
+local counter = 0
+request = function()
+  counter = counter + 1
+  wrk.headers["X-GitHub-Delivery"] = "%s-" .. counter
+  return wrk.format(nil, "%s")
+end
+done = function(summary, latency, requests)
+  io.write(string.format(
+    "RESULT {\\"requests\\": %%d, \\"seconds\\": %%f, \\"non2xx\\": %%d, \\"socket_errors\\": %%d, "
+    .. "\\"p50_ms\\": %%f, \\"p99_ms\\": %%f}\\n",
+    summary.requests, summary.duration / 1e6, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+# -- the bare handler ----------------------------------------------------------------------------
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reads the body and answers 202 with an id: what any webhook endpoint does at least."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    body = b'{"id":"%s"}' % str(uuid.uuid4()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 202,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve_bare(port: int) -> None:
+    from lhpipe.engine.server import HttpListener
+
+    async def main() -> None:
+        listener = HttpListener(bare_app, host="127.0.0.1", port=port)  # type: ignore[arg-type]
+        await listener.start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# -- the fixed-rate load generator ---------------------------------------------------------------
+
+
+def request_bytes(port: int, delivery: str) -> bytes:
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"X-Hub-Signature-256: {SIGNATURE}\r\nX-GitHub-Delivery: {delivery}\r\n"
+        f"Content-Length: {len(BODY)}\r\n\r\n"
+    )
+    return head.encode() + BODY
+
+
+async def read_answer(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict[str, Any]:
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    prefix = uuid.uuid4().hex[:8]
+    tasks = []
+
+    async def one(n: int, due: float) -> None:
+        connection = await idle.get()
+        reader, writer = connection
+        writer.write(request_bytes(port, f"{prefix}-{n}"))
+        status = await read_answer(reader)
+        latencies.append(time.perf_counter() - due)
+        statuses[status] = statuses.get(status, 0) + 1
+        idle.put_nowait(connection)
+
+    start = time.perf_counter() + 0.2
+    total = int(rate * seconds)
+    for n in range(total):
+        due = start + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(n, due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "requests": total,
+        "rate": total / elapsed,
+        "statuses": statuses,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+        "max_ms": 1000 * latencies[-1],
+    }
+
+
+def run_fixed_rate(port: int, rate: float, seconds: float) -> dict[str, Any]:
+    """The load generator in its own process (the server's process is not disturbed)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--load", str(port), str(rate), str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- wrk -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    non2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def run_wrk(port: int, seconds: float, connections: int, folder: Path, label: str) -> WrkResult:
+    script = folder / f"{label}.lua"
+    script.write_text(WRK_SCRIPT % (json.dumps(BODY.decode()), SIGNATURE, uuid.uuid4().hex, PATH))
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    line = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
+    return WrkResult(**json.loads(line[len("RESULT ") :]))
+
+
+# -- orchestration -------------------------------------------------------------------------------
+
+
+def wait_answering(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with {process.returncode}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (the bare handler answers everything with 202)
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{what} did not answer within 60 s")
+
+
+def back_to_back_ms(port: int, requests: int = 30) -> float:
+    """The median time of requests sent one after another on one kept-alive connection: a
+    server that does not set TCP_NODELAY holds the second segment of each answer until the
+    client's delayed ACK, about 40 ms later."""
+    import socket
+
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        reader = sock.makefile("rb")
+        for n in range(requests):
+            started = time.perf_counter()
+            sock.sendall(request_bytes(port, f"probe-{uuid.uuid4().hex}-{n}"))
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def records_in(topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": "bench-webhook-count"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        total = 0
+        for partition in metadata.topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    topic = f"bench-webhook-{uuid.uuid4().hex[:8]}"
+    folder = Path(tempfile.mkdtemp(prefix="lhpipe-bench-webhook-"))
+    (folder / "pipelines.lhp").write_text(PIPELINES % (PATH, topic))
+    lhpipe_port, bare_port = free_port(), free_port()
+    log = (folder / "lhpipe.log").open("wb")
+    lhpipe = subprocess.Popen(
+        [str(LHPIPE), "run", str(folder), "--port", str(lhpipe_port)],
+        env={**os.environ, "BENCH_SECRET": SECRET},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=folder,
+    )
+    bare = subprocess.Popen(
+        [sys.executable, __file__, "--bare", str(bare_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_answering(lhpipe_port, lhpipe, "lhpipe run")
+        wait_answering(bare_port, bare, "the bare handler")
+        stalled = back_to_back_ms(bare_port)
+        if stalled > 20:
+            print(
+                f"WARNING: back-to-back requests on one connection take {stalled:.0f} ms even "
+                "with the bare handler: the listener's accepted sockets lack TCP_NODELAY "
+                "(Nagle's algorithm waits for the client's delayed ACK before the second "
+                "segment of each answer), so both sides below are capped by it, not by their "
+                "work."
+            )
+        # Warm-up: first connections, the registry registration, the producer's metadata.
+        warm = run_wrk(lhpipe_port, 2, args.connections, folder, "warm-lhpipe")
+        run_wrk(bare_port, 2, args.connections, folder, "warm-bare")
+        print(
+            f"max throughput: wrk, 1 thread, {args.connections} connections, "
+            f"{args.duration:.0f} s per run, {len(BODY)}-byte signed JSON body"
+        )
+        ratios = []
+        accepted = warm.requests - warm.non2xx
+        bare_rates, lhpipe_rates, lhpipe_p99s = [], [], []
+        for round_number in range(args.rounds):
+            sides = [("bare", bare_port), ("lhpipe", lhpipe_port)]
+            if round_number % 2:
+                sides.reverse()
+            results: dict[str, WrkResult] = {}
+            for label, port in sides:
+                results[label] = run_wrk(port, args.duration, args.connections, folder, label)
+                if results[label].non2xx or results[label].socket_errors:
+                    print(f"  warning: {label}: {results[label]}")
+            b, lh = results["bare"], results["lhpipe"]
+            accepted += lh.requests - lh.non2xx
+            ratios.append(lh.rate / b.rate)
+            bare_rates.append(b.rate)
+            lhpipe_rates.append(lh.rate)
+            lhpipe_p99s.append(lh.p99_ms)
+            print(
+                f"  round {round_number + 1}: bare {b.rate:8.0f} req/s (p50 {b.p50_ms:.1f} ms, "
+                f"p99 {b.p99_ms:.1f} ms) | lhpipe {lh.rate:8.0f} req/s (p50 {lh.p50_ms:.1f} ms,"
+                f" p99 {lh.p99_ms:.1f} ms) | ratio {lh.rate / b.rate:.2f}"
+            )
+        ratio = statistics.median(ratios)
+        print(
+            f"  median: bare {statistics.median(bare_rates):.0f} req/s, lhpipe "
+            f"{statistics.median(lhpipe_rates):.0f} req/s, ratio {ratio:.2f} "
+            f"(goal ≥ {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'})"
+        )
+        print(
+            f"fixed rate: {args.rate:.0f} req/s for {args.duration:.0f} s, open loop, "
+            "latency from each request's due time"
+        )
+        fixed = {}
+        for label, port in (("bare", bare_port), ("lhpipe", lhpipe_port)):
+            fixed[label] = run_fixed_rate(port, args.rate, args.duration)
+            f = fixed[label]
+            print(
+                f"  {label:6}: {f['rate']:.0f} req/s sent, answers {f['statuses']}, "
+                f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms"
+            )
+        accepted += fixed["lhpipe"]["statuses"].get("202", 0)
+        p99 = fixed["lhpipe"]["p99_ms"]
+        print(
+            f"  lhpipe p99 at {args.rate:.0f} req/s: {p99:.1f} ms "
+            f"(goal < {GOAL_P99_MS:.0f} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'})"
+        )
+        # wrk stops with up to --connections requests in flight: they are produced, not counted.
+        print(
+            f"records in the topic: {records_in(topic)}; requests answered 202: {accepted} "
+            f"(plus up to {args.connections} in flight at the end of each wrk run)"
+        )
+        return 0
+    finally:
+        stop(lhpipe)
+        log.close()
+        bare.terminate()
+        bare.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--bare":
+        serve_bare(int(sys.argv[2]))
+    elif len(sys.argv) > 4 and sys.argv[1] == "--load":
+        port, rate, seconds = int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+        print(json.dumps(asyncio.run(fixed_rate(port, rate, seconds, 64))))
+    else:
+        sys.exit(main())

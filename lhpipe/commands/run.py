@@ -123,16 +123,20 @@ async def _serve(
     except SettingsError as exc:
         log.error("%s", exc)
         return ExitCode.USAGE
-    listener = HttpListener(EngineApp(supervisor.statuses), port=port)
+    app = EngineApp(supervisor.statuses)
+    listener = HttpListener(app, port=port)
     try:
         await listener.start()
     except OSError as exc:
         log.error("cannot listen on port %d: %s", port, exc)
         return ExitCode.USAGE
     try:
-        await supervisor.start()
+        await supervisor.start(app)
         log.info(
-            "running %d pipeline(s); /readyz on port %d", len(compiled.pipelines), listener.port
+            "running %d pipeline(s) and %d webhook(s); /readyz on port %d",
+            len(compiled.pipelines),
+            len(compiled.routes),
+            listener.port,
         )
         await stop.wait()
         await supervisor.stop(drain_seconds)

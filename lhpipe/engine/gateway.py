@@ -44,7 +44,7 @@ from lhpipe.engine.senders import Sender
 from lhpipe.engine.server import ASGIApp, EngineApp, Receive, Scope, Send
 from lhpipe.engine.status import PipelineStatus, State
 from lhpipe.graph.model import CompiledProgram, RouteSpec
-from lhpipe.settings import Settings
+from lhpipe.settings import Settings, SettingsError
 from lhpipe.syntax import ast
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class Gateway:
         for name, spec in self.compiled.routes.items():
             try:
                 route = self._route(spec)
-            except (WebhookConfigError, ValueError) as exc:
+            except (WebhookConfigError, SettingsError, ValueError) as exc:
                 log.error("webhook %s: not served: %s", name, exc)
                 self.failed[name] = str(exc)
                 table[spec.path] = _Unavailable(

@@ -7,8 +7,13 @@ schema registry (Avro sources), the idempotent Kafka producer (dead letters and 
 the HTTP client and the file and log senders. Dead-letter topics that do not exist are created
 at start (see :func:`lhpipe.connect.kafka.ensure_topics`).
 
+The webhooks are the :class:`~lhpipe.engine.gateway.Gateway`'s: the Supervisor builds it with
+the shared clients and installs its routes on the listener (:meth:`Supervisor.start`). A
+pipeline ``from webhook`` of a topic-mode webhook is an ordinary topic pipeline here; the
+pipeline of a direct-mode webhook runs inside the Gateway's requests, not as a runner.
+
 A pipeline that cannot run is reported, never fatal to the others: a source kind this version
-does not run yet (``lh_output``, ``poll``, ``connector``, a direct-mode webhook) or a setting
+does not run yet (``lh_output``, ``poll``, ``connector``) or a setting
 that cannot be resolved (a dead-letter topic from an unset ``env()``) gives a pipeline in state
 ``failed`` with the reason, in ``/readyz`` and in the log.
 
@@ -23,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lhpipe.check.program import EnvRef, PipelineInfo, Program, Text
 from lhpipe.engine import metrics
@@ -35,6 +40,10 @@ from lhpipe.engine.status import PipelineStatus, State
 from lhpipe.graph.model import CompiledProgram, PipelineSpec
 from lhpipe.settings import Settings, SettingsError
 from lhpipe.syntax import ast
+
+if TYPE_CHECKING:
+    from lhpipe.engine.gateway import Gateway
+    from lhpipe.engine.server import EngineApp
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +73,12 @@ def unsupported_source(info: PipelineInfo) -> str | None:
     source = info.source
     if source.kind not in _RUNNABLE_SOURCES:
         return f"`from {source.kind.value}` sources are not supported yet by `lhpipe run`"
-    if source.topic is None:
-        return "direct-mode webhooks (no `topic`) are not supported yet by `lhpipe run`"
     return None
+
+
+def is_direct(info: PipelineInfo) -> bool:
+    """The pipeline of a direct-mode webhook (run by the Gateway, inside each request)."""
+    return info.source.kind is ast.SourceKind.WEBHOOK and info.source.topic is None
 
 
 @dataclass
@@ -154,17 +166,30 @@ class Supervisor:
         self._runners: dict[str, PipelineRunner] = {}
         self._failed: dict[str, PipelineStatus] = {}
         self._health: asyncio.Task[None] | None = None
+        self.gateway: Gateway | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Build and start every pipeline; a pipeline that cannot run is reported as failed."""
+    async def start(self, app: EngineApp | None = None) -> None:
+        """Build and start every pipeline; a pipeline that cannot run is reported as failed.
+        The webhooks' routes go on ``app``, the listener's application."""
         for name, spec in self.compiled.pipelines.items():
+            if is_direct(spec.pipeline):
+                continue
             try:
                 self._runners[name] = self._build(spec)
             except (PipelineNotRunnable, SettingsError) as exc:
                 self._fail(name, str(exc))
         await self._create_dead_letter_topics()
+        if self.compiled.routes:
+            # Before the pipelines: it creates the webhooks' topics they read.
+            from lhpipe.engine.gateway import Gateway
+
+            self.gateway = Gateway(self.compiled, self.program, self.settings, self._shared)
+            self.gateway.build()
+            if app is not None:
+                self.gateway.install(app)
+            await self.gateway.start()
         for name in list(self._runners):
             await self.start_pipeline(name)
         self._health = asyncio.get_running_loop().create_task(self._watch_health())
@@ -176,6 +201,9 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
             self._health = None
+        if self.gateway is not None:
+            # First: the webhooks stop taking requests while the pipelines drain.
+            await self.gateway.close()
         await asyncio.gather(*(runner.stop(deadline) for runner in self._runners.values()))
         await self._shared.close()
 
@@ -194,7 +222,9 @@ class Supervisor:
         await self._runners[name].stop(deadline)
 
     def statuses(self) -> list[PipelineStatus]:
-        """Every pipeline's status, in declaration order (cheap: for ``/readyz``)."""
+        """Every pipeline's status, in declaration order, then the webhooks that could not be
+        built (cheap: for ``/readyz``)."""
+        gateway = {s.name: s for s in self.gateway.statuses()} if self.gateway else {}
         result = []
         for name in self.compiled.pipelines:
             runner = self._runners.get(name)
@@ -202,6 +232,9 @@ class Supervisor:
                 result.append(runner.status())
             elif name in self._failed:
                 result.append(self._failed[name])
+            elif name in gateway:
+                result.append(gateway.pop(name))
+        result.extend(gateway.values())
         return result
 
     def runner(self, name: str) -> PipelineRunner:

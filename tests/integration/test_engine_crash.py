@@ -43,12 +43,14 @@ def test_a_killed_process_restarted_makes_exactly_one_wf_run_per_record(
 
     register_wf_spec(config, Workflow(wf_name, flow))
     create_topic(stack, topic, partitions=PARTITIONS)
+    # WfRun ids are global in LittleHorse: unique per run, or a rerun would find them taken.
+    run_tag = unique("run")
     folder = write_pipelines(
         tmp_path / "pipelines",
         f"""
 pipeline crash {{
   from topic "{topic}" {{ value = json  group = "{group}" }}
-  run_wf "{wf_name}" {{ id = "c-${{key}}" }}
+  run_wf "{wf_name}" {{ id = "c-{run_tag}-${{key}}" }}
 }}
 """,
     )

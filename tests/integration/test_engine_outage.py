@@ -47,12 +47,14 @@ def test_a_littlehorse_outage_loses_nothing_duplicates_nothing_and_shows_in_read
 
     register_wf_spec(config, Workflow(wf_name, flow))
     create_topic(stack, topic, partitions=PARTITIONS)
+    # WfRun ids are global in LittleHorse: unique per run, or a rerun would find them taken.
+    run_tag = unique("run")
     folder = write_pipelines(
         tmp_path / "pipelines",
         f"""
 pipeline outage {{
   from topic "{topic}" {{ value = json  group = "{group}" }}
-  run_wf "{wf_name}" {{ id = "o-${{key}}" }}
+  run_wf "{wf_name}" {{ id = "o-{run_tag}-${{key}}" }}
   on_error {{ dead_letter = "{dlq}" }}
 }}
 """,

@@ -96,7 +96,11 @@ pipeline people_avro {{
 """,
     )
 
-    def good(wf_id: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    # WfRun ids are global in LittleHorse: unique per run, or a rerun would find them taken.
+    run_tag = unique("run")
+
+    def good(name: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        wf_id = f"{name}-{run_tag}"
         return wf_id.encode(), json.dumps({"name": wf_id}).encode(), []
 
     not_json = (b"p-not-json", b"{oops, not json", ODD_HEADERS)
@@ -114,9 +118,9 @@ pipeline people_avro {{
         stack,
         avro,
         [
-            (b"a-1", encode(schema_id, parsed, {"name": "a-1"}), []),
+            (f"a-1-{run_tag}".encode(), encode(schema_id, parsed, {"name": "a-1"}), []),
             wrong_schema,
-            (b"a-2", encode(schema_id, parsed, {"name": "a-2"}), []),
+            (f"a-2-{run_tag}".encode(), encode(schema_id, parsed, {"name": "a-2"}), []),
         ],
     )
 
@@ -136,7 +140,7 @@ pipeline people_avro {{
         assert run.terminate() == 0, run.log()
 
     assert settled_wf_run_count(config, wf_name, 8) == 8
-    assert variable_value(config, "a-2", "name") == "a-2"
+    assert variable_value(config, f"a-2-{run_tag}", "name") == "a-2"
     assert committed(stack, "lhpipe-explicit", explicit) == [7]
 
     letters = {m.key(): m for m in read_all(stack, dlq, expected=5)}

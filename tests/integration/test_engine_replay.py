@@ -65,7 +65,9 @@ pipeline notes {{
 }}
 """,
     )
-    ids = [f"order-{n}" for n in range(RECORDS)]
+    # WfRun ids are global in LittleHorse: unique per run, or a rerun would find them taken.
+    run_tag = unique("run")
+    ids = [f"order-{run_tag}-{n}" for n in range(RECORDS)]
     produce(
         stack,
         orders,
@@ -102,9 +104,9 @@ pipeline notes {{
 
     run_once()
     assert settled_wf_run_count(config, wf_name, RECORDS) == RECORDS
-    assert variable_value(config, "order-7", "name") == "n7"
-    assert variable_value(config, "order-7", "amount") == 7
-    assert len(external_events_of(config, "order-7").results) == 2
+    assert variable_value(config, ids[7], "name") == "n7"
+    assert variable_value(config, ids[7], "amount") == 7
+    assert len(external_events_of(config, ids[7]).results) == 2
 
     reset_to_earliest(stack, orders_group, orders, 3)
     reset_to_earliest(stack, notes_group, notes)

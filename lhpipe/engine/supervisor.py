@@ -180,6 +180,9 @@ class Supervisor:
                 self._runners[name] = self._build(spec)
             except (PipelineNotRunnable, SettingsError) as exc:
                 self._fail(name, str(exc))
+            except Exception as exc:  # one pipeline's defect must not stop the others
+                log.exception("pipeline %s: could not be built", name)
+                self._fail(name, f"could not be built: {exc}")
         await self._create_dead_letter_topics()
         if self.compiled.routes:
             # Before the pipelines: it creates the webhooks' topics they read.
@@ -331,10 +334,13 @@ class Supervisor:
         recovery even when no record is flowing; publish consumer lag."""
         client = self._shared.littlehorse
         while True:
-            if client is not None:
-                await client.ping()
-            for runner in self._runners.values():
-                runner.publish_lag()
+            try:
+                if client is not None:
+                    await client.ping()
+                for runner in self._runners.values():
+                    runner.publish_lag()
+            except Exception:
+                log.exception("health check failed")
             await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
 
 

@@ -12,11 +12,6 @@ from collections.abc import Sequence
 
 DEFAULT_PATHS = ["pipelines/"]
 
-NOT_BUILT_YET = (
-    "lhpipe {command}: not implemented yet: `{command}` comes with the engine issue; "
-    "use `lhpipe lint` and `lhpipe graph` meanwhile"
-)
-
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -69,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     graph.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
 
-    test = commands.add_parser("test", help="run the `test` blocks (engine issue)")
+    test = commands.add_parser("test", help="run the `test` blocks")
     _add_paths(test)
 
-    run = commands.add_parser("run", help="run every pipeline and webhook (engine issue)")
+    run = commands.add_parser("run", help="run every pipeline and webhook")
     _add_paths(run)
     run.add_argument("--watch", action="store_true", help="hot-reload on file changes")
     run.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
@@ -101,13 +96,9 @@ def _run(ns: argparse.Namespace) -> int:
         from lhpipe.commands.test import run_test
 
         return run_test(paths)
-    if ns.command == "run":
-        from lhpipe.commands.run import run_engine
+    from lhpipe.commands.run import run_engine
 
-        return run_engine(paths, port=ns.port, watch=ns.watch)
-    # test and run: registered with their flags so that scripts can be written against them.
-    print(NOT_BUILT_YET.format(command=ns.command), file=sys.stderr)
-    return 2
+    return run_engine(paths, port=ns.port, watch=ns.watch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,8 +4,9 @@
 Against the running local stack (``lhpipe stack up``):
 
 1. ``lhpipe run`` (a subprocess) serves one webhook: ``auth = hmac { preset = github }``, a
-   ~500-byte JSON body checked against a 10-field schema, produced to a fresh topic in the
-   registry wire format, ``202`` only after the broker's acknowledgement (``acks=all``).
+   431-byte JSON body checked against a 10-field schema, produced to a fresh topic in the
+   registry wire format (``--body json``: any JSON, written as received), ``202`` only after the
+   broker's acknowledgement (``acks=all``).
 2. The limit: a bare raw-ASGI handler that reads the body and answers ``202 {"id": ...}``,
    served by the engine's own listener class (:class:`lhpipe.engine.server.HttpListener`: the
    same uvicorn configuration, httptools, the same event loop kind) in another subprocess.
@@ -22,7 +23,7 @@ of 202 answers. Needs ``wrk`` (``apt-get install -y wrk``). Every subprocess is 
 end, whatever happens.
 
 Run: ``.venv/bin/python bench/webhook.py [--duration 10] [--connections 64] [--rate 1000]
-[--rounds 3]``.
+[--rounds 3] [--body schema|json]``.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ schema Applicant {
 webhook applicants {
   path = "%s"
   auth = hmac { preset = github  secret = env("BENCH_SECRET") }
-  body = Applicant
+  body = %s
   topic = "%s"
 }
 """
@@ -317,13 +318,20 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--body",
+        choices=["schema", "json"],
+        default="schema",
+        help="check the body against the schema and write Avro (default), or take any JSON",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
     topic = f"bench-webhook-{uuid.uuid4().hex[:8]}"
     folder = Path(tempfile.mkdtemp(prefix="lhpipe-bench-webhook-"))
-    (folder / "pipelines.lhp").write_text(PIPELINES % (PATH, topic))
+    body = "Applicant" if args.body == "schema" else "json"
+    (folder / "pipelines.lhp").write_text(PIPELINES % (PATH, body, topic))
     lhpipe_port, bare_port = free_port(), free_port()
     log = (folder / "lhpipe.log").open("wb")
     lhpipe = subprocess.Popen(
@@ -355,7 +363,8 @@ def main() -> int:
         run_wrk(bare_port, 2, args.connections, folder, "warm-bare")
         print(
             f"max throughput: wrk, 1 thread, {args.connections} connections, "
-            f"{args.duration:.0f} s per run, {len(BODY)}-byte signed JSON body"
+            f"{args.duration:.0f} s per run, {len(BODY)}-byte signed JSON body, "
+            f"body = {body}"
         )
         ratios = []
         accepted = warm.requests - warm.non2xx

@@ -13,7 +13,15 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from lhpipe.engine.server import EngineApp, HttpListener, Receive, Scope, Send, send_json
+from lhpipe.engine.server import (
+    EngineApp,
+    HttpListener,
+    Receive,
+    Scope,
+    Send,
+    listening_socket,
+    send_json,
+)
 from lhpipe.engine.status import PipelineStatus, State
 
 RUNNING = PipelineStatus("orders", State.RUNNING, True, {"run_wf:order-flow": True})
@@ -242,3 +250,31 @@ def test_the_listener_leaves_sigterm_to_the_engine() -> None:
         assert asyncio.run(go()) is engine_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_connections_accepted_on_the_listening_socket_have_nagle_off() -> None:
+    # asyncio sets TCP_NODELAY only on accepted sockets whose proto is IPPROTO_TCP; with
+    # proto 0 (socket.create_server) kept-alive responses stall ~40 ms on delayed ACKs.
+    sock = listening_socket("127.0.0.1", 0)
+    nodelay: list[int] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted = writer.get_extra_info("socket")
+        nodelay.append(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_server(on_connect, sock=sock)
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+            for _ in range(200):
+                if nodelay:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(go())
+    assert nodelay == [1]

@@ -50,8 +50,19 @@ demo: install
 	$(BIN)/lhpipe stack up
 	$(BIN)/lhpipe demo pipelines/ --port $(or $(DEMO_PORT),8080)
 
+# The benchmarks that need no services, then those against the local stack (wrk from Debian
+# is the load generator of bench/webhook.py).
 bench: install
+	@command -v wrk >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/lint.py
+	$(BIN)/python bench/evaluate.py
+	$(BIN)/python bench/auth.py
+	$(BIN)/lhpipe stack up
+	$(BIN)/python bench/kafka_to_lh.py
+	$(BIN)/python bench/idle_memory.py
+	$(BIN)/python bench/webhook.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

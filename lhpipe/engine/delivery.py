@@ -26,10 +26,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from lhpipe.engine import metrics
 from lhpipe.engine.errors import DeliveryError, PausedError, PermanentError, TransientError
@@ -227,6 +227,31 @@ class Delivery:
                 self.last_error = None
             if paused and self.pauses is not None:
                 self.pauses.leave_pause()
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStage:
+    """One target of a pipeline: its label, its compiled planner and its delivery."""
+
+    label: str
+    planner: Callable[[Mapping[str, Any], Record], Plan]
+    delivery: Delivery
+
+
+async def plan_and_deliver(
+    targets: Sequence[TargetStage], env: Mapping[str, Any], record: Record
+) -> None:
+    """Plan every target first, so that an expression failing in one target sends nothing for
+    any, then deliver the plans in declaration order. Failures come out as
+    :class:`RecordFailed` labelled with the target."""
+    plans = []
+    for target in targets:
+        try:
+            plans.append(target.planner(env, record))
+        except Exception as exc:
+            raise failed(classify(exc), target.label) from exc
+    for target, plan in zip(targets, plans, strict=True):
+        await target.delivery.deliver(plan)
 
 
 def _gave_up(error: TransientError, retries: int) -> TransientError:

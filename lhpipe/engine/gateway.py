@@ -35,7 +35,6 @@ from lhpipe.connect.webhooks.route import (
     ACK_DEADLINE_SECONDS,
     BodySchema,
     DirectPipeline,
-    DirectTarget,
     Producer,
     WebhookRoute,
 )
@@ -165,7 +164,7 @@ class Gateway:
         )
 
     def _direct(self, spec: RouteSpec) -> DirectPipeline:
-        from lhpipe.engine.delivery import DeadLetterWriter, Delivery
+        from lhpipe.engine.delivery import DeadLetterWriter, Delivery, TargetStage
         from lhpipe.engine.planners import compile_planner
         from lhpipe.engine.steps import compile_steps
 
@@ -184,7 +183,7 @@ class Gateway:
                 backoff=policy.backoff_ms / 1000,
             )
             targets.append(
-                DirectTarget(label, compile_planner(target, info, self.program), delivery)
+                TargetStage(label, compile_planner(target, info, self.program), delivery)
             )
         dead_letters = None
         if policy.dead_letter is not None:

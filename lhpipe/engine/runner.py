@@ -31,13 +31,14 @@ from lhpipe.engine.commit import ContiguousCommitTracker, PartitionOffsets
 from lhpipe.engine.delivery import (
     DEFAULT_BACKOFF_SECONDS,
     MAX_BACKOFF_SECONDS,
-    Delivery,
     Failure,
     FailurePolicy,
     RecordFailed,
+    TargetStage,
     backoff_delay,
     classify,
     failed,
+    plan_and_deliver,
 )
 from lhpipe.engine.errors import TransientError
 from lhpipe.engine.ordering import DEFAULT_MAX_IN_FLIGHT, KeyOrderedScheduler
@@ -86,15 +87,6 @@ class RecordDecoder(Protocol):
     def decode_key(self, raw: bytes | None) -> Any: ...
 
     def decode_value(self, raw: bytes | None, writer_schema: Any = None) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class TargetStage:
-    """One target of the pipeline: its label, its compiled planner and its delivery."""
-
-    label: str
-    planner: Planner
-    delivery: Delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,14 +313,7 @@ class PipelineRunner:
         if env_after is None:
             self._dropped.inc()
             return
-        plans = []
-        for target in logic.targets:
-            try:
-                plans.append(target.planner(env_after, record))
-            except Exception as exc:
-                raise failed(classify(exc), target.label) from exc
-        for target, plan in zip(logic.targets, plans, strict=True):
-            await target.delivery.deliver(plan)
+        await plan_and_deliver(logic.targets, env_after, record)
 
     async def _decode(self, record: Record) -> tuple[Any, Any]:
         logic = self._logic

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from lhpipe.check.program import EnvRef, PipelineInfo, Program, Text
 from lhpipe.engine import metrics
-from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy
+from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
 from lhpipe.engine.ordering import DEFAULT_MAX_IN_FLIGHT
-from lhpipe.engine.runner import DRAIN_SECONDS, PipelineLogic, PipelineRunner, TargetStage
+from lhpipe.engine.runner import DRAIN_SECONDS, PipelineLogic, PipelineRunner
 from lhpipe.engine.senders import Sender, SenderRegistry
 from lhpipe.engine.status import PipelineStatus, State
 from lhpipe.graph.model import CompiledProgram, PipelineSpec

@@ -58,10 +58,16 @@ from lhpipe.connect.webhooks.outcome import Authenticated, Authenticator, Refuse
 from lhpipe.connect.webhooks.problems import PROBLEM_CONTENT_TYPE, Problem
 from lhpipe.connect.webhooks.validate import BodyDecoder, BodyRejected, SchemaBody, body_decoder
 from lhpipe.engine import metrics
-from lhpipe.engine.delivery import DeadLetterWriter, Delivery, RecordFailed, classify, failed
+from lhpipe.engine.delivery import (
+    DeadLetterWriter,
+    RecordFailed,
+    TargetStage,
+    classify,
+    failed,
+    plan_and_deliver,
+)
 from lhpipe.engine.errors import DeliveryError, PermanentError, TransientError
 from lhpipe.engine.evaluate import Evaluator, compile_expr
-from lhpipe.engine.planners import Planner
 from lhpipe.engine.record import Record, WebhookOrigin
 from lhpipe.engine.steps import Steps, initial_env
 
@@ -203,17 +209,6 @@ class BodySchema:
             raise Misconfigured(f"the schema registry refused schema {schema.name}: {exc}") from exc
 
 
-class DirectTarget:
-    """One target of a direct-mode pipeline: its label, planner and delivery policy."""
-
-    __slots__ = ("delivery", "label", "planner")
-
-    def __init__(self, label: str, planner: Planner, delivery: Delivery) -> None:
-        self.label = label
-        self.planner = planner
-        self.delivery = delivery
-
-
 class DirectPipeline:
     """The pipeline ``from webhook`` of a direct-mode webhook, run inside the request.
 
@@ -232,7 +227,7 @@ class DirectPipeline:
         self,
         info: PipelineInfo,
         steps: Steps,
-        targets: Sequence[DirectTarget],
+        targets: Sequence[TargetStage],
         dead_letters: DeadLetterWriter | None,
     ) -> None:
         self.name = info.name
@@ -280,14 +275,7 @@ class DirectPipeline:
         if env is None:
             self._dropped.inc()
             return
-        plans = []
-        for target in self.targets:
-            try:
-                plans.append(target.planner(env, record))
-            except Exception as exc:
-                raise failed(classify(exc), target.label) from exc
-        for target, plan in zip(self.targets, plans, strict=True):
-            await target.delivery.deliver(plan)
+        await plan_and_deliver(self.targets, env, record)
 
 
 class WebhookRoute:

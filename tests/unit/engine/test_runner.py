@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy
+from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
 from lhpipe.engine.errors import DecodeError, PausedError, PermanentError, TransientError
 from lhpipe.engine.plans import LogPlan, Plan
 from lhpipe.engine.record import KafkaOrigin, Record
-from lhpipe.engine.runner import PipelineLogic, PipelineRunner, TargetStage
+from lhpipe.engine.runner import PipelineLogic, PipelineRunner
 from lhpipe.engine.status import State
 
 TP = tuple[str, int]

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lhpipe.check.program import Text
 
 SETTINGS_FILE = "lhpipe.toml"
 
@@ -103,3 +107,19 @@ def load_settings(
                 raise SettingsError(f"{file}: {name} must be a string or a number")
             values[name] = str(value)
     return Settings(environ=env, file_values=values, file=file)
+
+
+def resolve_text(
+    value: Text,
+    settings: Settings,
+    what: str,
+    error: Callable[[str], Exception] = SettingsError,
+) -> str:
+    """A literal as it is, or ``env("NAME", "default")`` read from ``settings`` now; an unset
+    variable without a default raises ``error`` (each caller's own start-up error)."""
+    if isinstance(value, str):
+        return value
+    resolved = settings.get(value.name, value.default)
+    if resolved is None:
+        raise error(f"{what}: env({value.name!r}) is not set")
+    return resolved

@@ -30,7 +30,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lhpipe.check.program import EnvRef, PipelineInfo, Program, Text
+from lhpipe.check.program import PipelineInfo, Program, Text
 from lhpipe.engine import metrics
 from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
 from lhpipe.engine.ordering import DEFAULT_MAX_IN_FLIGHT
@@ -39,6 +39,7 @@ from lhpipe.engine.senders import Sender, SenderRegistry
 from lhpipe.engine.status import PipelineStatus, State
 from lhpipe.graph.model import CompiledProgram, PipelineSpec
 from lhpipe.settings import Settings, SettingsError
+from lhpipe.settings import resolve_text as read_setting
 from lhpipe.syntax import ast
 
 if TYPE_CHECKING:
@@ -60,12 +61,7 @@ class PipelineNotRunnable(Exception):
 
 def resolve_text(value: Text, settings: Settings, what: str) -> str:
     """A literal, or an ``env("NAME", "default")`` read from the settings now."""
-    if isinstance(value, EnvRef):
-        resolved = settings.get(value.name, value.default)
-        if resolved is None:
-            raise PipelineNotRunnable(f"{what}: env({value.name!r}) is not set")
-        return resolved
-    return value
+    return read_setting(value, settings, what, PipelineNotRunnable)
 
 
 def unsupported_source(info: PipelineInfo) -> str | None:

@@ -8,8 +8,9 @@ then, at start-up or reload, never a surprise on the first request.
 
 from __future__ import annotations
 
-from lhpipe.check.program import EnvRef, Text
+from lhpipe.check.program import Text
 from lhpipe.settings import Settings
+from lhpipe.settings import resolve_text as read_setting
 
 
 class WebhookConfigError(Exception):
@@ -37,12 +38,7 @@ class Secret:
 
 def resolve_text(value: Text, settings: Settings, what: str) -> str:
     """A literal as it is, or ``env("NAME", "default")`` read from the settings now."""
-    if isinstance(value, EnvRef):
-        resolved = settings.get(value.name, value.default)
-        if resolved is None:
-            raise WebhookConfigError(f"{what}: env({value.name!r}) is not set")
-        return resolved
-    return value
+    return read_setting(value, settings, what, WebhookConfigError)
 
 
 def resolve_secret(value: Text, settings: Settings, what: str) -> Secret:

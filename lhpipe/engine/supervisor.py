@@ -36,6 +36,7 @@ from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy, Ta
 from lhpipe.engine.ordering import DEFAULT_MAX_IN_FLIGHT
 from lhpipe.engine.runner import DRAIN_SECONDS, PipelineLogic, PipelineRunner
 from lhpipe.engine.senders import Sender, SenderRegistry
+from lhpipe.engine.sources import PipelineNotRunnable
 from lhpipe.engine.status import PipelineStatus, State
 from lhpipe.graph.model import CompiledProgram, PipelineSpec
 from lhpipe.settings import Settings, SettingsError
@@ -43,6 +44,7 @@ from lhpipe.settings import resolve_text as read_setting
 from lhpipe.syntax import ast
 
 if TYPE_CHECKING:
+    from lhpipe.connect.connectors import ConnectorManager
     from lhpipe.engine.gateway import Gateway
     from lhpipe.engine.server import EngineApp
 
@@ -52,24 +54,11 @@ MAX_IN_FLIGHT_SETTING = "LHPIPE_MAX_IN_FLIGHT"
 HEALTH_INTERVAL_SECONDS = 5.0
 
 _LITTLEHORSE_TARGETS = (ast.TargetKind.RUN_WF, ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE)
-_RUNNABLE_SOURCES = (ast.SourceKind.TOPIC, ast.SourceKind.WEBHOOK)
-
-
-class PipelineNotRunnable(Exception):
-    """A pipeline this process cannot run (the message says why)."""
 
 
 def resolve_text(value: Text, settings: Settings, what: str) -> str:
     """A literal, or an ``env("NAME", "default")`` read from the settings now."""
     return read_setting(value, settings, what, PipelineNotRunnable)
-
-
-def unsupported_source(info: PipelineInfo) -> str | None:
-    """Why this version cannot run the pipeline's source, or ``None`` when it can."""
-    source = info.source
-    if source.kind not in _RUNNABLE_SOURCES:
-        return f"`from {source.kind.value}` sources are not supported yet by `lhpipe run`"
-    return None
 
 
 def is_direct(info: PipelineInfo) -> bool:
@@ -163,6 +152,7 @@ class Supervisor:
         self._failed: dict[str, PipelineStatus] = {}
         self._health: asyncio.Task[None] | None = None
         self.gateway: Gateway | None = None
+        self.connectors: ConnectorManager | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -180,6 +170,7 @@ class Supervisor:
                 log.exception("pipeline %s: could not be built", name)
                 self._fail(name, f"could not be built: {exc}")
         await self._create_dead_letter_topics()
+        await self._sync_connectors()
         if self.compiled.routes:
             # Before the pipelines: it creates the webhooks' topics they read.
             from lhpipe.engine.gateway import Gateway
@@ -204,6 +195,8 @@ class Supervisor:
             # First: the webhooks stop taking requests while the pipelines drain.
             await self.gateway.close()
         await asyncio.gather(*(runner.stop(deadline) for runner in self._runners.values()))
+        if self.connectors is not None:
+            await self.connectors.close()
         await self._shared.close()
 
     async def start_pipeline(self, name: str) -> None:
@@ -234,6 +227,8 @@ class Supervisor:
             elif name in gateway:
                 result.append(gateway.pop(name))
         result.extend(gateway.values())
+        if self.connectors is not None:
+            result.extend(self.connectors.statuses())
         return result
 
     def runner(self, name: str) -> PipelineRunner:
@@ -243,24 +238,16 @@ class Supervisor:
     # -- building --------------------------------------------------------------------------------
 
     def _build(self, spec: PipelineSpec) -> PipelineRunner:
-        from lhpipe.connect.kafka import KafkaSource
-        from lhpipe.engine.decode import Decoder, schema_id_of
         from lhpipe.engine.planners import compile_planner
-        from lhpipe.engine.steps import compile_steps, initial_env
+        from lhpipe.engine.sources import source_parts
+        from lhpipe.engine.steps import compile_steps
 
         info = spec.pipeline
         name = spec.name
-        why = unsupported_source(info)
-        if why is not None:
-            raise PipelineNotRunnable(why)
-        source = info.source
-        topic = source.topic
-        assert topic is not None
-        group = source.group or f"lhpipe-{name}"
         policy = info.on_error
         program = self.program
+        parts = source_parts(spec, program, self.settings, self._shared)
 
-        decoder = Decoder(source, program)
         targets = []
         for target in info.targets:
             label = metrics.target_label(target.kind.value, target.name)
@@ -273,16 +260,13 @@ class Supervisor:
             )
             targets.append(TargetStage(label, compile_planner(target, info, program), delivery))
 
-        def environment(record: Any, key: Any, value: Any) -> dict[str, Any]:
-            return initial_env(record, key, value, info)
-
         logic = PipelineLogic(
-            decoder=decoder,
-            initial_env=environment,
+            decoder=parts.decoder,
+            initial_env=parts.initial_env,
             steps=compile_steps(info, program),
             targets=targets,
-            schema_id_of=schema_id_of,
-            schemas=self._shared.schema_registry() if decoder.is_avro else None,
+            schema_id_of=parts.schema_id_of,
+            schemas=self._shared.schema_registry() if parts.decoder.is_avro else None,
         )
         dead_letters = None
         if policy.dead_letter is not None:
@@ -292,18 +276,30 @@ class Supervisor:
         failures = FailurePolicy(
             pipeline=name, dead_letters=dead_letters, permanent=policy.permanent
         )
-        settings = self.settings
-
-        def make_source(runner: PipelineRunner) -> KafkaSource:
-            return KafkaSource(settings, pipeline=name, topic=topic, group=group, sink=runner)
-
-        return PipelineRunner(name, logic, failures, make_source, max_in_flight=self.max_in_flight)
+        return PipelineRunner(
+            name, logic, failures, parts.make_source, max_in_flight=self.max_in_flight
+        )
 
     def _fail(self, name: str, why: str) -> None:
         log.error("pipeline %s: not running: %s", name, why)
         self._failed[name] = PipelineStatus(
             name=name, state=State.FAILED, source_connected=False, detail=why
         )
+
+    async def _sync_connectors(self) -> None:
+        """Bring the Kafka Connect cluster in line with the program's ``connector``
+        declarations (the manager is made on first need, and kept once made so that a later
+        program without connectors removes them)."""
+        if self.connectors is None:
+            if not self.program.connectors:
+                return
+            from lhpipe.connect.connectors import ConnectorManager
+
+            self.connectors = ConnectorManager(self.settings)
+        try:
+            await self.connectors.sync(self.program.connectors)
+        except Exception:
+            log.exception("could not bring the connectors up to date")
 
     async def _create_dead_letter_topics(self) -> None:
         from lhpipe.connect.kafka import ensure_topics

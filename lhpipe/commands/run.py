@@ -7,6 +7,10 @@ and exit 1, before anything connects anywhere), settings are read (environment, 
 pipelines. The first SIGTERM or SIGINT drains: fetching stops, records in flight get up to 30 s
 to finish, what is done is committed, and the process exits 0. A second signal abandons the
 drain at once (what is done is still committed by the next run's redelivery: nothing is lost).
+
+With ``--watch`` the files are watched (:mod:`lhpipe.engine.watch`) and every saved change is
+hot-reloaded (:mod:`lhpipe.engine.reload`): a program with errors prints its diagnostics and
+changes nothing that runs; a good one replaces only the pipelines and webhooks that changed.
 """
 
 from __future__ import annotations
@@ -29,11 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lhpipe.run")
 
-WATCH_NOT_BUILT = (
-    "lhpipe run: --watch is not implemented yet: hot reload comes with a later issue. "
-    "Run without --watch and restart lhpipe to pick up changes."
-)
-
 
 def run_engine(
     paths: Sequence[str],
@@ -49,9 +48,6 @@ def run_engine(
     from lhpipe.settings import SettingsError, load_settings
 
     err = stderr or sys.stderr
-    if watch:
-        print(WATCH_NOT_BUILT, file=err)
-        return ExitCode.USAGE
     try:
         result = load(paths)
     except OSError as exc:
@@ -82,7 +78,15 @@ def run_engine(
     configure_logging(err)
     compiled = compile_program(result.program, {**settings.file_values, **settings.environ})
     return asyncio.run(
-        _serve(compiled, result.program, settings, port, drain_seconds or DRAIN_SECONDS)
+        _serve(
+            compiled,
+            result.program,
+            settings,
+            port,
+            drain_seconds or DRAIN_SECONDS,
+            watch=list(paths) if watch else None,
+            stderr=err,
+        )
     )
 
 
@@ -92,11 +96,16 @@ async def _serve(
     settings: Settings,
     port: int,
     drain_seconds: float,
+    *,
+    watch: list[str] | None = None,
+    stderr: TextIO | None = None,
 ) -> int:
     """Serve until the first signal, drain, and return the exit code (1 when a second
-    signal abandoned the drain)."""
+    signal abandoned the drain). ``watch``: the paths to hot-reload from."""
+    from lhpipe.engine.reload import Reloader, publish_program
     from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
+    from lhpipe.engine.watch import watch_and_reload
     from lhpipe.settings import SettingsError
 
     loop = asyncio.get_running_loop()
@@ -124,12 +133,14 @@ async def _serve(
         log.error("%s", exc)
         return ExitCode.USAGE
     app = EngineApp(supervisor.statuses)
+    publish_program(app, compiled)
     listener = HttpListener(app, port=port)
     try:
         await listener.start()
     except OSError as exc:
         log.error("cannot listen on port %d: %s", port, exc)
         return ExitCode.USAGE
+    watcher: asyncio.Task[None] | None = None
     try:
         await supervisor.start(app)
         log.info(
@@ -138,7 +149,13 @@ async def _serve(
             len(compiled.routes),
             listener.port,
         )
+        if watch is not None:
+            err = stderr or sys.stderr
+            reloader = Reloader(watch, supervisor, app=app, stderr=err, color=wants_color(err))
+            watcher = loop.create_task(watch_and_reload(reloader, stop), name="hot-reload")
         await stop.wait()
+        if watcher is not None:
+            await watcher  # a reload under way finishes before the drain
         await supervisor.stop(drain_seconds)
     except asyncio.CancelledError:
         return ExitCode.FINDINGS

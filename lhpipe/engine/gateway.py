@@ -9,7 +9,10 @@ Everything a route needs from its configuration is resolved when the table is bu
 and issuers written ``env(...)``, HMAC keys, compiled schemas, key expressions, a direct-mode
 pipeline's steps and targets. A webhook that cannot be built (an unset variable, a bad secret)
 is reported, never fatal to the others: it is logged, shown as failed in ``/readyz`` (as
-``webhook:<name>``), and its path answers ``503`` until a restart fixes it.
+``webhook:<name>``), and its path answers ``503`` until a restart or a reload fixes it.
+
+Hot reload (:meth:`Gateway.reload`) rebuilds only the webhooks whose fingerprint changed, keeps
+the other route objects as they are, and installs the new table in one assignment.
 
 Clients: topic-mode routes write through the Gateway's own idempotent producer (``acks=all``),
 whose records time out after :data:`~lhpipe.connect.webhooks.route.ACK_DEADLINE_SECONDS`: a
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from lhpipe.check.program import Program
@@ -117,26 +121,34 @@ class Gateway:
         self.failed: dict[str, str] = {}
         self._built: dict[str, WebhookRoute] = {}
         self._app: EngineApp | None = None
+        self._ensured: set[str] = set()  # topics known to exist
+        self._retired: list[Any] = []  # own producers of earlier settings (hot reload)
 
     # -- building ------------------------------------------------------------------------------
 
     def build(self) -> dict[str, ASGIApp]:
         """Build every route; returns the table (also kept as :attr:`routes`)."""
         table: dict[str, ASGIApp] = {}
-        for name, spec in self.compiled.routes.items():
-            try:
-                route = self._route(spec)
-            except (WebhookConfigError, SettingsError, ValueError) as exc:
-                log.error("webhook %s: not served: %s", name, exc)
-                self.failed[name] = str(exc)
-                table[spec.path] = _Unavailable(
-                    f"webhook {name} is not configured correctly; see the lhpipe log", 60
-                )
-                continue
-            self._built[name] = route
-            table[spec.path] = route
+        for spec in self.compiled.routes.values():
+            table[spec.path] = self._build_one(spec, self._built, self.failed)
         self.routes = table
         return table
+
+    def _build_one(
+        self, spec: RouteSpec, built: dict[str, WebhookRoute], failed: dict[str, str]
+    ) -> ASGIApp:
+        """The handler of ``spec``'s path: its route (recorded in ``built``), or a 503 answer
+        when it cannot be built (the reason recorded in ``failed``)."""
+        try:
+            route = self._route(spec)
+        except (WebhookConfigError, SettingsError, ValueError) as exc:
+            log.error("webhook %s: not served: %s", spec.name, exc)
+            failed[spec.name] = str(exc)
+            return _Unavailable(
+                f"webhook {spec.name} is not configured correctly; see the lhpipe log", 60
+            )
+        built[spec.name] = route
+        return route
 
     def install(self, app: EngineApp) -> None:
         """Put the route table on the listener, in one assignment."""
@@ -212,10 +224,71 @@ class Gateway:
         """Create the topics the routes write to when missing (webhook topics, direct-mode
         dead-letter topics) and register the webhooks' schemas, so that first requests do
         not wait for either; neither is fatal (the first request retries the registry)."""
-        topics = {route.topic for route in self._built.values() if route.topic is not None}
-        for route in self._built.values():
+        await self._prepare(list(self._built.values()))
+        self._announce(self.compiled.routes)
+
+    async def reload(
+        self,
+        compiled: CompiledProgram,
+        program: Program,
+        settings: Settings,
+        clients: SharedClients,
+    ) -> None:
+        """Serve ``compiled``'s webhooks from now on (hot reload).
+
+        A webhook whose fingerprint did not change keeps its route object (and a webhook that
+        could not be built stays failed); changed and added ones are built and prepared (topics,
+        schemas) while the old table still serves; removed ones leave the table. The new table
+        is installed in one assignment, so each request sees the old routes or the new ones;
+        a request already running in an old route finishes there.
+        """
+        if settings != self.settings and self._own_producer is not None:
+            # New routes write with the new connection settings; routes kept from before keep
+            # the old producer, which is closed with the Gateway.
+            self._retired.append(self._own_producer)
+            self._own_producer = None
+            self._producer = None
+        before = self.compiled.routes
+        self.compiled, self.program, self.settings, self.clients = (
+            compiled,
+            program,
+            settings,
+            clients,
+        )
+        table: dict[str, ASGIApp] = {}
+        built: dict[str, WebhookRoute] = {}
+        failed: dict[str, str] = {}
+        fresh: dict[str, RouteSpec] = {}
+        for name, spec in compiled.routes.items():
+            previous = before.get(name)
+            if previous is not None and previous.fingerprint == spec.fingerprint:
+                if name in self._built:
+                    built[name] = self._built[name]
+                    table[spec.path] = built[name]
+                    continue
+                if name in self.failed:
+                    failed[name] = self.failed[name]
+                    table[spec.path] = self.routes[previous.path]
+                    continue
+            fresh[name] = spec
+            handler = self._build_one(spec, built, failed)
+            table[spec.path] = handler
+        await self._prepare([built[name] for name in fresh if name in built])
+        self._built = built
+        self.failed = failed
+        self.routes = table
+        if self._app is not None:
+            self._app.routes = table
+        self._announce(fresh)
+
+    async def _prepare(self, routes: list[WebhookRoute]) -> None:
+        """Topics and schemas of ``routes``, ready before they take requests (topics already
+        checked by this Gateway are not asked for again)."""
+        topics = {route.topic for route in routes if route.topic is not None}
+        for route in routes:
             if route.direct is not None and route.direct.dead_letters is not None:
                 topics.add(route.direct.dead_letters.topic)
+        topics -= self._ensured
         if topics:
             from lhpipe.connect.kafka import ensure_topics
 
@@ -224,9 +297,10 @@ class Gateway:
             except Exception as exc:
                 log.warning("could not check the webhooks' topics: %s", exc)
             else:
+                self._ensured |= topics
                 for topic in created:
                     log.info("created topic %r", topic)
-        warm = [r.body.ready(needs_id=r.topic is not None) for r in self._built.values()]
+        warm = [r.body.ready(needs_id=r.topic is not None) for r in routes]
         if warm:
             try:
                 await asyncio.wait_for(
@@ -234,7 +308,9 @@ class Gateway:
                 )
             except TimeoutError:
                 log.warning("the schema registry is slow; schemas are registered on first use")
-        for name, spec in self.compiled.routes.items():
+
+    def _announce(self, specs: Mapping[str, RouteSpec]) -> None:
+        for name, spec in specs.items():
             if name in self._built:
                 where = (
                     f"topic {spec.topic!r}" if spec.topic else f"pipeline {spec.direct_pipeline}"
@@ -249,8 +325,9 @@ class Gateway:
         if self._app is not None:
             closing = _Unavailable("lhpipe is shutting down; try again shortly", 5)
             self._app.routes = dict.fromkeys(self.routes, closing)
-        if self._own_producer is not None:
-            await self._own_producer.close()
+        for producer in (*self._retired, self._own_producer):
+            if producer is not None:
+                await producer.close()
         await self.issuers.aclose()
 
     # -- status --------------------------------------------------------------------------------

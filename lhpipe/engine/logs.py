@@ -2,7 +2,8 @@
 collectors), readable text on a terminal (cli.md).
 
 A JSON line has ``time`` (UTC, ISO-8601 with milliseconds), ``level``, ``logger``, ``message``
-and, for an exception, ``exception`` (the traceback as text)::
+and, for an exception, ``exception`` (the traceback as text); a line logged with
+``extra={"event": {...}}`` (a reload) also carries that mapping's fields::
 
     {"time": "2026-11-28T06:33:15.123Z", "level": "WARNING", "logger": "lhpipe.engine.delivery",
      "message": "pipeline orders: record orders-0-41 dead-lettered to 'orders-dlq': ..."}
@@ -30,6 +31,9 @@ class JsonLineFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        event = getattr(record, "event", None)
+        if isinstance(event, dict):
+            line.update({k: v for k, v in event.items() if k not in line})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)

@@ -2,7 +2,9 @@
 
 Labels: ``pipeline`` (pipeline or webhook name), ``target`` (``run_wf:know-your-customer``,
 ``to_topic:audit``...; see :func:`target_label`), ``error_class`` (transient, paused,
-permanent), ``outcome`` (reloads: ok, failed, unchanged).
+permanent), ``outcome`` (reloads: ok, failed), ``kind`` and ``change`` (what a reload did to
+each pipeline and webhook: added, removed, changed, unchanged), ``hash`` (the running program's
+:meth:`~lhpipe.graph.model.CompiledProgram.program_hash`).
 """
 
 from __future__ import annotations
@@ -69,7 +71,22 @@ RECORD_LATENCY = Histogram(
 )
 RELOADS = Counter("lhpipe_reloads", "Hot reloads by outcome", ["outcome"], registry=REGISTRY)
 RELOAD_DURATION = Histogram(
-    "lhpipe_reload_duration_seconds", "Time to apply a reload", registry=REGISTRY
+    "lhpipe_reload_duration_seconds",
+    "Time from a reload's start to the new program running (or to its failure)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+RELOAD_CHANGES = Counter(
+    "lhpipe_reload_changes",
+    "What successful reloads did, per pipeline and per webhook",
+    ["kind", "change"],
+    registry=REGISTRY,
+)
+PROGRAM_INFO = Gauge(
+    "lhpipe_program_info",
+    "1 for the hash of the program running now",
+    ["hash"],
+    registry=REGISTRY,
 )
 HTTP_REQUESTS = Counter(
     "lhpipe_http_requests",

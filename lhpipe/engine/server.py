@@ -11,7 +11,9 @@ Built-in routes, answered for ``GET`` and ``HEAD`` (other methods: 405):
     200 ``{"alive": true}`` while the process runs.
 ``/readyz``
     200 when every pipeline is ready, else 503; the body is
-    ``{"ready": bool, "not_ready": [names], "pipelines": {name: PipelineStatus.to_json()}}``.
+    ``{"ready": bool, "not_ready": [names], "pipelines": {name: PipelineStatus.to_json()}}``,
+    plus ``"program": "<hash>"`` (the running program's hash, which hot reload changes) once
+    :attr:`EngineApp.program_hash` is set.
 ``/metrics``
     the Prometheus exposition of :data:`lhpipe.engine.metrics.REGISTRY`, in the format the
     scraper's ``Accept`` header asks for (text 0.0.4 by default, OpenMetrics on request).
@@ -133,6 +135,7 @@ class EngineApp:
         self.statuses = statuses
         self.registry = registry
         self.routes: Mapping[str, ASGIApp] = routes if routes is not None else {}
+        self.program_hash: str | None = None
         self._builtin: Mapping[str, Callable[[Scope, Send, bool], Awaitable[None]]] = {
             "/healthz": self._healthz,
             "/readyz": self._readyz,
@@ -177,6 +180,8 @@ class EngineApp:
             "not_ready": not_ready,
             "pipelines": {status.name: status.to_json() for status in statuses},
         }
+        if self.program_hash is not None:
+            body["program"] = self.program_hash
         await send_json(send, 503 if not_ready else 200, body, head=head)
 
     async def _metrics(self, scope: Scope, send: Send, head: bool) -> None:

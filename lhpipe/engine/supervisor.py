@@ -18,8 +18,11 @@ that cannot be resolved (a dead-letter topic from an unset ``env()``) gives a pi
 ``failed`` with the reason, in ``/readyz`` and in the log.
 
 Runners can be started and stopped one by one (:meth:`Supervisor.start_pipeline`,
-:meth:`Supervisor.stop_pipeline`), which is what hot reload will build on; :meth:`stop` drains
-them all at once and closes the shared clients.
+:meth:`Supervisor.stop_pipeline`); :meth:`Supervisor.reload` (hot reload) replaces the program:
+the webhook routes are swapped first, then the removed and changed pipelines drain and commit,
+then the changed and added ones start (a changed one from its committed offsets, with a new
+runner). Unchanged pipelines keep their runner (same consumer, no rebalance). :meth:`stop`
+drains them all at once and closes the shared clients.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +50,7 @@ from lhpipe.syntax import ast
 if TYPE_CHECKING:
     from lhpipe.connect.connectors import ConnectorManager
     from lhpipe.engine.gateway import Gateway
+    from lhpipe.engine.reload import ProgramDiff
     from lhpipe.engine.server import EngineApp
 
 log = logging.getLogger(__name__)
@@ -151,6 +156,9 @@ class Supervisor:
         self._runners: dict[str, PipelineRunner] = {}
         self._failed: dict[str, PipelineStatus] = {}
         self._health: asyncio.Task[None] | None = None
+        self._app: EngineApp | None = None
+        self._retired: list[_Shared] = []  # clients of earlier settings (hot reload)
+        self._dead_letter_topics: set[str] = set()  # known to exist
         self.gateway: Gateway | None = None
         self.connectors: ConnectorManager | None = None
 
@@ -162,27 +170,71 @@ class Supervisor:
         for name, spec in self.compiled.pipelines.items():
             if is_direct(spec.pipeline):
                 continue
-            try:
-                self._runners[name] = self._build(spec)
-            except (PipelineNotRunnable, SettingsError) as exc:
-                self._fail(name, str(exc))
-            except Exception as exc:  # one pipeline's defect must not stop the others
-                log.exception("pipeline %s: could not be built", name)
-                self._fail(name, f"could not be built: {exc}")
-        await self._create_dead_letter_topics()
+            runner = self._build_reported(spec)
+            if runner is not None:
+                self._runners[name] = runner
+        self._app = app
+        await self._create_dead_letter_topics(self._runners)
         await self._sync_connectors()
         if self.compiled.routes:
             # Before the pipelines: it creates the webhooks' topics they read.
-            from lhpipe.engine.gateway import Gateway
-
-            self.gateway = Gateway(self.compiled, self.program, self.settings, self._shared)
-            self.gateway.build()
-            if app is not None:
-                self.gateway.install(app)
-            await self.gateway.start()
+            await self._start_gateway()
         for name in list(self._runners):
             await self.start_pipeline(name)
         self._health = asyncio.get_running_loop().create_task(self._watch_health())
+
+    async def reload(
+        self,
+        compiled: CompiledProgram,
+        program: Program,
+        settings: Settings,
+        deadline: float = DRAIN_SECONDS,
+    ) -> ProgramDiff:
+        """Run ``compiled`` from now on, touching only what changed (hot reload; see
+        :mod:`lhpipe.engine.reload`); returns what changed.
+
+        The new runners are built first (a pipeline that cannot be built is reported failed,
+        as at start), then the Gateway swaps its routes, then the removed and changed runners
+        drain within ``deadline`` and commit, then the new runners start. New settings (an
+        edited ``lhpipe.toml``) give the new runners and routes new shared clients; the
+        unchanged ones keep theirs, closed with the Supervisor.
+        """
+        from lhpipe.engine.reload import diff_programs
+
+        diff = diff_programs(self.compiled, compiled)
+        if settings != self.settings:
+            self._retired.append(self._shared)
+            self._shared = _Shared(settings)
+        self.compiled, self.program, self.settings = compiled, program, settings
+        self._sync_in_flight_limit()
+        fresh: dict[str, PipelineRunner] = {}
+        for name in (*diff.pipelines.changed, *diff.pipelines.added):
+            self._failed.pop(name, None)
+            spec = compiled.pipelines[name]
+            if not is_direct(spec.pipeline):
+                runner = self._build_reported(spec)
+                if runner is not None:
+                    fresh[name] = runner
+        for name in diff.pipelines.removed:
+            self._failed.pop(name, None)
+        if self.gateway is not None:
+            await self.gateway.reload(compiled, program, settings, self._shared)
+        elif compiled.routes:
+            await self._start_gateway()
+        leaving = [
+            self._runners[name]
+            for name in (*diff.pipelines.changed, *diff.pipelines.removed)
+            if name in self._runners
+        ]
+        await asyncio.gather(*(runner.stop(deadline) for runner in leaving))
+        for runner in leaving:
+            del self._runners[runner.name]
+        self._runners.update(fresh)
+        await self._create_dead_letter_topics(fresh)
+        await self._sync_connectors()
+        for name in fresh:
+            await self.start_pipeline(name)
+        return diff
 
     async def stop(self, deadline: float = DRAIN_SECONDS) -> None:
         """Drain every runner at once within ``deadline`` seconds, then close the clients."""
@@ -197,7 +249,8 @@ class Supervisor:
         await asyncio.gather(*(runner.stop(deadline) for runner in self._runners.values()))
         if self.connectors is not None:
             await self.connectors.close()
-        await self._shared.close()
+        for shared in (*self._retired, self._shared):
+            await shared.close()
 
     async def start_pipeline(self, name: str) -> None:
         """Start one built pipeline (again)."""
@@ -280,6 +333,34 @@ class Supervisor:
             name, logic, failures, parts.make_source, max_in_flight=self.max_in_flight
         )
 
+    def _build_reported(self, spec: PipelineSpec) -> PipelineRunner | None:
+        """:meth:`_build`, or ``None`` with the pipeline reported failed."""
+        try:
+            return self._build(spec)
+        except (PipelineNotRunnable, SettingsError) as exc:
+            self._fail(spec.name, str(exc))
+        except Exception as exc:  # one pipeline's defect must not stop the others
+            log.exception("pipeline %s: could not be built", spec.name)
+            self._fail(spec.name, f"could not be built: {exc}")
+        return None
+
+    async def _start_gateway(self) -> None:
+        from lhpipe.engine.gateway import Gateway
+
+        self.gateway = Gateway(self.compiled, self.program, self.settings, self._shared)
+        self.gateway.build()
+        if self._app is not None:
+            self.gateway.install(self._app)
+        await self.gateway.start()
+
+    def _sync_in_flight_limit(self) -> None:
+        """New runners take ``LHPIPE_MAX_IN_FLIGHT`` from the new settings (a bad value keeps
+        the one in force)."""
+        try:
+            self.max_in_flight = _max_in_flight(self.settings)
+        except SettingsError as exc:
+            log.error("%s; keeping %d", exc, self.max_in_flight)
+
     def _fail(self, name: str, why: str) -> None:
         log.error("pipeline %s: not running: %s", name, why)
         self._failed[name] = PipelineStatus(
@@ -301,14 +382,16 @@ class Supervisor:
         except Exception:
             log.exception("could not bring the connectors up to date")
 
-    async def _create_dead_letter_topics(self) -> None:
+    async def _create_dead_letter_topics(self, runners: Mapping[str, PipelineRunner]) -> None:
+        """The dead-letter topics of ``runners`` that this process has not seen yet."""
         from lhpipe.connect.kafka import ensure_topics
 
         topics = set()
-        for name in self._runners:
+        for name in runners:
             policy = self.compiled.pipelines[name].pipeline.on_error
             if policy.dead_letter is not None:
                 topics.add(resolve_text(policy.dead_letter, self.settings, "dead_letter"))
+        topics -= self._dead_letter_topics
         if not topics:
             return
         try:
@@ -318,15 +401,18 @@ class Supervisor:
             # its pipeline with the reason rather than losing the record.
             log.warning("could not check the dead-letter topics: %s", exc)
             return
+        self._dead_letter_topics |= topics
         for topic in created:
             log.info("created dead-letter topic %r", topic)
 
     async def _watch_health(self) -> None:
         """Ping LittleHorse every few seconds, so that ``/readyz`` follows an outage and the
         recovery even when no record is flowing; publish consumer lag."""
-        client = self._shared.littlehorse
         while True:
             try:
+                # Read each time: the client is made on first need, and a reload with new
+                # settings makes a new one.
+                client = self._shared.littlehorse
                 if client is not None:
                     await client.ping()
                 for runner in self._runners.values():

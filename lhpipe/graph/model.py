@@ -6,6 +6,7 @@ draws it (dot, mermaid, svg, png); :meth:`Graph.to_json` is its stable serialise
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -146,6 +147,15 @@ class CompiledProgram:
     graph: Graph
     pipelines: Mapping[str, PipelineSpec]
     routes: Mapping[str, RouteSpec]
+
+    def program_hash(self) -> str:
+        """A short hash of every pipeline's and webhook's name and fingerprint: two compiles
+        that hot reload would treat as the same program have the same hash (``/readyz``)."""
+        parts = sorted(
+            [("pipeline", name, spec.fingerprint) for name, spec in self.pipelines.items()]
+            + [("webhook", name, spec.fingerprint) for name, spec in self.routes.items()]
+        )
+        return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
 
     def to_json(self) -> dict[str, JSONValue]:
         return {

@@ -54,24 +54,32 @@ _WF_SPEC: Final = t.RecordType(
 #: ``event`` in an ``lh_output`` pipeline: one LittleHorse ``OutputTopicRecord``.
 #:
 #: * ``kind``: which of :data:`LH_OUTPUT_KINDS` it is;
-#: * ``wf_run_id``, ``wf_spec {name major_version revision}``: the WfRun it belongs to;
-#: * ``status``: the new status for ``wf_run``, ``task_run`` and ``user_task_run``
-#:   (``"COMPLETED"``, ``"ERROR"``, ...), else null;
+#: * ``wf_run_id``, ``wf_spec {name major_version revision}``: the WfRun it belongs to
+#:   (``wf_spec`` is null when no record read so far named the WfRun's WfSpec);
+#: * ``status``: the new status for ``wf_run`` (``"RUNNING"``, ``"COMPLETED"``, ``"ERROR"``,
+#:   ...), ``task_run`` (``"TASK_SUCCESS"``, ...) and ``user_task_run`` (``"DONE"``, ...),
+#:   else null;
 #: * ``variable {name value}``: for ``variable``, the variable and its new value;
+#: * ``variables``: the WfRun's PUBLIC variables, each with the latest value read so far;
 #: * ``task {name attempt output}``: for ``task_run``, the TaskDef, attempt number and output;
 #: * ``external_event {name guid content}``: for ``external_event``;
 #: * ``workflow_event {name content}``: for ``workflow_event``;
 #: * ``user_task {name user_id user_group}``: for ``user_task_run``;
+#: * ``start_time``, ``end_time``: the WfRun's (``wf_run``) or the last attempt's
+#:   (``task_run``), else null;
 #: * ``timestamp``: when it happened; ``payload``: the whole record as protobuf JSON, for
 #:   anything not listed here.
+#:
+#: See ``docs/lh_output.md`` and :mod:`lhpipe.connect.lh_output`.
 EVENT: Final = t.RecordType(
     "event",
     {
         "kind": t.STRING,
         "wf_run_id": t.STRING,
-        "wf_spec": _WF_SPEC,
+        "wf_spec": t.optional(_WF_SPEC),
         "status": t.optional(t.STRING),
         "variable": t.optional(t.RecordType("variable", {"name": t.STRING, "value": t.JSON})),
+        "variables": t.MapType(t.JSON),
         "task": t.optional(
             t.RecordType("task", {"name": t.STRING, "attempt": t.INT, "output": t.JSON})
         ),
@@ -91,6 +99,8 @@ EVENT: Final = t.RecordType(
                 },
             )
         ),
+        "start_time": t.optional(t.TIMESTAMP),
+        "end_time": t.optional(t.TIMESTAMP),
         "timestamp": t.TIMESTAMP,
         "payload": t.JSON,
     },

@@ -1,19 +1,313 @@
-"""`from lh_output` sources (not built yet: the pipeline is reported failed with the reason)."""
+"""``from lh_output``: LittleHorse's execution output topic as a pipeline source.
+
+LittleHorse writes one ``OutputTopicRecord`` (raw protobuf) to ``<cluster>_<tenant>_execution``
+for every change of a WfRun, TaskRun, PUBLIC variable, ExternalEvent, UserTaskRun and
+WorkflowEvent, inside Kafka transactions: the consumer reads with
+``isolation.level=read_committed`` so that records of aborted transactions are never seen. The
+records of one WfRun share its id as key, so they sit in one partition in the order they
+happened, and the runner handles records of one key strictly in order.
+
+:class:`EventDecoder` turns each record into the ``event`` of
+:data:`lhpipe.check.scopes.EVENT` (a plain dict; it is also the record's ``value``). A record
+says only what changed, so the decoder remembers, per WfRun, what earlier records of the
+partition told (:class:`WfRunMemory`): the WfSpec (a TaskRun record does not name it) and the
+latest value of each PUBLIC variable, which becomes ``event.variables`` (a ``wf_run`` record
+carries no variable values). The ``kinds`` and ``wf_spec`` filters are applied by the
+pipeline's steps (:func:`lhpipe.engine.steps.compile_steps`), so a record they leave out is
+acknowledged like one a ``where`` drops.
+
+The topic is ``LHPIPE_LH_OUTPUT_TOPIC`` when set, else
+``<LHPIPE_LH_CLUSTER_ID>_<LHC_TENANT_ID>_execution`` (cluster id default ``lhpipe``, the local
+stack's ``LHS_CLUSTER_ID``; tenant default ``default``).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from lhpipe.engine.sources import PipelineNotRunnable
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from littlehorse.model import (
+    LHStatus,
+    OutputTopicRecord,
+    TaskStatus,
+    UserTaskRunStatus,
+    VariableValue,
+    WfRunId,
+    WfSpecId,
+)
+from littlehorse.utils import extract_value
+
+from lhpipe.check.scopes import LH_OUTPUT_KINDS
+from lhpipe.engine.errors import DecodeError
+from lhpipe.engine.sources import SourceParts
 
 if TYPE_CHECKING:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
     from lhpipe.check.program import Program
-    from lhpipe.engine.sources import Clients, SourceParts
+    from lhpipe.engine.record import Record
+    from lhpipe.engine.runner import PipelineRunner
+    from lhpipe.engine.sources import Clients
     from lhpipe.graph.model import PipelineSpec
     from lhpipe.settings import Settings
+
+#: Overrides the whole topic name.
+OUTPUT_TOPIC_SETTING = "LHPIPE_LH_OUTPUT_TOPIC"
+#: The LittleHorse server's ``LHS_CLUSTER_ID`` (the topic's prefix).
+CLUSTER_ID_SETTING = "LHPIPE_LH_CLUSTER_ID"
+DEFAULT_CLUSTER_ID = "lhpipe"
+TENANT_SETTING = "LHC_TENANT_ID"
+DEFAULT_TENANT = "default"
+#: Every setting the source reads, for the pipeline's fingerprint.
+SETTINGS = (OUTPUT_TOPIC_SETTING, CLUSTER_ID_SETTING, TENANT_SETTING)
+
+#: How many WfRuns :class:`WfRunMemory` keeps (least recently seen forgotten first).
+MAX_REMEMBERED_WF_RUNS = 10_000
+
+# The protobuf oneof names of the kinds `event` describes; other payloads (CorrelatedEvent,
+# task checkpoints, anything newer) belong to no WfRun in the same way and are not passed on.
+_KINDS = frozenset(LH_OUTPUT_KINDS)
+
+
+def output_topic(settings: Settings) -> str:
+    """The execution output topic of the configured tenant."""
+    topic = settings.get(OUTPUT_TOPIC_SETTING)
+    if topic:
+        return topic
+    cluster = settings.get(CLUSTER_ID_SETTING) or DEFAULT_CLUSTER_ID
+    tenant = settings.get(TENANT_SETTING) or DEFAULT_TENANT
+    return f"{cluster}_{tenant}_execution"
+
+
+# ---------------------------------------------------------------------------------------------
+# What earlier records told about each WfRun
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _WfRunFacts:
+    wf_spec: dict[str, Any] | None = None
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+class WfRunMemory:
+    """Per WfRun id: its WfSpec and the latest value of each PUBLIC variable seen so far.
+
+    Bounded: beyond ``limit`` WfRuns the least recently seen is forgotten. What was committed
+    before a restart is not read again, so after a restart a WfRun's earlier variable updates
+    are missing from ``event.variables`` until they change again.
+    """
+
+    def __init__(self, limit: int = MAX_REMEMBERED_WF_RUNS) -> None:
+        self._limit = limit
+        self._runs: OrderedDict[str, _WfRunFacts] = OrderedDict()
+
+    def facts(self, wf_run_id: str) -> _WfRunFacts:
+        runs = self._runs
+        found = runs.get(wf_run_id)
+        if found is None:
+            found = runs[wf_run_id] = _WfRunFacts()
+            if len(runs) > self._limit:
+                runs.popitem(last=False)
+        else:
+            runs.move_to_end(wf_run_id)
+        return found
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+
+class EventDecoder:
+    """The :class:`~lhpipe.engine.runner.RecordDecoder` of an ``lh_output`` source: the key is
+    the WfRun id (text), the value an ``OutputTopicRecord`` turned into ``event``, or ``None``
+    for a payload that is not one of :data:`~lhpipe.check.scopes.LH_OUTPUT_KINDS`."""
+
+    is_avro = False
+
+    def __init__(self, memory: WfRunMemory | None = None) -> None:
+        self.memory = memory if memory is not None else WfRunMemory()
+
+    def decode_key(self, raw: bytes | None) -> Any:
+        if raw is None:
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"the key is not UTF-8 text: {exc}") from None
+
+    def decode_value(self, raw: bytes | None, writer_schema: Any = None) -> Any:
+        if raw is None:
+            return None
+        try:
+            record = OutputTopicRecord.FromString(raw)
+        except ProtobufDecodeError as exc:
+            raise DecodeError(f"the value is not a LittleHorse OutputTopicRecord: {exc}") from None
+        return event_of(record, self.memory)
+
+
+def event_of(record: OutputTopicRecord, memory: WfRunMemory) -> dict[str, Any] | None:
+    """``record`` as ``event`` (see :data:`lhpipe.check.scopes.EVENT`), updating ``memory``
+    with what it tells; ``None`` for a kind ``event`` does not describe."""
+    kind = record.WhichOneof("payload")
+    if kind not in _KINDS:
+        return None
+    payload = getattr(record, kind)
+    event: dict[str, Any] = {
+        "kind": kind,
+        "wf_run_id": "",
+        "wf_spec": None,
+        "status": None,
+        "variable": None,
+        "task": None,
+        "external_event": None,
+        "workflow_event": None,
+        "user_task": None,
+        "variables": {},
+        "start_time": None,
+        "end_time": None,
+        "timestamp": _time(record.timestamp),
+        "payload": MessageToDict(record),
+    }
+    wf_spec_id: WfSpecId | None = None
+    if kind == "wf_run":
+        wf_run_id = payload.id
+        wf_spec_id = payload.wf_spec_id
+        event["status"] = LHStatus.Name(payload.status)
+        event["start_time"] = _time(payload.start_time)
+        event["end_time"] = _time(payload.end_time) if payload.HasField("end_time") else None
+    elif kind == "variable":
+        wf_run_id = payload.id.wf_run_id
+        wf_spec_id = payload.wf_spec_id if payload.HasField("wf_spec_id") else None
+        event["variable"] = {"name": payload.id.name, "value": plain_value(payload.value)}
+    elif kind == "task_run":
+        wf_run_id = payload.id.wf_run_id
+        event["status"] = TaskStatus.Name(payload.status)
+        event["task"] = _task(payload)
+        if payload.attempts:
+            last = payload.attempts[-1]
+            event["start_time"] = _time(last.start_time) if last.HasField("start_time") else None
+            event["end_time"] = _time(last.end_time) if last.HasField("end_time") else None
+    elif kind == "external_event":
+        wf_run_id = payload.id.wf_run_id
+        event["external_event"] = {
+            "name": payload.id.external_event_def_id.name,
+            "guid": payload.id.guid,
+            "content": plain_value(payload.content),
+        }
+    elif kind == "user_task_run":
+        wf_run_id = payload.id.wf_run_id
+        event["status"] = UserTaskRunStatus.Name(payload.status)
+        event["user_task"] = {
+            "name": payload.user_task_def_id.name,
+            "user_id": payload.user_id if payload.HasField("user_id") else None,
+            "user_group": payload.user_group if payload.HasField("user_group") else None,
+        }
+    else:  # workflow_event
+        wf_run_id = payload.id.wf_run_id
+        event["workflow_event"] = {
+            "name": payload.id.workflow_event_def_id.name,
+            "content": plain_value(payload.content),
+        }
+    run_id = wf_run_id_text(wf_run_id)
+    facts = memory.facts(run_id)
+    if wf_spec_id is not None and wf_spec_id.name:
+        facts.wf_spec = {
+            "name": wf_spec_id.name,
+            "major_version": wf_spec_id.major_version,
+            "revision": wf_spec_id.revision,
+        }
+    if event["variable"] is not None:
+        facts.variables[event["variable"]["name"]] = event["variable"]["value"]
+    event["wf_run_id"] = run_id
+    event["wf_spec"] = None if facts.wf_spec is None else dict(facts.wf_spec)
+    # A copy: the record may still be in flight when a later update of the WfRun is decoded.
+    event["variables"] = dict(facts.variables)
+    return event
+
+
+def _task(task_run: Any) -> dict[str, Any]:
+    output = None
+    if task_run.attempts:
+        last = task_run.attempts[-1]
+        if last.HasField("output"):
+            output = plain_value(last.output)
+    return {
+        "name": task_run.task_def_id.name,
+        "attempt": len(task_run.attempts),
+        "output": output,
+    }
+
+
+def wf_run_id_text(wf_run_id: WfRunId) -> str:
+    """A WfRun id as lhpipe writes ids: ``parent_child`` for a child WfRun
+    (:func:`lhpipe.connect.values.wf_run_id` reads it back)."""
+    if wf_run_id.HasField("parent_wf_run_id"):
+        return f"{wf_run_id_text(wf_run_id.parent_wf_run_id)}_{wf_run_id.id}"
+    return str(wf_run_id.id)
+
+
+def plain_value(value: VariableValue) -> Any:
+    """A LittleHorse value as a JSON-friendly Python value: JSON_OBJ/JSON_ARR parsed, a
+    timestamp as an aware UTC datetime, a WfRunId as its text, unset as ``None``."""
+    which = value.WhichOneof("value")
+    if which == "utc_timestamp":
+        return _time(value.utc_timestamp)
+    if which == "wf_run_id":
+        return wf_run_id_text(value.wf_run_id)
+    if which in ("json_obj", "json_arr"):
+        text = getattr(value, which)
+        try:
+            return extract_value(value)
+        except Exception:
+            return text  # not valid JSON after all: the text as LittleHorse holds it
+    return extract_value(value)
+
+
+def _time(stamp: Timestamp) -> datetime:
+    moment: datetime = stamp.ToDatetime(tzinfo=UTC)
+    return moment
+
+
+# ---------------------------------------------------------------------------------------------
+# The source
+# ---------------------------------------------------------------------------------------------
 
 
 def source_parts(
     spec: PipelineSpec, program: Program, settings: Settings, clients: Clients
 ) -> SourceParts:
-    raise PipelineNotRunnable("`from lh_output` sources are not supported yet by `lhpipe run`")
+    """A read_committed Kafka consumer of the output topic (group ``source.group``, default
+    ``lhpipe-<pipeline>``) decoding with an :class:`EventDecoder`; ``value`` and ``event``
+    are the same dict."""
+    from lhpipe.connect.kafka import KafkaSource
+    from lhpipe.engine.steps import initial_env
+
+    info = spec.pipeline
+    name = spec.name
+    topic = output_topic(settings)
+    group = info.source.group or f"lhpipe-{name}"
+    decoder = EventDecoder()
+
+    def environment(record: Record, key: Any, value: Any) -> dict[str, Any]:
+        return initial_env(record, key, value, info, event=value)
+
+    def make_source(runner: PipelineRunner) -> KafkaSource:
+        return KafkaSource(
+            settings,
+            pipeline=name,
+            topic=topic,
+            group=group,
+            sink=runner,
+            config={"isolation.level": "read_committed"},
+        )
+
+    return SourceParts(decoder=decoder, initial_env=environment, make_source=make_source)

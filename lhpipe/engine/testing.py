@@ -16,7 +16,8 @@ sent: the planners say what the targets would send.
   it there only); the Avro writer and the webhook body check turn it into a timestamp.
 * The record comes from partition 0, offset 0 of the source's topic (``lh_output`` and
   sources without a topic use the source kind as the topic name), with the current time as
-  its timestamp; a direct-mode webhook delivery has the webhook id ``test``.
+  its timestamp; a direct-mode webhook delivery has the webhook id ``test``; a polled item
+  has the id its poll block's ``id`` gives (generated ids are ``<pipeline>-<item id>``).
 * ``expect TARGET { ... }`` compares only the settings it writes, each as a whole value: a
   record or map (``variables``, ``content``...) must have exactly the fields written, and
   differences are listed field by field. ``expect nothing`` passes when a ``where`` drops the
@@ -34,7 +35,7 @@ from typing import Any
 from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo
 from lhpipe.connect.webhooks.validate import BodyRejected, SchemaBody
 from lhpipe.engine.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
-from lhpipe.engine.errors import DeliveryError
+from lhpipe.engine.errors import DeliveryError, ExpressionError
 from lhpipe.engine.evaluate import compile_expr, describe, json_text, render_text, values_equal
 from lhpipe.engine.planners import compile_planner
 from lhpipe.engine.plans import Plan
@@ -142,8 +143,13 @@ class _Run:
     def problems(self) -> list[str]:
         record, key, value = self._record()
         env = initial_env(record, key, value, self.pipeline)
-        dropped_by = compile_steps(self.pipeline, self.program).dropped_by(env)
+        steps = compile_steps(self.pipeline, self.program)
         expects = self.test.expects
+        if not steps.kept_by_source(env):
+            if not expects:
+                return []
+            return ["the event was left out by the source's `kinds` / `wf_spec`"]
+        dropped_by = steps.dropped_by(env)
         if dropped_by is not None:
             if not expects:
                 return []
@@ -177,6 +183,12 @@ class _Run:
         origin: Origin
         if direct:
             origin = WebhookOrigin(source.webhook or self.pipeline.name, "test")
+        elif source.kind is ast.SourceKind.POLL:
+            from lhpipe.connect.poll_items import given_origin
+
+            origin = given_origin(self.pipeline, self.program, value)
+            if origin.problem is not None:
+                raise ExpressionError(origin.problem)
         else:
             origin = KafkaOrigin(source.topic or source.kind.value, 0, 0)
         if direct:

@@ -13,11 +13,6 @@ from lhpipe.graph.compile import compile_program
 from lhpipe.settings import Settings, SettingsError
 
 PROGRAM = """
-pipeline crm_export {
-  from lh_output { kinds = [wf_run]  wf_spec = "know-your-customer" }
-  to log
-}
-
 webhook direct_hook {
   path = "/hooks/direct"
   auth = none
@@ -53,10 +48,9 @@ def _statuses(environ: dict[str, str]) -> list[PipelineStatus]:
 
 def test_pipelines_that_cannot_run_are_failed_with_the_reason_in_declaration_order() -> None:
     statuses = _statuses({})
-    assert [s.name for s in statuses] == ["crm_export", "direct", "orders"]
-    crm, direct, orders = statuses
-    assert all(s.state is State.FAILED and not s.ready for s in (crm, orders))
-    assert "`from lh_output` sources are not supported yet" in (crm.detail or "")
+    assert [s.name for s in statuses] == ["direct", "orders"]
+    direct, orders = statuses
+    assert orders.state is State.FAILED and not orders.ready
     assert "dead_letter: env('ORDERS_DLQ') is not set" in (orders.detail or "")
     # A direct-mode webhook's pipeline runs inside the Gateway's requests.
     assert direct.state is State.RUNNING and direct.ready

@@ -5,8 +5,9 @@
 wires them into a :class:`~lhpipe.engine.runner.PipelineRunner`; everything after decoding
 (steps, plans, delivery, commits) is the same for every kind.
 
-* ``from topic``, ``from webhook`` (topic mode) and ``from connector``: a Kafka consumer of
-  the topic (for a connector, the topic its declaration names).
+* ``from topic`` and ``from webhook`` (topic mode): a Kafka consumer of the topic.
+* ``from connector``: :mod:`lhpipe.connect.connectors` (a Kafka consumer of the topic its
+  declaration names, values as JSON or text).
 * ``from lh_output``: :mod:`lhpipe.connect.lh_output`.
 * ``from poll``: :mod:`lhpipe.connect.poll`.
 """
@@ -71,6 +72,10 @@ def source_parts(
         from lhpipe.connect import poll
 
         return poll.source_parts(spec, program, settings, clients)
+    if kind is ast.SourceKind.CONNECTOR:
+        from lhpipe.connect import connectors
+
+        return connectors.source_parts(spec, program, settings, clients)
     return kafka_parts(spec, program, settings)
 
 

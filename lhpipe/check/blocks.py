@@ -43,7 +43,7 @@ SOURCES: Final[Mapping[ast.SourceKind, BlockSpec]] = {
     ast.SourceKind.TOPIC: _spec("`from topic`", "value key group"),
     ast.SourceKind.WEBHOOK: _spec("`from webhook`"),
     ast.SourceKind.LH_OUTPUT: _spec("`from lh_output`", "kinds wf_spec group"),
-    ast.SourceKind.POLL: _spec("`from poll`", "every items cursor", "headers"),
+    ast.SourceKind.POLL: _spec("`from poll`", "every items cursor id", "headers"),
     ast.SourceKind.CONNECTOR: _spec("`from connector`", "group"),
 }
 

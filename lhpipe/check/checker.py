@@ -892,9 +892,21 @@ class _Checker:
             expr = self._setting(found, key)
             if expr is not None:
                 self.exprs.check(expr, response_scope)
+        id_expr = self._setting(found, "id")
+        if id_expr is not None:
+            # One item of `items`: `item`, or `value` as the pipeline will call it.
+            item_scope = Scope({"item": Binding(t.JSON), "value": Binding(t.JSON)})
+            id_type = self.exprs.check(id_expr, item_scope)
+            if not t.is_scalar(id_type):
+                self.report(
+                    "LHP201",
+                    id_expr.span,
+                    f"an item's `id` must be text or a number, found `{id_type}`",
+                )
+        headers = None
         if "headers" in found:
-            self._header_map(found["headers"], EMPTY_SCOPE, http=True)
-        return replace(info, url=url, every_ms=every)
+            headers = self._header_map(found["headers"], EMPTY_SCOPE, http=True)
+        return replace(info, url=url, every_ms=every, headers=headers)
 
     def _url(self, literal: ast.StringLit) -> str | None:
         first = literal.parts[0] if literal.parts else ""

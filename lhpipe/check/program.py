@@ -119,7 +119,8 @@ class SourceInfo:
     ``topic`` is the Kafka topic read: written for ``from topic``, the webhook's topic for
     ``from webhook`` (``None`` in direct mode), the connector's topic for ``from connector``.
     ``value``/``key`` say how records decode (``value`` is a schema name, ``json``, ``string``
-    or ``bytes``); ``value_type`` and ``key_type`` are their static types.
+    or ``bytes``); ``value_type`` and ``key_type`` are their static types. ``settings`` are
+    the block's ``key = expr`` entries; ``headers`` the request headers of ``from poll``.
     """
 
     kind: ast.SourceKind
@@ -137,6 +138,7 @@ class SourceInfo:
     kinds: tuple[str, ...] = ()
     wf_spec: str | None = None
     settings: Mapping[str, ast.Expr] = field(default_factory=dict)
+    headers: Mapping[str, ast.Expr] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,362 @@
-"""`from poll` sources (not built yet: the pipeline is reported failed with the reason)."""
+"""`from poll` sources: an HTTP JSON endpoint read page by page into records.
+
+A :class:`PollSource` runs as one task on the event loop (httpx is asynchronous, so no thread):
+
+1. At start it reads the pipeline's durable state (:mod:`lhpipe.connect.poll_state`): the
+   cursor, the ETag and the dedupe window. Until that succeeds the source is not connected.
+2. It asks ``GET <url with the cursor>`` with the block's ``headers`` (and ``If-None-Match``
+   when it holds an ETag of that very URL), reads the items and the next cursor
+   (:mod:`lhpipe.connect.poll_items`), drops items whose id is in the dedupe window, and hands
+   the others to the runner as records, as fast as the runner has room.
+3. When a page had items and moved the cursor, the next page is asked at once; otherwise the
+   source waits ``every`` before asking again. A ``304 Not Modified`` is a page without items.
+4. Failures never move the cursor: a connection error, a timeout, an HTTP error status, an
+   answer that is not JSON, or ``items``/``cursor`` failing on it is logged, shows the source
+   as not connected (``/readyz``, with the reason), and the same request is asked again at
+   the next tick.
+
+**Durability.** Every item is a record under ``poll:<pipeline>`` with a sequence number as its
+offset, so the runner's contiguous commit tracker says when every item up to some point is
+done. A page's state (the cursor after it, its ETag, the window with its ids) is written to
+the state topic only once every item of that page and of the pages before it is done. A
+process killed mid-page therefore asks that page again after its restart: items done before
+the kill are sent again under the same ids (:class:`~lhpipe.connect.poll_items.PollOrigin`),
+which LittleHorse answers with ALREADY_EXISTS, so nothing repeats and nothing is skipped.
+
+The dedupe window (the last ``LHPIPE_POLL_DEDUPE_WINDOW`` ids, default 1000, kept in the
+state too) is what keeps an endpoint without a cursor (the newest N items, an ETag'd list)
+from giving the same item twice across ticks and restarts.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from lhpipe.engine.sources import PipelineNotRunnable
+import httpx
+
+from lhpipe.connect.poll_items import PollRequests, poll_environment
+from lhpipe.connect.poll_state import KafkaPollStateStore, PollState, PollStateStore
+from lhpipe.engine.errors import ExpressionError
+from lhpipe.engine.evaluate import parse_json
+from lhpipe.engine.record import Record
+from lhpipe.engine.sources import PipelineNotRunnable, SourceParts
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
-    from lhpipe.engine.sources import Clients, SourceParts
+    from lhpipe.engine.runner import PipelineRunner
+    from lhpipe.engine.sources import Clients
     from lhpipe.graph.model import PipelineSpec
     from lhpipe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEDUPE_WINDOW_SETTING = "LHPIPE_POLL_DEDUPE_WINDOW"
+DEFAULT_DEDUPE_WINDOW = 1000
+REQUEST_TIMEOUT_SECONDS = 30.0
+#: How often a full runner (or a paused pipeline) is looked at again.
+ROOM_WAIT_SECONDS = 0.01
+#: The first wait after the state could not be read; doubles up to ``every``.
+STATE_RETRY_SECONDS = 1.0
+#: How long a stop waits for the last state to be written.
+FINAL_WRITE_SECONDS = 10.0
+MIN_EVERY_SECONDS = 0.05
+
+TopicPartition = tuple[str, int]
+
+
+class RecordSink(Protocol):
+    """What a :class:`PollSource` feeds: the pipeline runner (the Kafka source's sink)."""
+
+    def room(self) -> int: ...
+
+    def on_assigned(self, partitions: list[TopicPartition]) -> None: ...
+
+    def on_records(self, records: list[Record]) -> None: ...
+
+    def on_committed(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+class PollSource:
+    """One poll pipeline's source (see the module docstring); a
+    :class:`lhpipe.engine.runner.Source`."""
+
+    def __init__(
+        self,
+        requests: PollRequests,
+        store: PollStateStore,
+        sink: RecordSink,
+        *,
+        dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.requests = requests
+        self.pipeline = requests.pipeline
+        self._store = store
+        self._sink = sink
+        self._window = max(0, dedupe_window)
+        self._transport = transport
+        self._partition: TopicPartition = (requests.topic, 0)
+        self.paused = False
+        self.error: str | None = None
+        self.lag: dict[TopicPartition, int] = {}
+        self._connected = False
+        self._task: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        # What the next request asks with, and what is known of the answers so far.
+        self._cursor: Any = None
+        self._etag: str | None = None
+        self._etag_url: str | None = None
+        self._seen: dict[str, None] = {}  # insertion-ordered: the dedupe window
+        # Sequence numbers: the next one to give, and one past the last done item.
+        self._next_sequence = 0
+        self._done = 0
+        # Pages not yet done, in order: (one past their last sequence number, state after).
+        self._pages: deque[tuple[int, PollState]] = deque()
+        self._wanted: PollState | None = None  # the newest state whose pages are all done
+        self._durable: PollState | None = None  # the newest state Kafka has
+        self._write_needed = asyncio.Event()
+        self._written = asyncio.Event()
+
+    # -- the runner's side ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name=f"lhpipe-poll-{self.pipeline}")
+        self._writer = loop.create_task(
+            self._write_states(), name=f"lhpipe-poll-state-{self.pipeline}"
+        )
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Every item before ``offsets[poll:<pipeline>, 0]`` is done: the pages they end are
+        done, and the newest of their states is written."""
+        done = offsets.get(self._partition)
+        if done is None:
+            return
+        self._done = max(self._done, done)
+        self._advance()
+        self._sink.on_committed({self._partition: done})
+
+    async def stop(self, final_offsets: Callable[[], dict[TopicPartition, int]]) -> None:
+        """Stop asking, write the state of every page done (waiting a bounded time)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.commit(final_offsets())
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        if self._wanted is not None and self._wanted != self._durable:
+            try:
+                await asyncio.wait_for(self._until_written(), FINAL_WRITE_SECONDS)
+            except TimeoutError:
+                log.warning(
+                    "pipeline %s: the poll state was not written in %.0f s; the pages since "
+                    "the last written state will be asked again",
+                    self.pipeline,
+                    FINAL_WRITE_SECONDS,
+                )
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        self._connected = False
+
+    def connected(self) -> bool:
+        """The state was read and the last request was answered."""
+        return self._connected and self._task is not None
+
+    # -- polling --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        await self._load_state()
+        self._sink.on_assigned([self._partition])
+        every = max(MIN_EVERY_SECONDS, self.requests.every_seconds)
+        async with httpx.AsyncClient(
+            timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport, follow_redirects=True
+        ) as client:
+            while True:
+                more = await self._poll_once(client)
+                if not more:
+                    await asyncio.sleep(every)
+
+    async def _load_state(self) -> None:
+        delay = STATE_RETRY_SECONDS
+        while True:
+            try:
+                state = await self._store.load(self.pipeline)
+                break
+            except Exception as exc:
+                self._fail(f"cannot read the poll state: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max(STATE_RETRY_SECONDS, self.requests.every_seconds))
+        if state is not None:
+            self._cursor = state.cursor
+            self._etag, self._etag_url = state.etag, state.etag_url
+            self._seen = dict.fromkeys(state.seen[-self._window :] if self._window else ())
+            log.info("pipeline %s: polling from cursor %r", self.pipeline, state.cursor)
+        self._durable = self._wanted = state
+        self._connected = True
+        self.error = None
+
+    async def _poll_once(self, client: httpx.AsyncClient) -> bool:
+        """Ask one page and hand its items over; whether to ask the next one at once."""
+        requests = self.requests
+        cursor = self._cursor
+        try:
+            url = requests.url(cursor)
+            headers = requests.headers()
+        except ExpressionError as exc:
+            self._fail(f"the URL or headers cannot be made: {exc}")
+            return False
+        if self._etag is not None and self._etag_url == url:
+            headers["if-none-match"] = self._etag
+        try:
+            response = await client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            self._fail(f"GET {url}: {type(exc).__name__}: {exc}".rstrip(": "))
+            return False
+        if response.status_code == httpx.codes.NOT_MODIFIED:
+            self._ok()
+            return False
+        if response.status_code >= 300:
+            self._fail(f"GET {url}: HTTP {response.status_code}")
+            return False
+        try:
+            page = requests.page(parse_json(response.content))
+        except ExpressionError as exc:
+            self._fail(f"GET {url}: {exc}")
+            return False
+        self._ok()
+        records = self._records(page.items, url)
+        etag = response.headers.get("etag")
+        self._cursor = cursor if page.cursor is None else page.cursor
+        self._etag, self._etag_url = (etag, url) if etag else (None, None)
+        state = PollState(
+            cursor=self._cursor,
+            etag=self._etag,
+            etag_url=self._etag_url,
+            seen=tuple(self._seen),
+        )
+        self._pages.append((self._next_sequence, state))
+        self._advance()
+        await self._hand_over(records)
+        return bool(page.items) and self._cursor != cursor
+
+    def _records(self, items: list[Any], url: str) -> list[Record]:
+        records = []
+        seen = self._seen
+        for item in items:
+            polled = self.requests.item(item, self._next_sequence, url)
+            if polled.id in seen:
+                continue
+            if self._window:
+                seen[polled.id] = None
+                if len(seen) > self._window:
+                    del seen[next(iter(seen))]
+            records.append(polled.record)
+            self._next_sequence += 1
+        return records
+
+    async def _hand_over(self, records: list[Record]) -> None:
+        sink = self._sink
+        while records:
+            room = 0 if self.paused else sink.room()
+            if room <= 0:
+                await asyncio.sleep(ROOM_WAIT_SECONDS)
+                continue
+            batch, records = records[:room], records[room:]
+            sink.on_records(batch)
+            self.lag[self._partition] = self._next_sequence - self._done
+
+    def _ok(self) -> None:
+        if self.error is not None:
+            log.info("pipeline %s: the poll endpoint answers again", self.pipeline)
+        self.error = None
+        self._connected = True
+
+    def _fail(self, why: str) -> None:
+        if why != self.error:
+            log.warning("pipeline %s: %s; asking again at the next tick", self.pipeline, why)
+        self.error = why
+        self._connected = False
+
+    # -- the durable state ----------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Pop the pages whose items are all done; the newest of their states is wanted."""
+        pages = self._pages
+        newest = None
+        while pages and pages[0][0] <= self._done:
+            newest = pages.popleft()[1]
+        self.lag[self._partition] = self._next_sequence - self._done
+        if newest is not None and newest != self._wanted:
+            self._wanted = newest
+            self._written.clear()
+            self._write_needed.set()
+
+    async def _until_written(self) -> None:
+        while self._wanted != self._durable:
+            await self._written.wait()
+            self._written.clear()
+
+    async def _write_states(self) -> None:
+        """Write the wanted state whenever it changes, one write at a time, so that an older
+        state never lands after a newer one; a failed write is tried again."""
+        while True:
+            await self._write_needed.wait()
+            self._write_needed.clear()
+            state = self._wanted
+            if state is None or state == self._durable:
+                self._written.set()
+                continue
+            try:
+                await self._store.save(self.pipeline, self.requests.url_template, state)
+            except Exception as exc:
+                log.warning("pipeline %s: writing the poll state failed: %s", self.pipeline, exc)
+                await asyncio.sleep(STATE_RETRY_SECONDS)
+                self._write_needed.set()
+                continue
+            self._durable = state
+            self._written.set()
 
 
 def source_parts(
     spec: PipelineSpec, program: Program, settings: Settings, clients: Clients
 ) -> SourceParts:
-    raise PipelineNotRunnable("`from poll` sources are not supported yet by `lhpipe run`")
+    """A :class:`PollSource` on the shared producer's state topic; JSON values."""
+    from lhpipe.engine.decode import Decoder
+
+    info = spec.pipeline
+    requests = PollRequests(info, program)
+    window = _dedupe_window(settings)
+    store = KafkaPollStateStore.from_settings(settings, clients.kafka_producer())
+
+    def make_source(runner: PipelineRunner) -> PollSource:
+        return PollSource(requests, store, runner, dedupe_window=window)
+
+    return SourceParts(
+        decoder=Decoder(info.source, program),
+        initial_env=poll_environment,
+        make_source=make_source,
+    )
+
+
+def _dedupe_window(settings: Settings) -> int:
+    text = settings.get(DEDUPE_WINDOW_SETTING)
+    if text is None:
+        return DEFAULT_DEDUPE_WINDOW
+    try:
+        value = int(text)
+    except ValueError:
+        raise PipelineNotRunnable(
+            f"{DEDUPE_WINDOW_SETTING} must be a whole number, not {text!r}"
+        ) from None
+    if value < 0:
+        raise PipelineNotRunnable(f"{DEDUPE_WINDOW_SETTING} must not be negative, not {value}")
+    return value

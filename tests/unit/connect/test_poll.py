@@ -1,0 +1,498 @@
+"""`from poll`: paging with a cursor, the durable state written only behind finished pages, a
+restart that resumes there, ETags, failures that never move the cursor, dedupe, and the ids
+polled items give. The endpoint is an ``httpx.MockTransport``; the runner is a fake sink with
+the real contiguous commit tracker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from lhpipe.check.load import load_texts
+from lhpipe.check.program import Program
+from lhpipe.connect.poll import PollSource
+from lhpipe.connect.poll_items import (
+    URL_HEADER,
+    PollOrigin,
+    PollRequests,
+    generated_part,
+    poll_environment,
+)
+from lhpipe.connect.poll_state import PollState
+from lhpipe.engine.commit import ContiguousCommitTracker
+from lhpipe.engine.errors import ExpressionError
+from lhpipe.engine.planners import generated_id
+from lhpipe.engine.record import Record
+
+FEED = """
+pipeline feed {
+  from poll "http://feed.test/items?after=${cursor}" {
+    every = 100ms
+    items = response.items
+    cursor = response.next
+    id = item.id
+    headers { authorization = "Bearer t0ken" }
+  }
+  to log
+}
+"""
+
+
+def program(text: str = FEED) -> Program:
+    result = load_texts({"p.lhp": text})
+    assert result.program is not None, [d.message for d in result.diagnostics]
+    return result.program
+
+
+def requests_of(text: str = FEED, name: str = "feed") -> PollRequests:
+    prog = program(text)
+    return PollRequests(prog.pipelines[name], prog)
+
+
+class Feed:
+    """A paged endpoint: ``?after=N`` gives items N.. (``page`` of them) and ``next``."""
+
+    def __init__(self, total: int = 250, page: int = 100) -> None:
+        self.total = total
+        self.page = page
+        self.requests: list[httpx.Request] = []
+        self.failures: list[int | Exception] = []  # answered first, one per request
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.failures:
+            failure = self.failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return httpx.Response(failure, text="down")
+        after = request.url.params.get("after") or "0"
+        start = int(after)
+        end = min(start + self.page, self.total)
+        items = [{"id": f"item-{n}", "n": n} for n in range(start, end)]
+        return httpx.Response(200, json={"items": items, "next": str(end) if items else None})
+
+    def afters(self) -> list[str]:
+        return [r.url.params.get("after", "") for r in self.requests]
+
+
+class Store:
+    """An in-memory state store that records every write."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, PollState] = {}
+        self.writes: list[PollState] = []
+        self.fail_loads = 0
+
+    async def load(self, pipeline: str) -> PollState | None:
+        if self.fail_loads:
+            self.fail_loads -= 1
+            raise OSError("kafka is down")
+        return self.states.get(pipeline)
+
+    async def save(self, pipeline: str, url: str, state: PollState) -> None:
+        self.states[pipeline] = state
+        self.writes.append(state)
+
+
+class Sink:
+    """The runner's side: registers records with the real tracker; the test finishes them."""
+
+    def __init__(self, room: int = 10_000) -> None:
+        self.tracker = ContiguousCommitTracker()
+        self.records: list[Record] = []
+        self.finished = 0
+        self.capacity = room
+
+    def room(self) -> int:
+        return self.capacity - (len(self.records) - self.finished)
+
+    def on_assigned(self, partitions: list[tuple[str, int]]) -> None:
+        for topic, partition in partitions:
+            self.tracker.assign(topic, partition)
+
+    def on_records(self, records: list[Record]) -> None:
+        for record in records:
+            origin = record.origin
+            assert isinstance(origin, PollOrigin)
+            self.tracker.register(origin.topic, origin.partition, origin.offset)
+        self.records.extend(records)
+
+    def on_committed(self, offsets: dict[tuple[str, int], int]) -> None:
+        self.tracker.mark_committed(offsets)
+
+    def finish(self, count: int) -> None:
+        """Mark the next ``count`` records done (in read order)."""
+        for record in self.records[self.finished : self.finished + count]:
+            origin = record.origin
+            assert isinstance(origin, PollOrigin)
+            offsets = self.tracker.get(origin.topic, origin.partition)
+            assert offsets is not None
+            offsets.mark_done(origin.offset)
+        self.finished = min(len(self.records), self.finished + count)
+
+    def values(self) -> list[Any]:
+        return [orjson.loads(r.value or b"null") for r in self.records]
+
+
+def source(feed: Any, store: Store, sink: Sink, text: str = FEED, **kwargs: Any) -> PollSource:
+    return PollSource(requests_of(text), store, sink, transport=httpx.MockTransport(feed), **kwargs)
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+async def commit_and_settle(poll: PollSource, sink: Sink) -> None:
+    poll.commit(sink.tracker.committable())
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+# --- paging and the durable cursor -------------------------------------------------------------
+
+
+def test_pages_are_read_one_after_the_other_until_the_feed_is_exhausted() -> None:
+    feed, store, sink = Feed(total=250, page=100), Store(), Sink()
+
+    async def scenario() -> None:
+        poll = source(feed, store, sink)
+        poll.start()
+        await until(lambda: len(sink.records) == 250, "250 records")
+        await until(lambda: len(feed.requests) >= 4, "the empty page after the last")
+        assert poll.connected()
+        sink.finish(250)
+        await poll.stop(sink.tracker.committable)
+
+    asyncio.run(scenario())
+    assert [v["n"] for v in sink.values()] == list(range(250))
+    # The first request has no cursor; each full page is followed at once by the next.
+    assert feed.afters()[:4] == ["", "100", "200", "250"]
+    assert feed.requests[0].headers["authorization"] == "Bearer t0ken"
+    assert store.states["feed"].cursor == "250"
+    assert dict(sink.records[0].headers)[URL_HEADER] == b"http://feed.test/items?after="
+
+
+def test_the_cursor_is_written_only_when_every_item_of_its_page_is_done() -> None:
+    feed, store, sink = Feed(total=250, page=100), Store(), Sink()
+
+    async def scenario() -> None:
+        poll = source(feed, store, sink)
+        poll.start()
+        await until(lambda: len(sink.records) == 250, "250 records")
+        sink.finish(99)
+        await commit_and_settle(poll, sink)
+        assert store.writes == []  # page 1 still has an item in flight
+        sink.finish(51)  # 150 done: page 1 complete, page 2 half
+        await commit_and_settle(poll, sink)
+        assert [w.cursor for w in store.writes] == ["100"]
+        sink.finish(100)
+        await commit_and_settle(poll, sink)
+        await until(lambda: store.writes[-1].cursor == "250", "the last cursor")
+        await poll.stop(sink.tracker.committable)
+
+    asyncio.run(scenario())
+
+
+def test_a_restart_asks_the_unfinished_page_again_and_nothing_else() -> None:
+    feed, store = Feed(total=250, page=100), Store()
+    first, second = Sink(), Sink()
+
+    async def scenario() -> None:
+        poll = source(feed, store, first)
+        poll.start()
+        await until(lambda: len(first.records) == 250, "250 records")
+        first.finish(130)  # page 1 and part of page 2 are done when the process "dies"
+        await commit_and_settle(poll, first)
+        await poll.stop(lambda: {})  # a crash commits nothing more
+        feed.requests.clear()
+        again = source(feed, store, second)
+        again.start()
+        await until(lambda: len(second.records) == 150, "pages 2 and 3 again")
+        second.finish(150)
+        await again.stop(second.tracker.committable)
+
+    asyncio.run(scenario())
+    assert feed.afters()[0] == "100"
+    assert [v["n"] for v in second.values()] == list(range(100, 250))
+    # The items done before the "crash" come back with the same generated ids.
+    before = {generated_id("feed", r) for r in first.records[100:130]}
+    after = {generated_id("feed", r) for r in second.records[:30]}
+    assert before == after == {f"feed-item-{n}" for n in range(100, 130)}
+    assert store.states["feed"].cursor == "250"
+
+
+def test_records_wait_for_room_in_the_runner() -> None:
+    feed, store, sink = Feed(total=100, page=100), Store(), Sink(room=10)
+
+    async def scenario() -> None:
+        poll = source(feed, store, sink)
+        poll.start()
+        await until(lambda: len(sink.records) == 10, "the first 10")
+        await asyncio.sleep(0.05)
+        assert len(sink.records) == 10
+        sink.finish(10)
+        await until(lambda: len(sink.records) == 20, "10 more")
+        await poll.stop(sink.tracker.committable)
+
+    asyncio.run(scenario())
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [503, 404, httpx.ConnectError("connection refused")],
+    ids=["5xx", "4xx", "connection"],
+)
+def test_a_failed_request_is_asked_again_at_the_next_tick_without_moving_the_cursor(
+    failure: int | Exception,
+) -> None:
+    feed, store, sink = Feed(total=50, page=100), Store(), Sink()
+    feed.failures = [failure]
+    seen: list[tuple[bool, str | None]] = []
+
+    async def scenario() -> None:
+        poll = source(feed, store, sink)
+        poll.start()
+        await until(lambda: len(feed.requests) == 1, "the failed request")
+        await asyncio.sleep(0.01)
+        seen.append((poll.connected(), poll.error))
+        await until(lambda: len(sink.records) == 50, "the items after the retry")
+        seen.append((poll.connected(), poll.error))
+        await poll.stop(sink.tracker.committable)
+
+    asyncio.run(scenario())
+    (down, why), (up, after) = seen
+    assert not down and why is not None and "http://feed.test/items?after=" in why
+    assert up and after is None
+    assert feed.afters()[:2] == ["", ""]
+
+
+def test_an_answer_that_is_not_json_or_has_no_items_list_is_a_failed_request() -> None:
+    answers = [
+        httpx.Response(200, text="<html>"),
+        httpx.Response(200, json={"items": "nope"}),
+        httpx.Response(200, json={"items": [{"id": "a"}], "next": "1"}),
+        httpx.Response(200, json={"items": [], "next": None}),
+    ]
+    errors: list[str | None] = []
+    sink, store = Sink(), Store()
+    poll_ref: list[PollSource] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if poll_ref:
+            errors.append(poll_ref[0].error)
+        return answers.pop(0) if answers else httpx.Response(200, json={"items": []})
+
+    async def scenario() -> None:
+        poll = source(handler, store, sink)
+        poll_ref.append(poll)
+        poll.start()
+        await until(lambda: len(sink.records) == 1, "the good page")
+        await poll.stop(sink.tracker.committable)
+
+    asyncio.run(scenario())
+    assert errors[1] is not None and "not JSON" in errors[1]
+    assert errors[2] is not None and "`items` must give a list" in errors[2]
+
+
+def test_the_state_is_read_again_until_kafka_answers() -> None:
+    feed, store, sink = Feed(total=5), Store(), Sink()
+    store.fail_loads = 1
+    store.states["feed"] = PollState(cursor="3")
+
+    async def scenario() -> list[bool]:
+        import lhpipe.connect.poll as poll_module
+
+        poll_module.STATE_RETRY_SECONDS = 0.01
+        try:
+            poll = source(feed, store, sink)
+            poll.start()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            early = poll.connected()
+            await until(lambda: len(sink.records) == 2, "items 3 and 4")
+            await poll.stop(sink.tracker.committable)
+            return [early]
+        finally:
+            poll_module.STATE_RETRY_SECONDS = 1.0
+
+    assert asyncio.run(scenario()) == [False]
+    assert feed.afters()[0] == "3"
+
+
+# --- ETag and dedupe ---------------------------------------------------------------------------
+
+
+class Latest:
+    """An endpoint without a cursor: the newest items, with an ETag."""
+
+    def __init__(self) -> None:
+        self.items = [{"id": 1}, {"id": 2}]
+        self.requests: list[httpx.Request] = []
+
+    def etag(self) -> str:
+        return f'"v{len(self.items)}"'
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.headers.get("if-none-match") == self.etag():
+            return httpx.Response(304)
+        return httpx.Response(200, json=self.items[-2:], headers={"ETag": self.etag()})
+
+
+LATEST = """
+pipeline latest {
+  from poll "http://feed.test/latest" {
+    every = 10ms
+    id = value.id
+  }
+  to log
+}
+"""
+
+
+def test_etags_are_sent_back_and_items_seen_before_are_dropped_across_restarts() -> None:
+    feed, store, first, second = Latest(), Store(), Sink(), Sink()
+
+    async def scenario() -> None:
+        poll = PollSource(
+            PollRequests(program(LATEST).pipelines["latest"], program(LATEST)),
+            store,
+            first,
+            transport=httpx.MockTransport(feed),
+        )
+        poll.start()
+        await until(lambda: len(feed.requests) >= 3, "a few ticks")
+        assert len(first.records) == 2
+        feed.items.append({"id": 3})
+        await until(lambda: len(first.records) == 3, "the new item")
+        first.finish(3)
+        await poll.stop(first.tracker.committable)
+        feed.items.append({"id": 4})
+        again = PollSource(
+            PollRequests(program(LATEST).pipelines["latest"], program(LATEST)),
+            store,
+            second,
+            transport=httpx.MockTransport(feed),
+        )
+        again.start()
+        await until(lambda: len(second.records) == 1, "only the item never seen")
+        await asyncio.sleep(0.05)
+        await again.stop(second.tracker.committable)
+
+    asyncio.run(scenario())
+    assert [orjson.loads(r.value or b"") for r in first.records] == [{"id": n} for n in (1, 2, 3)]
+    assert [orjson.loads(r.value or b"") for r in second.records] == [{"id": 4}]
+    assert feed.requests[1].headers["if-none-match"] == '"v2"'
+    assert store.states["latest"].seen == ("1", "2", "3")
+
+
+def test_without_an_id_items_are_known_by_their_content() -> None:
+    text = """
+pipeline anon {
+  from poll "http://feed.test/x" { every = 1m }
+  to log
+}
+"""
+    requests = requests_of(text, "anon")
+    a = requests.item({"b": 1, "a": 2}, 0, "u")
+    b = requests.item({"a": 2, "b": 1}, 5, "u")
+    c = requests.item({"a": 3}, 6, "u")
+    assert a.id == b.id != c.id
+    assert generated_id("anon", a.record) == generated_id("anon", b.record)
+    assert generated_id("anon", a.record) == f"anon-{a.id}" and len(a.id) == 32
+
+
+# --- the pure parts ------------------------------------------------------------------------------
+
+
+def test_urls_encode_the_cursor_and_leave_it_out_before_the_first_answer() -> None:
+    requests = requests_of()
+    assert requests.url(None) == "http://feed.test/items?after="
+    assert requests.url("a+b/c==") == "http://feed.test/items?after=a%2Bb%2Fc%3D%3D"
+    assert requests.url(42) == "http://feed.test/items?after=42"
+
+
+def test_items_default_to_the_answer_and_a_null_cursor_keeps_the_old_one() -> None:
+    text = 'pipeline p { from poll "http://x.test/a" { every = 1m } to log }'
+    requests = requests_of(text, "p")
+    assert requests.page([1, 2]).items == [1, 2]
+    assert requests.page({"a": 1}).items == [{"a": 1}]
+    assert requests.page({"a": 1}).cursor is None
+    feed = requests_of()
+    assert feed.page({"items": None, "next": None}).items == []
+
+
+@pytest.mark.parametrize(
+    ("item_id", "part"),
+    [
+        ("item-7", "item-7"),
+        ("42", "42"),
+        ("Item-7", None),
+        ("user_1", None),
+        ("a/b", None),
+        ("x" * 65, None),
+    ],
+)
+def test_item_ids_appear_in_generated_ids_as_they_are_or_hashed(
+    item_id: str, part: str | None
+) -> None:
+    shown = generated_part(item_id)
+    if part is not None:
+        assert shown == part
+    else:
+        assert shown.startswith("h") and len(shown) == 33 and shown != generated_part("other")
+
+
+def test_an_item_whose_id_fails_becomes_a_failing_record() -> None:
+    requests = requests_of()
+    polled = requests.item({"n": 1}, 0, "u")
+    with pytest.raises(ExpressionError, match="`id`"):
+        poll_environment(polled.record, None, {"n": 1})
+    fine = requests.item({"id": 7}, 1, "u")
+    env = poll_environment(fine.record, None, {"id": 7})
+    assert env == {"value": {"id": 7}, "key": None, "headers": {URL_HEADER: "u"}}
+    assert fine.id == "7"
+
+
+def test_lhpipe_test_gives_a_polled_item_the_id_the_poller_would(tmp_path: Any) -> None:
+    import io
+
+    from lhpipe.commands.test import run_test
+
+    path = tmp_path / "t.lhp"
+    path.write_text(
+        FEED.replace("to log", 'run_wf "onboard" { variables { n = value.n } }')
+        + """
+test "items start a WfRun named after their id" {
+  pipeline = feed
+  given { value = { id = "item-7", n = 7 } }
+  expect run_wf "onboard" { id = "feed-item-7"  variables { n = 7 } }
+}
+
+test "an item without an id fails" {
+  pipeline = feed
+  given { value = { n = 7 } }
+  expect nothing
+}
+""",
+        encoding="utf-8",
+    )
+    out = io.StringIO()
+    code = run_test([str(path)], stdout=out, stderr=io.StringIO())
+    report = out.getvalue()
+    assert code == 1, report
+    assert "PASS items start a WfRun named after their id" in report
+    assert "FAIL an item without an id fails" in report
+    assert "`id`" in report

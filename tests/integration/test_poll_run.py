@@ -1,0 +1,188 @@
+"""`from poll` end to end: a local HTTP server pages through 1,000 items with a cursor; `lhpipe
+run` polls them into WfRuns, is killed with SIGKILL midway, restarts from the cursor it wrote
+to Kafka, and LittleHorse ends up with exactly 1,000 WfRuns.
+
+The WfRun ids are the generated ones (`<pipeline>-<item id>`), so this also shows that they
+are the same in both processes: the items the first process had sent but not yet committed
+are sent again by the second and answered ALREADY_EXISTS.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from engine_run import (
+    LhpipeRun,
+    settled_wf_run_count,
+    unique,
+    wait_until,
+    write_pipelines,
+)
+from lh import lh_config, register_wf_spec
+from littlehorse.workflow import Workflow, WorkflowThread
+
+from lhpipe.connect.poll_state import DEFAULT_STATE_TOPIC
+from lhpipe.stack.addresses import StackAddresses
+
+pytestmark = pytest.mark.integration
+
+ITEMS = 1_000
+PAGE = 25
+
+
+class Feed(ThreadingHTTPServer):
+    """``GET /items?after=N``: items N+1.. (``PAGE`` of them), ``next`` the last one's number
+    (null once there are no more). Every ``after`` asked is recorded."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _FeedHandler)
+        self.asked: list[str] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _FeedHandler(BaseHTTPRequestHandler):
+    server: Feed
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlparse(self.path).query, keep_blank_values=True)
+        after_text = query.get("after", [""])[0]
+        with self.server.lock:
+            self.server.asked.append(after_text)
+        after = int(after_text) if after_text else 0
+        numbers = range(after + 1, min(after + PAGE, ITEMS) + 1)
+        body = json.dumps(
+            {
+                "items": [{"id": f"item-{n}", "n": n} for n in numbers],
+                "next": str(numbers[-1]) if numbers else None,
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def feed() -> Iterator[Feed]:
+    server = Feed()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def poll_state(stack: StackAddresses, pipeline: str) -> dict[str, Any] | None:
+    """The newest state of ``pipeline`` in the poll state topic."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": unique("poll-state-check"),
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        found = None
+        metadata = consumer.list_topics(DEFAULT_STATE_TOPIC, timeout=10)
+        for partition in metadata.topics[DEFAULT_STATE_TOPIC].partitions:
+            tp = TopicPartition(DEFAULT_STATE_TOPIC, partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(DEFAULT_STATE_TOPIC, partition, low)])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None or message.error() is not None:
+                    continue
+                if message.key() == pipeline.encode():
+                    found = json.loads(message.value())
+                if message.offset() >= high - 1:
+                    break
+        return found
+    finally:
+        consumer.close()
+
+
+def test_a_killed_poller_restarted_makes_exactly_one_wf_run_per_item(
+    stack: StackAddresses, tmp_path: Path, feed: Feed
+) -> None:
+    config = lh_config(stack)
+    wf_name = unique("poll-run")
+    # Generated WfRun ids start with the pipeline's name: unique per run of the test.
+    pipeline = f"poll_{uuid.uuid4().hex[:10]}"
+
+    def flow(wf: WorkflowThread) -> None:
+        wf.declare_int("n")
+
+    register_wf_spec(config, Workflow(wf_name, flow))
+    folder = write_pipelines(
+        tmp_path / "pipelines",
+        f"""
+pipeline {pipeline} {{
+  from poll "{feed.url}/items?after=${{cursor}}" {{
+    every = 1s
+    items = response.items
+    cursor = response.next
+    id = item.id
+  }}
+  run_wf "{wf_name}" {{ variables {{ n = value.n }} }}
+}}
+""",
+    )
+
+    first = LhpipeRun(folder, env={"LHPIPE_MAX_IN_FLIGHT": "2"})
+    with first:
+        first.wait_ready()
+        acknowledged = wait_until(
+            lambda: (n := first.stats(pipeline)["acknowledged"]) >= 300 and n, 90, "300 items"
+        )
+        # Let a state or two reach Kafka (the runner commits every second), then kill.
+        time.sleep(1.5)
+        first.kill()
+    assert acknowledged < ITEMS, "the kill must land while items flow"
+    written = poll_state(stack, pipeline)
+    assert written is not None, "the first process wrote no state"
+    resumed_from = int(written["cursor"])
+    assert 0 < resumed_from < ITEMS
+    asked_before = len(feed.asked)
+
+    with LhpipeRun(folder) as second:
+        second.wait_ready()
+        wait_until(
+            lambda: (
+                (state := poll_state(stack, pipeline)) is not None and state["cursor"] == str(ITEMS)
+            ),
+            180,
+            "the cursor of the last page to be written",
+            every=1.0,
+        )
+        read_again = second.stats(pipeline)["read"]
+        assert second.terminate() == 0, second.log()
+
+    # The second process started where the first one's state said, and read only from there.
+    assert feed.asked[asked_before] == str(resumed_from)
+    assert read_again == ITEMS - resumed_from
+    assert settled_wf_run_count(config, wf_name, ITEMS) == ITEMS

@@ -40,14 +40,15 @@ stack-down:
 stack-status: install
 	$(BIN)/lhpipe stack status
 
-# Starts the stack once, runs the whole suite, stops the stack whatever the outcome.
+# Starts the stack (with Kafka Connect, for `connector` sources) once, runs the whole suite,
+# stops the stack whatever the outcome.
 test: check
-	$(BIN)/lhpipe stack up
+	$(BIN)/lhpipe stack up --with connect
 	@rc=0; $(BIN)/pytest || rc=$$?; $(BIN)/lhpipe stack down || true; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
 
 demo: install
-	$(BIN)/lhpipe stack up
+	$(BIN)/lhpipe stack up --with connect
 	$(BIN)/lhpipe demo pipelines/ --port $(or $(DEMO_PORT),8080)
 
 # The benchmarks that need no services, then those against the local stack (wrk from Debian

@@ -173,6 +173,7 @@ class ConnectorManager:
         self._loop: asyncio.Task[None] | None = None
         # Ours and deleted: the cluster may list them a moment longer; delete quietly again.
         self._removed: set[str] = set()
+        self._deployed_any = False
 
     @property
     def url(self) -> str:
@@ -200,25 +201,31 @@ class ConnectorManager:
             previous = self._health.get(name)
             health[name] = previous or ConnectorHealth(State.STARTING, "not deployed yet")
         self._health = health
-        await self.refresh()
-        if self._loop is None:
+        self._deployed_any = self._deployed_any or bool(self._declared)
+        settled = await self.refresh()
+        # With nothing declared ever, leftovers of an earlier run get one try only: a program
+        # without connectors must not poll a Connect cluster that may not exist.
+        retry = self._declared or (self._deployed_any and not settled)
+        if retry and (self._loop is None or self._loop.done()):
             self._loop = asyncio.get_running_loop().create_task(self._refresh_forever())
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> bool:
         """One round: read the cluster, put what differs, delete what is ours and undeclared,
-        note every declared connector's health."""
+        note every declared connector's health. True when no removal is left to do."""
         async with self._lock:
             try:
                 present = await self.rest.connectors()
             except ConnectRestError as exc:
                 self._unreachable(exc)
-                return
+                return False
             for name, config in self._configs.items():
                 await self._deploy(name, config, present.get(name))
             self._removed &= present.keys()
+            settled = True
             for name, found in present.items():
                 if name not in self._declared and found.config.get(OWNER_KEY) == self.owner:
-                    await self._remove(name)
+                    settled = await self._remove(name) and settled
+            return settled
 
     def statuses(self) -> list[PipelineStatus]:
         """One status per declared connector, as ``connector:<name>``; ready only when the
@@ -272,15 +279,16 @@ class ConnectorManager:
         action = "created" if found is None else "updated"
         self._note(name, ConnectorHealth(State.STARTING, f"{action}, waiting for it to run", True))
 
-    async def _remove(self, name: str) -> None:
+    async def _remove(self, name: str) -> bool:
         try:
             await self.rest.delete(name)
         except ConnectRestError as exc:
             log.warning("connector %s: could not be removed (will retry): %s", name, exc)
-            return
+            return False
         if name not in self._removed:
             self._removed.add(name)
             log.info("connector %s: removed from %s (no longer declared)", name, self.url)
+        return True
 
     def _note(self, name: str, health: ConnectorHealth) -> None:
         before = self._health.get(name)
@@ -300,18 +308,25 @@ class ConnectorManager:
         )
 
     def _unreachable(self, exc: ConnectRestError) -> None:
+        if not self._configs:
+            log.debug("connectors: Kafka Connect at %s is unreachable: %s", self.url, exc)
         health = self._unreachable_health(exc)
         for name in self._configs:
             self._note(name, health)
 
     async def _refresh_forever(self) -> None:
+        """Rounds until nothing is declared and nothing is left to remove (a program without
+        connectors costs nothing once its predecessors' connectors are gone)."""
         while True:
             settling = any(h.state is State.STARTING for h in self._health.values())
             await asyncio.sleep(SETTLING_SECONDS if settling else REFRESH_SECONDS)
             try:
-                await self.refresh()
+                settled = await self.refresh()
             except Exception:  # a defect here must not end the rounds
                 log.exception("connectors: a refresh round failed")
+                continue
+            if settled and not self._declared:
+                return
 
 
 # -- from connector --------------------------------------------------------------------------------

@@ -168,6 +168,9 @@ def run_demo(paths: Sequence[str], *, port: int, out: TextIO, err: TextIO) -> in
     created = create_topics(paths, settings)
     if created:
         print(f"  Kafka topics created: {', '.join(created)}", file=out)
+    files = create_connector_files(paths, settings)
+    if files:
+        print(f"  Files the connectors stream (append lines): {', '.join(files)}", file=out)
     applied = apply_demo_secrets(settings)
     if applied:
         print(
@@ -244,6 +247,37 @@ def create_topics(paths: Sequence[str], settings: Settings) -> list[str]:
         return []
     topics = {p.source.topic for p in program.pipelines.values() if p.source.topic}
     return ensure_topics(settings, topics)
+
+
+def create_connector_files(paths: Sequence[str], settings: Settings) -> list[str]:
+    """Create (empty, with their folder) the files that the FileStreamSource connectors of
+    ``paths`` read and that do not exist yet, so that lines appended to them flow at once;
+    returns every such file."""
+    from lhpipe.check.load import load
+    from lhpipe.connect.connectors import FILE_STREAM_SOURCE, canonical_class
+    from lhpipe.settings import SettingsError, resolve_text
+
+    try:
+        program = load(paths).program
+    except (OSError, UnicodeDecodeError):
+        return []
+    if program is None:
+        return []
+    files = []
+    for info in program.connectors.values():
+        setting = info.config.get("file")
+        if canonical_class(info.connector_class) != FILE_STREAM_SOURCE:
+            continue
+        if setting is None or isinstance(setting, int | float):  # booleans included
+            continue
+        try:
+            path = Path(resolve_text(setting, settings, "file"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(exist_ok=True)
+        except (SettingsError, OSError):
+            continue  # the engine reports the connector
+        files.append(str(path))
+    return files
 
 
 def _lh(settings: Settings) -> str:

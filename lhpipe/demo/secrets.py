@@ -28,7 +28,6 @@ DEMO_SECRETS: Mapping[str, str] = {
     "PARTNER_SECRET": "lhpipe-demo-partner-secret",
     "CRM_AUTHORIZATION": "Bearer lhpipe-demo-crm-token",
     "PARTNER_API_TOKEN": "Bearer lhpipe-demo-partner-token",
-    "LEGACY_DB_PASSWORD": "lhpipe-demo-db-password",
 }
 
 

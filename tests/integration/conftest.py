@@ -1,8 +1,9 @@
 """Session fixtures for integration tests: the real local stack (docs/stack.md).
 
-If every service already answers its readiness check (`make test` ran `lhpipe stack up`, or a
-developer did), the tests use it and leave it running. Otherwise the session starts the stack
-itself and stops it at the end.
+If every service already answers its readiness check (`make test` ran `lhpipe stack up --with
+connect`, or a developer did), the tests use it and leave it running. Otherwise the session
+starts what is missing itself and stops it at the end: `stack` the default services, `connect`
+also Kafka Connect (for `connector` sources).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from lhpipe.stack.pins import DEFAULT_SERVICES
 from lhpipe.stack.services import SERVICES
 
 
-def _all_ready(stack: StackAddresses) -> bool:
-    return all(SERVICES[name].is_ready(stack) for name in DEFAULT_SERVICES)
+def _all_ready(stack: StackAddresses, names: tuple[str, ...] = DEFAULT_SERVICES) -> bool:
+    return all(SERVICES[name].is_ready(stack) for name in names)
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,17 @@ def stack() -> Iterator[StackAddresses]:
         yield started
     finally:
         control.down()
+
+
+@pytest.fixture(scope="session")
+def connect(stack: StackAddresses) -> Iterator[StackAddresses]:
+    """The stack with Kafka Connect (REST on ``stack.connect_url``); started for the session
+    (and stopped after it) only when it does not answer already."""
+    if _all_ready(stack, ("connect",)):
+        yield stack
+        return
+    started = control.up((*DEFAULT_SERVICES, "connect"))
+    try:
+        yield started
+    finally:
+        control.stop_service("connect")

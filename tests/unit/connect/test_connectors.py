@@ -438,3 +438,60 @@ def test_a_value_that_is_neither_json_nor_text_is_a_decode_error(
 ) -> None:
     with pytest.raises(DecodeError, match="neither JSON nor UTF-8 text: byte 0xff at offset 1"):
         decoder.decode_value(b"a\xff")
+
+
+@synchronous
+async def test_with_nothing_declared_one_round_removes_leftovers_and_no_loop_runs(
+    fake: FakeConnect,
+) -> None:
+    fake.configs["left_over"] = {"name": "left_over", "lhpipe.owner": "lhpipe"}
+    manager = _manager(fake)
+    await manager.sync({})
+    assert fake.deletes() == ["/connectors/left_over"] and manager._loop is None
+
+    fake.down = True  # a program without connectors, and no Connect cluster at all
+    quiet = _manager(fake)
+    await quiet.sync({})
+    assert quiet.statuses() == [] and quiet._loop is None
+    await manager.close()
+    await quiet.close()
+
+
+@synchronous
+async def test_a_removal_that_failed_is_retried_by_the_rounds(
+    tmp_path: Path, fake: FakeConnect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mod, "REFRESH_SECONDS", 0.01)
+    monkeypatch.setattr(mod, "SETTLING_SECONDS", 0.01)
+    manager = _manager(fake)
+    await manager.sync(_connectors(tmp_path, LINES))
+    fake.down = True
+    await manager.sync({})
+    assert "lines" in fake.configs
+    fake.down = False
+    for _ in range(200):
+        if "lines" not in fake.configs:
+            break
+        await asyncio.sleep(0.01)
+    assert "lines" not in fake.configs
+    for _ in range(200):  # nothing declared, nothing left: the rounds end
+        if manager._loop is not None and manager._loop.done():
+            break
+        await asyncio.sleep(0.01)
+    assert manager._loop is not None and manager._loop.done()
+    await manager.close()
+
+
+def test_the_demo_creates_the_files_its_file_sources_read(tmp_path: Path) -> None:
+    from lhpipe.demo.cli import create_connector_files
+
+    export = tmp_path / "exports" / "crm.jsonl"
+    path = tmp_path / "c.lhp"
+    path.write_text(
+        LINES.replace('"/data/in.txt"', 'env("CRM_EXPORT")')
+        + DEBEZIUM.replace('"topic.prefix" = "crm"', 'file = "/not/a/file/source"'),
+        encoding="utf-8",
+    )
+    settings = Settings(environ={"CRM_EXPORT": str(export)})
+    assert create_connector_files([str(path)], settings) == [str(export)]
+    assert export.is_file() and export.read_text() == ""

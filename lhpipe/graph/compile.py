@@ -49,6 +49,8 @@ from lhpipe.syntax.canonical import structure
 # Connection settings, by what needs them (names as in language.md and LittleHorse's client).
 KAFKA_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS",)
 REGISTRY_SETTINGS = ("LHPIPE_REGISTRY_URL",)
+# The output topic's name (lhpipe.connect.lh_output), besides LHC_TENANT_ID.
+LH_OUTPUT_SETTINGS = ("LHPIPE_LH_OUTPUT_TOPIC", "LHPIPE_LH_CLUSTER_ID")
 LITTLEHORSE_SETTINGS = (
     "LHC_API_HOST",
     "LHC_API_PORT",
@@ -383,6 +385,7 @@ class _Compiler:
         if source.kind is ast.SourceKind.LH_OUTPUT:
             names.update(KAFKA_SETTINGS)
             names.update(LITTLEHORSE_SETTINGS)
+            names.update(LH_OUTPUT_SETTINGS)
         if source.kind is ast.SourceKind.CONNECTOR:
             names.update(CONNECT_SETTINGS)
             connector = self.program.connectors.get(source.connector or "")

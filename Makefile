@@ -49,7 +49,7 @@ test: check
 
 demo: install
 	$(BIN)/lhpipe stack up --with connect
-	$(BIN)/lhpipe demo pipelines/ --port $(or $(DEMO_PORT),8080)
+	$(BIN)/lhpipe demo pipelines/ --watch --port $(or $(DEMO_PORT),8080)
 
 # The benchmarks that need no services, then those against the local stack (wrk from Debian
 # is the load generator of bench/webhook.py).

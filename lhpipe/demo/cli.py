@@ -1,6 +1,7 @@
 """``lhpipe demo``: the example pipelines, really running against the local stack.
 
-    lhpipe demo [PATHS] [--port 8080]       register, start the task worker and the engine
+    lhpipe demo [PATHS] [--port 8080] [--watch | --no-watch]
+                                            register, start the task worker and the engine
     lhpipe demo send KIND [JSON] [...]      a correctly authenticated webhook request
     lhpipe demo wfruns [ID ...] [...]       WfRuns as LittleHorse holds them
 
@@ -8,7 +9,9 @@ The first form, in order: checks that the local stack answers (else points at ``
 up``) and that the port is free; fills in demo-only secrets the user has not set; registers the
 LittleHorse metadata the examples need (:mod:`lhpipe.demo.workflows`) and creates the Kafka
 topics they read; starts a task worker in a thread; then runs ``lhpipe run`` in this process
-until Ctrl-C, printing the guide (:mod:`lhpipe.demo.guide`) once the engine serves.
+until Ctrl-C, printing the guide (:mod:`lhpipe.demo.guide`) once the engine serves. The engine
+hot-reloads (``lhpipe run --watch``) unless ``--no-watch``: edit a file under PATHS and the
+change is live at once.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | None = No
             ns = _wfruns_parser().parse_args(args[1:])
             return wf_runs(ns, out, err)
         ns = _demo_parser().parse_args(args)
-        return run_demo(ns.paths or DEFAULT_PATHS, port=ns.port, out=out, err=err)
+        return run_demo(ns.paths or DEFAULT_PATHS, port=ns.port, watch=ns.watch, out=out, err=err)
     except SystemExit as exc:  # argparse: usage error or --help
         return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:  # Ctrl-C before the engine took over the signal
@@ -67,6 +70,12 @@ def _demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="*", metavar="PATHS", help="default: pipelines/")
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default: {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--watch",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="hot-reload the files on every save (default: on)",
     )
     return parser
 
@@ -114,7 +123,9 @@ def _wfruns_parser() -> argparse.ArgumentParser:
 # -- lhpipe demo --------------------------------------------------------------------------------
 
 
-def run_demo(paths: Sequence[str], *, port: int, out: TextIO, err: TextIO) -> int:
+def run_demo(
+    paths: Sequence[str], *, port: int, out: TextIO, err: TextIO, watch: bool = True
+) -> int:
     """Register, start the task worker, run the engine until a signal; the engine's exit
     code."""
     import grpc
@@ -180,7 +191,8 @@ def run_demo(paths: Sequence[str], *, port: int, out: TextIO, err: TextIO) -> in
         )
         for name, value in applied.items():
             print(f"  {name}={value}", file=out)
-    print(f"lhpipe demo: starting the engine on port {port} (`lhpipe run`)...", file=out)
+    command = "lhpipe run --watch" if watch else "lhpipe run"
+    print(f"lhpipe demo: starting the engine on port {port} (`{command}`)...", file=out)
     out.flush()
 
     applicant_id = new_applicant_id()
@@ -195,7 +207,7 @@ def run_demo(paths: Sequence[str], *, port: int, out: TextIO, err: TextIO) -> in
     workers.start()
     guide.start()
     try:
-        return run_engine(paths, port=port)
+        return run_engine(paths, port=port, watch=watch)
     finally:
         guide.stop()
         workers.stop()

@@ -193,13 +193,15 @@ def external_events_of(config: LHConfig, wf_run_id: str) -> ExternalEventList:
 class LhpipeRun:
     """`lhpipe run` over ``folder`` in a subprocess, its log in ``folder/lhpipe.log``."""
 
-    def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, folder: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.folder = folder
         self.port = free_port()
         self.log_path = folder / f"lhpipe-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [LHPIPE, "run", str(folder), "--port", str(self.port)],
+            [LHPIPE, "run", str(folder), "--port", str(self.port), *args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

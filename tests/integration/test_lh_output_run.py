@@ -86,7 +86,8 @@ pipeline export_{token} {{
   from lh_output {{ wf_spec = "{spec_name}" }}
   where event.kind == "wf_run" and event.status == "COMPLETED"
   let line = {{ wf_run_id = event.wf_run_id  wf_spec = event.wf_spec.name
-               status = event.status  variables = event.variables }}
+               status = event.status  variables = event.variables
+               ended = event.payload.wfRun.endTime != null }}
   to file "out/completed.jsonl" {{ value = line }}
   to topic "{export_topic}" {{ key = event.wf_run_id  value = line }}
 }}
@@ -122,6 +123,7 @@ pipeline follow_{token} {{
             "wf_run_id": wf_run_id,
             "wf_spec": spec_name,
             "status": "COMPLETED",
+            "ended": True,
             # Only the PUBLIC variable reaches the output topic.
             "variables": {"applicant": applicant},
         }

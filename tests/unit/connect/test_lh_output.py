@@ -214,6 +214,10 @@ def test_an_event_encodes_as_json() -> None:
     line = json.loads(jsonenc.dumps(event))
     assert line["variables"] == {"when": "1970-01-01T00:00:00Z"}
     assert line["end_time"] == "1970-01-01T00:02:40Z"
+    # The payload, made on first read, is the record's protobuf JSON.
+    assert line["payload"]["wfRun"]["id"] == {"id": "run-1"}
+    assert line["payload"]["timestamp"] == "1970-01-01T00:02:40Z"
+    assert dict(event["payload"]) == line["payload"]
 
 
 def test_a_child_wf_run_id_is_written_parent_underscore_child() -> None:

@@ -14,6 +14,8 @@ sent: the planners say what the targets would send.
   value as it is.
 * A ``timestamp`` field may be given as ISO-8601 text or epoch milliseconds (the checker allows
   it there only); the Avro writer and the webhook body check turn it into a timestamp.
+* For ``from lh_output`` the given value is also ``event``; the source's ``kinds`` and
+  ``wf_spec`` filter it as at run time (:func:`lhpipe.engine.steps.lh_output_filter`).
 * The record comes from partition 0, offset 0 of the source's topic (``lh_output`` and
   sources without a topic use the source kind as the topic name), with the current time as
   its timestamp; a direct-mode webhook delivery has the webhook id ``test``; a polled item

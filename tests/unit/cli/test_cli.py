@@ -265,9 +265,22 @@ def test_graph_with_errors_prints_diagnostics_and_exits_1(files: dict[str, Path]
 # --- test, run, and the entry point -------------------------------------------------------
 
 
-def test_run_watch_says_it_is_not_built(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--watch", "--port", "9000"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+def test_run_hands_watch_and_port_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lhpipe.commands.run
+
+    calls: list[tuple[list[str], dict[str, object]]] = []
+
+    def fake_run_engine(paths: list[str], **options: object) -> int:
+        calls.append((list(paths), options))
+        return 0
+
+    monkeypatch.setattr(lhpipe.commands.run, "run_engine", fake_run_engine)
+    assert main(["run", "here/", "--watch", "--port", "9000"]) == 0
+    assert main(["run", "here/"]) == 0
+    assert calls == [
+        (["here/"], {"port": 9000, "watch": True}),
+        (["here/"], {"port": 8080, "watch": False}),
+    ]
 
 
 def test_console_script_exit_codes(files: dict[str, Path], tmp_path: Path) -> None:

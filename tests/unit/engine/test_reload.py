@@ -400,3 +400,40 @@ def test_an_edited_settings_file_restarts_what_reads_the_setting(
         await supervisor.stop(deadline=1)
 
     asyncio.run(scenario())
+
+
+def test_the_watcher_reloads_on_watched_files_only_and_stops_when_told(tmp_path: Path) -> None:
+    from lhpipe.engine.watch import watch_and_reload
+
+    folder = write(tmp_path / "pipelines", BEFORE)
+    first = loaded(folder)
+
+    class Target:
+        compiled = first.compiled
+        program = first.program
+        settings = first.settings
+
+        async def reload(self, compiled: Any, program: Any, settings: Any) -> Any:
+            return diff_programs(self.compiled, compiled)
+
+    async def scenario() -> list[str]:
+        reloader = Reloader([str(folder)], Target(), stderr=io.StringIO())
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch_and_reload(reloader, stop))
+        await asyncio.sleep(0.3)  # the watcher is set up
+        (folder / ".pipelines.lhp.swp").write_text("x", encoding="utf-8")
+        (folder / "notes.md").write_text("x", encoding="utf-8")
+        await asyncio.sleep(0.5)
+        assert reloader.last is None  # neither counts
+        (folder / "more.lhp").write_text('pipeline more {\n  from topic "m"\n  to log\n}\n')
+        for _ in range(200):
+            if reloader.last is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert reloader.last is not None
+        stop.set()
+        await asyncio.wait_for(watcher, 10)
+        return list(reloader.last.files)
+
+    files = asyncio.run(scenario())
+    assert str((folder / "more.lhp").resolve()) in files

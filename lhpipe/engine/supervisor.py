@@ -229,6 +229,9 @@ class Supervisor:
         await asyncio.gather(*(runner.stop(deadline) for runner in leaving))
         for runner in leaving:
             del self._runners[runner.name]
+        for name in diff.pipelines.removed:
+            with contextlib.suppress(KeyError):  # a pipeline that never ran has no gauge
+                metrics.IN_FLIGHT.remove(name)
         self._runners.update(fresh)
         await self._create_dead_letter_topics(fresh)
         await self._sync_connectors()

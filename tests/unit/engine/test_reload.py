@@ -289,6 +289,9 @@ def test_a_reload_keeps_unchanged_restarts_changed_stops_removed_starts_added(
             added_before + 2
         )
         assert _counter("lhpipe_program_info", hash=outcome.program) == 1
+        gauge = metrics.REGISTRY.get_sample_value
+        assert gauge("lhpipe_in_flight", {"pipeline": "gone"}) is None
+        assert gauge("lhpipe_in_flight", {"pipeline": "keep"}) is not None
         assert _counter("lhpipe_program_info", hash=hash_before or "") == 0
         await supervisor.stop(deadline=1)
 

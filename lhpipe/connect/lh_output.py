@@ -16,6 +16,12 @@ carries no variable values). The ``kinds`` and ``wf_spec`` filters are applied b
 pipeline's steps (:func:`lhpipe.engine.steps.compile_steps`), so a record they leave out is
 acknowledged like one a ``where`` drops.
 
+The memory is in the process. So that a restart (which resumes at the group's committed
+offset) does not forget the variables of WfRuns that are still running, :class:`OutputTopicSource`
+first replays, when partitions are assigned, up to ``LHPIPE_LH_OUTPUT_LOOKBACK`` records (per
+partition, default 10,000) before each committed offset into the memory, in the consumer
+thread and before any record of those partitions reaches the runner.
+
 The topic is ``LHPIPE_LH_OUTPUT_TOPIC`` when set, else
 ``<LHPIPE_LH_CLUSTER_ID>_<LHC_TENANT_ID>_execution`` (cluster id default ``lhpipe``, the local
 stack's ``LHS_CLUSTER_ID``; tenant default ``default``).
@@ -23,12 +29,16 @@ stack's ``LHS_CLUSTER_ID``; tenant default ``default``).
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 from google.protobuf.message import Message
@@ -44,8 +54,9 @@ from littlehorse.model import (
 from littlehorse.utils import extract_value
 
 from lhpipe.check.scopes import LH_OUTPUT_KINDS
+from lhpipe.connect.kafka import KafkaSource, RecordSink, client_config
 from lhpipe.engine.errors import DecodeError
-from lhpipe.engine.sources import SourceParts
+from lhpipe.engine.sources import PipelineNotRunnable, SourceParts
 
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -57,6 +68,8 @@ if TYPE_CHECKING:
     from lhpipe.graph.model import PipelineSpec
     from lhpipe.settings import Settings
 
+log = logging.getLogger(__name__)
+
 #: Overrides the whole topic name.
 OUTPUT_TOPIC_SETTING = "LHPIPE_LH_OUTPUT_TOPIC"
 #: The LittleHorse server's ``LHS_CLUSTER_ID`` (the topic's prefix).
@@ -64,8 +77,11 @@ CLUSTER_ID_SETTING = "LHPIPE_LH_CLUSTER_ID"
 DEFAULT_CLUSTER_ID = "lhpipe"
 TENANT_SETTING = "LHC_TENANT_ID"
 DEFAULT_TENANT = "default"
-#: Every setting the source reads, for the pipeline's fingerprint.
-SETTINGS = (OUTPUT_TOPIC_SETTING, CLUSTER_ID_SETTING, TENANT_SETTING)
+#: How many records before the committed offset are replayed into the memory at assignment.
+LOOKBACK_SETTING = "LHPIPE_LH_OUTPUT_LOOKBACK"
+DEFAULT_LOOKBACK = 10_000
+#: A replay that takes longer is cut short (with a warning): the rebalance must go on.
+REPLAY_DEADLINE_SECONDS = 60.0
 
 #: How many WfRuns :class:`WfRunMemory` keeps (least recently seen forgotten first).
 MAX_REMEMBERED_WF_RUNS = 10_000
@@ -107,16 +123,20 @@ class WfRunMemory:
     def __init__(self, limit: int = MAX_REMEMBERED_WF_RUNS) -> None:
         self._limit = limit
         self._runs: OrderedDict[str, _WfRunFacts] = OrderedDict()
+        # The replay at assignment writes from the consumer thread while the loop may decode
+        # records of other partitions: the two never share a WfRun, but they share the dict.
+        self._lock = threading.Lock()
 
     def facts(self, wf_run_id: str) -> _WfRunFacts:
         runs = self._runs
-        found = runs.get(wf_run_id)
-        if found is None:
-            found = runs[wf_run_id] = _WfRunFacts()
-            if len(runs) > self._limit:
-                runs.popitem(last=False)
-        else:
-            runs.move_to_end(wf_run_id)
+        with self._lock:
+            found = runs.get(wf_run_id)
+            if found is None:
+                found = runs[wf_run_id] = _WfRunFacts()
+                if len(runs) > self._limit:
+                    runs.popitem(last=False)
+            else:
+                runs.move_to_end(wf_run_id)
         return found
 
     def __len__(self) -> int:
@@ -314,32 +334,162 @@ def _time(stamp: Timestamp) -> datetime:
 # ---------------------------------------------------------------------------------------------
 
 
+def lookback(settings: Settings) -> int:
+    """``LHPIPE_LH_OUTPUT_LOOKBACK``: records replayed per partition at assignment (0: none)."""
+    text = settings.get(LOOKBACK_SETTING)
+    if text is None:
+        return DEFAULT_LOOKBACK
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise PipelineNotRunnable(f"{LOOKBACK_SETTING} must be a whole number >= 0, not {text!r}")
+    return value
+
+
+class OutputTopicSource(KafkaSource):
+    """The pipeline's read_committed consumer of the output topic; when partitions are
+    assigned to it, it first replays the records just before the group's committed offsets
+    into the decoder's :class:`WfRunMemory` (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pipeline: str,
+        topic: str,
+        group: str,
+        sink: RecordSink,
+        memory: WfRunMemory,
+        replay: int,
+    ) -> None:
+        super().__init__(
+            settings,
+            pipeline=pipeline,
+            topic=topic,
+            group=group,
+            sink=sink,
+            config={"isolation.level": "read_committed"},
+        )
+        self._settings = settings
+        self._memory = memory
+        self._replay = replay
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._replay > 0 and partitions:
+            try:
+                self._replay_before_committed(consumer, partitions)
+            except Exception:  # a replay that fails costs only variables, never records
+                log.exception("pipeline %s: replaying the output topic failed", self.pipeline)
+        super()._on_assign(consumer, partitions)
+
+    def _replay_before_committed(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> None:
+        starts: dict[int, tuple[int, int]] = {}  # partition -> (first offset, committed offset)
+        for tp in consumer.committed(partitions, timeout=10):
+            if tp.offset < 0:
+                continue  # no committed offset: the group reads from the start anyway
+            low, _high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            first = max(low, tp.offset - self._replay)
+            if first < tp.offset:
+                starts[tp.partition] = (first, tp.offset)
+        if not starts:
+            return
+        reader = Consumer(
+            {
+                **client_config(self._settings),
+                "group.id": f"{self.group}-replay",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "client.id": f"lhpipe-{self.pipeline}-replay",
+                "logger": logging.getLogger("lhpipe.kafka.consumer"),
+            }
+        )
+        try:
+            replayed = _replay(reader, self.topic, starts, self._memory)
+        finally:
+            reader.close()
+        log.info(
+            "pipeline %s: replayed %d output-topic record(s) before the committed offsets of %s",
+            self.pipeline,
+            replayed,
+            ", ".join(f"{self.topic}[{p}]" for p in sorted(starts)),
+        )
+
+
+def _replay(
+    reader: Consumer, topic: str, starts: Mapping[int, tuple[int, int]], memory: WfRunMemory
+) -> int:
+    """Read each partition from its first offset up to (not including) its committed one,
+    updating ``memory``; returns how many records were read."""
+    reader.assign([TopicPartition(topic, p, first) for p, (first, _) in starts.items()])
+    pending = set(starts)
+    replayed = 0
+    deadline = time.monotonic() + REPLAY_DEADLINE_SECONDS
+    while pending:
+        if time.monotonic() > deadline:
+            log.warning("replaying %s took too long; partitions %s not finished", topic, pending)
+            return replayed
+        for message in reader.consume(num_messages=500, timeout=0.5):
+            partition = message.partition()
+            if partition is None or partition not in pending:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(partition)
+                continue
+            offset = message.offset()
+            if offset is None or offset >= starts[partition][1]:
+                pending.discard(partition)
+                continue
+            value = message.value()
+            if value is None:
+                continue
+            try:
+                event_of(OutputTopicRecord.FromString(value), memory)
+            except (ProtobufDecodeError, ValueError):
+                continue  # the pipeline itself will dead-letter it when it reads it
+            replayed += 1
+        # Transaction markers take offsets too: the position may pass the committed offset
+        # without a record at it.
+        for tp in reader.position([TopicPartition(topic, p) for p in list(pending)]):
+            if tp.offset >= starts[tp.partition][1]:
+                pending.discard(tp.partition)
+    return replayed
+
+
 def source_parts(
     spec: PipelineSpec, program: Program, settings: Settings, clients: Clients
 ) -> SourceParts:
     """A read_committed Kafka consumer of the output topic (group ``source.group``, default
     ``lhpipe-<pipeline>``) decoding with an :class:`EventDecoder`; ``value`` and ``event``
     are the same dict."""
-    from lhpipe.connect.kafka import KafkaSource
     from lhpipe.engine.steps import initial_env
 
     info = spec.pipeline
     name = spec.name
     topic = output_topic(settings)
     group = info.source.group or f"lhpipe-{name}"
+    replay = lookback(settings)
     decoder = EventDecoder()
 
     def environment(record: Record, key: Any, value: Any) -> dict[str, Any]:
         return initial_env(record, key, value, info, event=value)
 
-    def make_source(runner: PipelineRunner) -> KafkaSource:
-        return KafkaSource(
+    def make_source(runner: PipelineRunner) -> OutputTopicSource:
+        return OutputTopicSource(
             settings,
             pipeline=name,
             topic=topic,
             group=group,
             sink=runner,
-            config={"isolation.level": "read_committed"},
+            memory=decoder.memory,
+            replay=replay,
         )
 
     return SourceParts(decoder=decoder, initial_env=environment, make_source=make_source)

@@ -15,8 +15,26 @@ from typing import Any
 
 import grpc
 import pytest
-from engine_run import LhpipeRun, create_topic, read_all, unique, wait_until, write_pipelines
-from lh import lh_config, register_wf_spec, run_wf, unique_name, variable_value, wait_for_status
+from engine_run import (
+    LhpipeRun,
+    committed,
+    create_topic,
+    read_all,
+    unique,
+    wait_until,
+    write_pipelines,
+)
+from lh import (
+    lh_config,
+    post_external_event,
+    register_external_event_def,
+    register_wf_spec,
+    run_wf,
+    unique_name,
+    variable_value,
+    wait_for_external_event_node,
+    wait_for_status,
+)
 from littlehorse.config import LHConfig
 from littlehorse.model import LHStatus, OutputTopicRecord, WfRunId, WfSpec
 from littlehorse.workflow import Workflow, WorkflowThread
@@ -233,3 +251,75 @@ pipeline {pipeline} {{
     assert headers["lhpipe.error.code"] == "HTTP_422"
     assert headers["lhpipe.pipeline"] == pipeline
     assert headers["lhpipe.source.topic"] == stack.execution_output_topic
+
+
+def _records_of(stack: StackAddresses, wf_run_id: str) -> list[tuple[int, int, OutputTopicRecord]]:
+    """(partition, offset, record) of every committed output-topic record of the WfRun."""
+    found = []
+    for message in read_all(stack, stack.execution_output_topic, expected=1, timeout=15):
+        if message.key() == wf_run_id.encode():
+            record = OutputTopicRecord.FromString(message.value())
+            found.append((message.partition(), message.offset(), record))
+    return found
+
+
+def test_a_restart_keeps_the_variables_of_wf_runs_that_were_running(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    config = lh_config(stack)
+    decision_event = unique_name("it-lhout-decision")
+    register_external_event_def(config, decision_event)
+
+    def entrypoint(wf: WorkflowThread) -> None:
+        wf.declare_str("applicant").required().as_public()
+        decision = wf.declare_str("decision").as_public()
+        wf.mutate(decision, "ASSIGN", wf.wait_for_event(decision_event))
+
+    wf_spec = register_wf_spec(config, Workflow(unique_name("it-lhout-restart"), entrypoint))
+    token = unique("lhout").split("-")[1]
+    pipeline = f"restart_{token}"
+    folder = write_pipelines(
+        tmp_path / "run",
+        f"""
+pipeline {pipeline} {{
+  from lh_output {{ kinds = [wf_run]  wf_spec = "{wf_spec.id.name}" }}
+  where event.status == "COMPLETED"
+  to file "out/completed.jsonl" {{
+    value = {{ id = event.wf_run_id  variables = event.variables }}
+  }}
+}}
+""",
+    )
+    out_file = folder / "out" / "completed.jsonl"
+    group = f"lhpipe-{pipeline}"
+
+    with LhpipeRun(folder) as first:
+        first.wait_ready()
+        wf_run_id = run_wf(config, wf_spec, applicant="Ada")
+        wait_for_external_event_node(config, wf_run_id)
+        # Every record of the WfRun so far (its `applicant` among them) is read and committed.
+        before = wait_until(
+            lambda: [r for r in _records_of(stack, wf_run_id) if r[2].HasField("variable")],
+            WAIT_SECONDS,
+            "the WfRun's variable records",
+        )
+        partition = before[0][0]
+        last = max(offset for _, offset, _ in before)
+        wait_until(
+            lambda: committed(stack, group, stack.execution_output_topic, 3)[partition] > last,
+            WAIT_SECONDS,
+            "the group to commit past the WfRun's variables",
+        )
+        assert first.terminate() == 0, first.log()
+
+    post_external_event(config, wf_run_id, decision_event, "approved")
+    wait_for_status(config, wf_run_id, LHStatus.COMPLETED)
+    with LhpipeRun(folder) as second:
+        second.wait_ready()
+        lines = wait_until(lambda: _file_lines(out_file), WAIT_SECONDS, "the completed WfRun")
+        log = second.log()
+        assert second.terminate() == 0, second.log()
+
+    # `applicant` was committed before the restart: only the replay can have brought it back.
+    assert lines == [{"id": wf_run_id, "variables": {"applicant": "Ada", "decision": "approved"}}]
+    assert "replayed" in log and "before the committed offsets" in log, log

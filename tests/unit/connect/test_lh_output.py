@@ -38,9 +38,9 @@ from littlehorse.model import (
 from lhpipe.check.load import load_texts
 from lhpipe.check.scopes import EVENT
 from lhpipe.connect import jsonenc
-from lhpipe.connect.kafka import KafkaSource
 from lhpipe.connect.lh_output import (
     EventDecoder,
+    OutputTopicSource,
     WfRunMemory,
     output_topic,
     plain_value,
@@ -337,7 +337,7 @@ def test_the_source_reads_committed_records_of_the_tenant_topic_as_its_group() -
     spec = compile_program(program).pipelines["done"]
     parts = source_parts(spec, program, Settings(environ={"LHC_TENANT_ID": "acme"}), _NoClients())
     source = parts.make_source(object())  # type: ignore[arg-type]
-    assert isinstance(source, KafkaSource)
+    assert isinstance(source, OutputTopicSource)
     assert (source.topic, source.group) == ("lhpipe_acme_execution", "lhpipe-done")
     assert source._config["isolation.level"] == "read_committed"
     raw = _wf_run(LHStatus.COMPLETED, ended=True).SerializeToString()
@@ -347,3 +347,86 @@ def test_the_source_reads_committed_records_of_the_tenant_topic_as_its_group() -
     assert env["event"] is env["value"]
     assert env["key"] == "run-1"
     assert env["record"]["offset"] == 7
+
+
+# -- the replay at assignment ------------------------------------------------------------------
+
+
+class _Message:
+    def __init__(self, partition: int, offset: int, value: bytes | None) -> None:
+        self._partition, self._offset, self._value = partition, offset, value
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def error(self) -> None:
+        return None
+
+
+class _Reader:
+    """A consumer over fixed partitions: `consume` hands out what follows the assigned offsets."""
+
+    def __init__(self, partitions: dict[int, list[bytes | None]]) -> None:
+        self._partitions = partitions
+        self._positions: dict[int, int] = {}
+
+    def assign(self, partitions: list[Any]) -> None:
+        self._positions = {tp.partition: tp.offset for tp in partitions}
+
+    def consume(self, num_messages: int, timeout: float) -> list[_Message]:
+        batch = []
+        for partition, position in self._positions.items():
+            values = self._partitions[partition]
+            if position < len(values):
+                batch.append(_Message(partition, position, values[position]))
+                self._positions[partition] = position + 1
+        return batch
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [
+            TopicPartition(tp.topic, tp.partition, self._positions[tp.partition])
+            for tp in partitions
+        ]
+
+
+def test_the_replay_rebuilds_the_memory_up_to_the_committed_offset() -> None:
+    from lhpipe.connect.lh_output import _replay
+
+    other = WfRunId(id="run-2")
+    partition_0 = [
+        _variable("applicant", VariableValue(str="Ada")).SerializeToString(),
+        None,  # a record without a value is passed over
+        b"\xff\xff",  # neither is one that does not decode
+        _variable("applicant", VariableValue(str="Ada Lovelace")).SerializeToString(),
+        _variable("applicant", VariableValue(str="after the commit")).SerializeToString(),
+    ]
+    partition_1 = [_variable("score", VariableValue(int=3), other).SerializeToString()]
+    memory = WfRunMemory()
+    reader = _Reader({0: partition_0, 1: partition_1})
+    replayed = _replay(reader, "topic", {0: (0, 4), 1: (0, 1)}, memory)  # type: ignore[arg-type]
+    assert replayed == 3
+    assert memory.facts("run-1").variables == {"applicant": "Ada Lovelace"}
+    assert memory.facts("run-1").wf_spec == {
+        "name": "know-your-customer",
+        "major_version": 2,
+        "revision": 1,
+    }
+    assert memory.facts("run-2").variables == {"score": 3}
+
+
+def test_the_lookback_setting() -> None:
+    from lhpipe.connect.lh_output import DEFAULT_LOOKBACK, lookback
+    from lhpipe.engine.sources import PipelineNotRunnable
+
+    assert lookback(Settings(environ={})) == DEFAULT_LOOKBACK
+    assert lookback(Settings(environ={"LHPIPE_LH_OUTPUT_LOOKBACK": "0"})) == 0
+    with pytest.raises(PipelineNotRunnable, match="LHPIPE_LH_OUTPUT_LOOKBACK"):
+        lookback(Settings(environ={"LHPIPE_LH_OUTPUT_LOOKBACK": "-3"}))

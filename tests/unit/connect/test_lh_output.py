@@ -430,3 +430,11 @@ def test_the_lookback_setting() -> None:
     assert lookback(Settings(environ={"LHPIPE_LH_OUTPUT_LOOKBACK": "0"})) == 0
     with pytest.raises(PipelineNotRunnable, match="LHPIPE_LH_OUTPUT_LOOKBACK"):
         lookback(Settings(environ={"LHPIPE_LH_OUTPUT_LOOKBACK": "-3"}))
+
+
+def test_the_replay_hooks_into_the_kafka_source_assignment_callback() -> None:
+    from lhpipe.connect.kafka import KafkaSource
+
+    # OutputTopicSource extends KafkaSource's own callback; a rename there would skip the replay.
+    assert "_on_assign" in vars(KafkaSource)
+    assert OutputTopicSource._on_assign is not KafkaSource._on_assign

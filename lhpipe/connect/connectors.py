@@ -188,21 +188,22 @@ class ConnectorManager:
     async def sync(self, connectors: Mapping[str, ConnectorInfo]) -> None:
         """Create, update or remove connectors so that the cluster has exactly these (one
         round now; the background rounds retry what could not be done)."""
-        self._declared = dict(connectors)
-        self._configs = {}
-        health: dict[str, ConnectorHealth] = {}
-        for name, info in self._declared.items():
-            try:
-                self._configs[name] = cluster_config(info, self.settings, self.owner)
-            except SettingsError as exc:
-                health[name] = ConnectorHealth(State.FAILED, str(exc))
-                log.error("connector %s: not deployed: %s", name, exc)
-                continue
-            previous = self._health.get(name)
-            health[name] = previous or ConnectorHealth(State.STARTING, "not deployed yet")
-        self._health = health
-        self._deployed_any = self._deployed_any or bool(self._declared)
-        settled = await self.refresh()
+        async with self._lock:  # a background round finishes with the previous declarations
+            self._declared = dict(connectors)
+            self._configs = {}
+            health: dict[str, ConnectorHealth] = {}
+            for name, info in self._declared.items():
+                try:
+                    self._configs[name] = cluster_config(info, self.settings, self.owner)
+                except SettingsError as exc:
+                    health[name] = ConnectorHealth(State.FAILED, str(exc))
+                    log.error("connector %s: not deployed: %s", name, exc)
+                    continue
+                previous = self._health.get(name)
+                health[name] = previous or ConnectorHealth(State.STARTING, "not deployed yet")
+            self._health = health
+            self._deployed_any = self._deployed_any or bool(self._declared)
+            settled = await self._round()
         # With nothing declared ever, leftovers of an earlier run get one try only: a program
         # without connectors must not poll a Connect cluster that may not exist.
         retry = self._declared or (self._deployed_any and not settled)
@@ -213,19 +214,7 @@ class ConnectorManager:
         """One round: read the cluster, put what differs, delete what is ours and undeclared,
         note every declared connector's health. True when no removal is left to do."""
         async with self._lock:
-            try:
-                present = await self.rest.connectors()
-            except ConnectRestError as exc:
-                self._unreachable(exc)
-                return False
-            for name, config in self._configs.items():
-                await self._deploy(name, config, present.get(name))
-            self._removed &= present.keys()
-            settled = True
-            for name, found in present.items():
-                if name not in self._declared and found.config.get(OWNER_KEY) == self.owner:
-                    settled = await self._remove(name) and settled
-            return settled
+            return await self._round()
 
     def statuses(self) -> list[PipelineStatus]:
         """One status per declared connector, as ``connector:<name>``; ready only when the
@@ -256,6 +245,21 @@ class ConnectorManager:
             await self._rest.close()
 
     # -- one round -------------------------------------------------------------------------------
+
+    async def _round(self) -> bool:
+        try:
+            present = await self.rest.connectors()
+        except ConnectRestError as exc:
+            self._unreachable(exc)
+            return False
+        for name, config in self._configs.items():
+            await self._deploy(name, config, present.get(name))
+        self._removed &= present.keys()
+        settled = True
+        for name, found in present.items():
+            if name not in self._declared and found.config.get(OWNER_KEY) == self.owner:
+                settled = await self._remove(name) and settled
+        return settled
 
     async def _deploy(
         self, name: str, config: dict[str, str], found: ClusterConnector | None

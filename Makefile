@@ -59,6 +59,7 @@ bench: install
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/lint.py
 	$(BIN)/python bench/evaluate.py
+	$(BIN)/python bench/lh_output.py
 	$(BIN)/python bench/auth.py
 	$(BIN)/lhpipe stack up
 	$(BIN)/python bench/kafka_to_lh.py

@@ -110,8 +110,14 @@ pipeline customers {{
             append_lines(first, *({"id": f"c{i}", "name": f"N{i}"} for i in range(3)))
             assert settled_wf_run_count(config, wf_spec, 5) == 5
             assert run.terminate() == 0
-        # lhpipe stopped: the connector keeps running on the worker.
+        # lhpipe stopped: the connector keeps running on the worker, and a restart with the
+        # same declaration leaves it as it is (no PUT).
         assert connector_config(connect, name) is not None
+        with LhpipeRun(folder, env=env) as run:
+            run.wait_ready(READY_TIMEOUT_SECONDS)
+            assert run.terminate() == 0
+            assert f"connector {name}: created" not in run.log()
+            assert f"connector {name}: config updated" not in run.log()
 
         # Edited: another file. The restarted lhpipe updates the connector's config.
         append_lines(second, {"id": "d1", "name": "Di"}, {"id": "e1", "name": "Ed"})

@@ -8,7 +8,7 @@ records of one WfRun share its id as key, so they sit in one partition in the or
 happened, and the runner handles records of one key strictly in order.
 
 :class:`EventDecoder` turns each record into the ``event`` of
-:data:`lhpipe.check.scopes.EVENT` (a plain dict; it is also the record's ``value``). A record
+:data:`lhpipe.check.scopes.EVENT` (a dict; it is also the record's ``value``). A record
 says only what changed, so the decoder remembers, per WfRun, what earlier records of the
 partition told (:class:`WfRunMemory`): the WfSpec (a TaskRun record does not name it) and the
 latest value of each PUBLIC variable, which becomes ``event.variables`` (a ``wf_run`` record
@@ -115,9 +115,10 @@ class _WfRunFacts:
 class WfRunMemory:
     """Per WfRun id: its WfSpec and the latest value of each PUBLIC variable seen so far.
 
-    Bounded: beyond ``limit`` WfRuns the least recently seen is forgotten. What was committed
-    before a restart is not read again, so after a restart a WfRun's earlier variable updates
-    are missing from ``event.variables`` until they change again.
+    Bounded: beyond ``limit`` WfRuns the least recently seen is forgotten. It lives in the
+    process: :class:`OutputTopicSource` refills it at each assignment from the records just
+    before the committed offsets; older updates of a WfRun are missing from
+    ``event.variables`` until they change again.
     """
 
     def __init__(self, limit: int = MAX_REMEMBERED_WF_RUNS) -> None:

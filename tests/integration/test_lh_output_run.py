@@ -306,7 +306,10 @@ pipeline {pipeline} {{
         partition = before[0][0]
         last = max(offset for _, offset, _ in before)
         wait_until(
-            lambda: committed(stack, group, stack.execution_output_topic, 3)[partition] > last,
+            lambda: (
+                committed(stack, group, stack.execution_output_topic, partition + 1)[partition]
+                > last
+            ),
             WAIT_SECONDS,
             "the group to commit past the WfRun's variables",
         )

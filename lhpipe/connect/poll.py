@@ -18,10 +18,12 @@ A :class:`PollSource` runs as one task on the event loop (httpx is asynchronous,
 **Durability.** Every item is a record under ``poll:<pipeline>`` with a sequence number as its
 offset, so the runner's contiguous commit tracker says when every item up to some point is
 done. A page's state (the cursor after it, its ETag, the window with its ids) is written to
-the state topic only once every item of that page and of the pages before it is done. A
-process killed mid-page therefore asks that page again after its restart: items done before
-the kill are sent again under the same ids (:class:`~lhpipe.connect.poll_items.PollOrigin`),
-which LittleHorse answers with ALREADY_EXISTS, so nothing repeats and nothing is skipped.
+the state topic only once every item of that page and of the pages before it is done; while a
+page is partly done, the state written is the one from before it plus the ids of its items
+done so far. A process killed mid-page therefore asks that page again after its restart and
+the dedupe window drops the items it had finished. Items that were in flight at the kill are
+sent again under the same ids (:class:`~lhpipe.connect.poll_items.PollOrigin`), which
+LittleHorse answers with ALREADY_EXISTS: nothing repeats and nothing is skipped.
 
 The dedupe window (the last ``LHPIPE_POLL_DEDUPE_WINDOW`` ids, default 1000, kept in the
 state too) is what keeps an endpoint without a cursor (the newest N items, an ETag'd list)
@@ -35,6 +37,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
@@ -115,8 +118,7 @@ class PollSource:
         # Sequence numbers: the next one to give, and one past the last done item.
         self._next_sequence = 0
         self._done = 0
-        # Pages not yet done, in order: (one past their last sequence number, state after).
-        self._pages: deque[tuple[int, PollState]] = deque()
+        self._pages: deque[_Page] = deque()  # not yet done, in order
         self._wanted: PollState | None = None  # the newest state whose pages are all done
         self._durable: PollState | None = None  # the newest state Kafka has
         self._write_needed = asyncio.Event()
@@ -181,7 +183,12 @@ class PollSource:
             timeout=REQUEST_TIMEOUT_SECONDS, transport=self._transport, follow_redirects=True
         ) as client:
             while True:
-                more = await self._poll_once(client)
+                try:
+                    more = await self._poll_once(client)
+                except Exception as exc:  # a defect must show, and polling go on
+                    log.exception("pipeline %s: polling failed", self.pipeline)
+                    self._fail(f"polling failed: {type(exc).__name__}: {exc}")
+                    more = False
                 if not more:
                     await asyncio.sleep(every)
 
@@ -233,23 +240,23 @@ class PollSource:
             self._fail(f"GET {url}: {exc}")
             return False
         self._ok()
-        records = self._records(page.items, url)
+        before = self._state()
+        start = self._next_sequence
+        records, ids = self._records(page.items, url)
         etag = response.headers.get("etag")
         self._cursor = cursor if page.cursor is None else page.cursor
         self._etag, self._etag_url = (etag, url) if etag else (None, None)
-        state = PollState(
-            cursor=self._cursor,
-            etag=self._etag,
-            etag_url=self._etag_url,
-            seen=tuple(self._seen),
-        )
-        self._pages.append((self._next_sequence, state))
+        self._pages.append(_Page(start, self._next_sequence, before, ids, self._state()))
         self._advance()
         await self._hand_over(records)
         return bool(page.items) and self._cursor != cursor
 
-    def _records(self, items: list[Any], url: str) -> list[Record]:
-        records = []
+    def _state(self) -> PollState:
+        return PollState(self._cursor, self._etag, self._etag_url, tuple(self._seen))
+
+    def _records(self, items: list[Any], url: str) -> tuple[list[Record], list[str]]:
+        """The records of the items not seen before, and their ids."""
+        records, ids = [], []
         seen = self._seen
         for item in items:
             polled = self.requests.item(item, self._next_sequence, url)
@@ -260,8 +267,9 @@ class PollSource:
                 if len(seen) > self._window:
                     del seen[next(iter(seen))]
             records.append(polled.record)
+            ids.append(polled.id)
             self._next_sequence += 1
-        return records
+        return records, ids
 
     async def _hand_over(self, records: list[Record]) -> None:
         sink = self._sink
@@ -289,12 +297,19 @@ class PollSource:
     # -- the durable state ----------------------------------------------------------------------
 
     def _advance(self) -> None:
-        """Pop the pages whose items are all done; the newest of their states is wanted."""
+        """Pop the pages whose items are all done: the newest of their states is wanted. When
+        the first page left is partly done, the state before it plus the ids of its done items
+        is wanted instead: a restart asks that page again and the dedupe window drops those."""
         pages = self._pages
+        done = self._done
         newest = None
-        while pages and pages[0][0] <= self._done:
-            newest = pages.popleft()[1]
-        self.lag[self._partition] = self._next_sequence - self._done
+        while pages and pages[0].end <= done:
+            newest = pages.popleft().after
+        if pages and pages[0].start < done and self._window:
+            page = pages[0]
+            seen = (*page.before.seen, *page.ids[: done - page.start])[-self._window :]
+            newest = replace(page.before, seen=seen)
+        self.lag[self._partition] = self._next_sequence - done
         if newest is not None and newest != self._wanted:
             self._wanted = newest
             self._written.clear()
@@ -324,6 +339,18 @@ class PollSource:
                 continue
             self._durable = state
             self._written.set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """One answer whose items are not all done: its records' sequence numbers
+    (``start`` to ``end``, exclusive), their ids, and the states before and after it."""
+
+    start: int
+    end: int
+    before: PollState
+    ids: list[str]
+    after: PollState
 
 
 def source_parts(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -160,12 +160,19 @@ def health_of(status: Mapping[str, Any]) -> ConnectorHealth:
 
 class ConnectorManager:
     """Keeps the Connect cluster's connectors in line with the declarations (see the module
-    docstring). ``rest`` serves tests a fake cluster."""
+    docstring). ``rest`` and ``create_topics`` serve tests a fake cluster and broker."""
 
-    def __init__(self, settings: Settings, rest: ConnectRest | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rest: ConnectRest | None = None,
+        create_topics: Callable[[Settings, Iterable[str]], object] | None = None,
+    ) -> None:
         self.settings = settings
         self.owner = settings.get(OWNER_SETTING) or DEFAULT_OWNER
         self._rest = rest
+        self._create_topics = create_topics or _ensure_topics
+        self._topics_made: set[str] = set()
         self._declared: dict[str, ConnectorInfo] = {}
         self._configs: dict[str, dict[str, str]] = {}
         self._health: dict[str, ConnectorHealth] = {}
@@ -203,6 +210,7 @@ class ConnectorManager:
                 health[name] = previous or ConnectorHealth(State.STARTING, "not deployed yet")
             self._health = health
             self._deployed_any = self._deployed_any or bool(self._declared)
+            await self._make_topics()
             settled = await self._round()
         # With nothing declared ever, leftovers of an earlier run get one try only: a program
         # without connectors must not poll a Connect cluster that may not exist.
@@ -245,6 +253,20 @@ class ConnectorManager:
             await self._rest.close()
 
     # -- one round -------------------------------------------------------------------------------
+
+    async def _make_topics(self) -> None:
+        """Create the declared topics that do not exist before their connectors write to them:
+        the pipelines reading them find them at once, and a broker that does not create topics
+        on first use works too (a failure is logged; Connect may still create them)."""
+        topics = {info.topic for info in self._declared.values()} - self._topics_made
+        if not topics:
+            return
+        try:
+            await asyncio.to_thread(self._create_topics, self.settings, sorted(topics))
+        except Exception as exc:  # the broker's problem shows in the pipelines' status
+            log.warning("connectors: could not create the topics %s: %s", sorted(topics), exc)
+            return
+        self._topics_made |= topics
 
     async def _round(self) -> bool:
         try:
@@ -331,6 +353,12 @@ class ConnectorManager:
                 continue
             if settled and not self._declared:
                 return
+
+
+def _ensure_topics(settings: Settings, topics: Iterable[str]) -> object:
+    from lhpipe.connect.kafka import ensure_topics
+
+    return ensure_topics(settings, topics)
 
 
 # -- from connector --------------------------------------------------------------------------------

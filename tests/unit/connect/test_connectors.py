@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ class FakeConnect:
         self.calls: list[tuple[str, str]] = []
         self.down = False
         self.reject: str | None = None
+        self.topics_created: list[list[str]] = []  # what the manager asked the broker for
+
+    def create_topics(self, settings: Settings, topics: Iterable[str]) -> None:
+        self.topics_created.append(list(topics))
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         if self.down:
@@ -106,7 +110,9 @@ def fake() -> FakeConnect:
 
 def _manager(fake: FakeConnect, environ: dict[str, str] | None = None) -> ConnectorManager:
     rest = ConnectRest(URL, client=httpx.AsyncClient(transport=httpx.MockTransport(fake.handle)))
-    return ConnectorManager(Settings(environ=environ or {}), rest=rest)
+    return ConnectorManager(
+        Settings(environ=environ or {}), rest=rest, create_topics=fake.create_topics
+    )
 
 
 def _connectors(tmp_path: Path, text: str) -> dict[str, ConnectorInfo]:
@@ -227,6 +233,8 @@ async def test_sync_creates_then_a_second_sync_puts_nothing(
 
     await manager.sync(declared)  # a reload with the same declaration
     assert fake.puts() == ["/connectors/lines/config"]
+    # The topic was made before the connector, once.
+    assert fake.topics_created == [["lines-topic"]]
     await manager.close()
 
 
@@ -495,3 +503,17 @@ def test_the_demo_creates_the_files_its_file_sources_read(tmp_path: Path) -> Non
     settings = Settings(environ={"CRM_EXPORT": str(export)})
     assert create_connector_files([str(path)], settings) == [str(export)]
     assert export.is_file() and export.read_text() == ""
+
+
+@synchronous
+async def test_a_broker_that_cannot_create_topics_does_not_stop_the_deployment(
+    tmp_path: Path, fake: FakeConnect
+) -> None:
+    def refuse(settings: Settings, topics: Iterable[str]) -> None:
+        raise RuntimeError("broker unreachable")
+
+    rest = ConnectRest(URL, client=httpx.AsyncClient(transport=httpx.MockTransport(fake.handle)))
+    manager = ConnectorManager(Settings(environ={}), rest=rest, create_topics=refuse)
+    await manager.sync(_connectors(tmp_path, LINES))
+    assert "lines" in fake.configs
+    await manager.close()

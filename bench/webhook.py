@@ -13,10 +13,16 @@ Against the running local stack (``lhpipe stack up``):
 3. Maximum throughput: ``wrk`` (a second process, on loopback) with ``--connections``
    connections for ``--duration`` seconds against each, validly signed requests, each with
    its own ``X-GitHub-Delivery``; ``--rounds`` rounds alternating which side goes first; the
-   median of the per-round ratios is reported.
-4. Fixed rate: an open-loop load generator (a Python subprocess on raw asyncio sockets)
-   sends ``--rate`` requests/s for ``--duration`` seconds to each; latency is measured from
-   the moment each request was due (so a stall counts against the server), p50/p99/max.
+   median of the per-round ratios is reported, and beside it each server's CPU time per
+   request (from ``/proc``), whose ratio depends much less on what else runs on the machine.
+4. Fixed rate, after a :data:`SETTLE_SECONDS` pause: an open-loop load generator (a Python
+   subprocess on raw asyncio sockets) sends ``--rate`` requests/s for ``--duration`` seconds
+   to each; latency is measured from the moment each request was due (so a stall counts
+   against the server: no coordinated omission), p50/p99/p99.9/max.
+
+The bare handler's process sets the garbage collector as ``lhpipe run`` does after start-up
+(:func:`lhpipe.engine.heap.settle`), so the two differ only by what the route does. The load
+average is printed at the start and the end: on a busy machine the absolute figures drop.
 
 Every figure is printed with its goal; the topic's record count is checked against the number
 of 202 answers. Needs ``wrk`` (``apt-get install -y wrk``). Every subprocess is stopped at the
@@ -50,6 +56,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 GOAL_RATIO = 0.5
 GOAL_P99_MS = 25.0
+#: The pause between the maximum-throughput runs and the fixed-rate ones: the broker and both
+#: servers finish what the last wrk run left (log flushes, collections) before the clock runs.
+SETTLE_SECONDS = 5.0
 SECRET = "bench-secret"
 PATH = "/hooks/applicants"
 BODY = json.dumps(
@@ -131,11 +140,13 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def serve_bare(port: int) -> None:
+    from lhpipe.engine import heap
     from lhpipe.engine.server import HttpListener
 
     async def main() -> None:
         listener = HttpListener(bare_app, host="127.0.0.1", port=port)  # type: ignore[arg-type]
         await listener.start()
+        heap.settle()  # the garbage collector set as `lhpipe run` sets it after start-up
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -199,12 +210,14 @@ async def fixed_rate(port: int, rate: float, seconds: float, connections: int) -
         "statuses": statuses,
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99) - 1],
+        "p999_ms": 1000 * latencies[int(len(latencies) * 0.999) - 1],
         "max_ms": 1000 * latencies[-1],
     }
 
 
-def run_fixed_rate(port: int, rate: float, seconds: float) -> dict[str, Any]:
+def run_fixed_rate(port: int, rate: float, seconds: float, pid: int) -> dict[str, Any]:
     """The load generator in its own process (the server's process is not disturbed)."""
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [sys.executable, __file__, "--load", str(port), str(rate), str(seconds)],
         capture_output=True,
@@ -213,6 +226,7 @@ def run_fixed_rate(port: int, rate: float, seconds: float) -> dict[str, Any]:
         check=True,
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["cpu_us"] = cpu_per_request(cpu_before, pid, result["requests"])
     return result
 
 
@@ -227,15 +241,40 @@ class WrkResult:
     socket_errors: int
     p50_ms: float
     p99_ms: float
+    cpu_us: float | None = None  # the server process's CPU time per request
+
+    def cpu_text(self) -> str:
+        return "" if self.cpu_us is None else f", {self.cpu_us:.0f} µs CPU/req"
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds
 
 
-def run_wrk(port: int, seconds: float, connections: int, folder: Path, label: str) -> WrkResult:
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time (user + system, every thread) process ``pid`` has used; ``None`` where
+    ``/proc`` is missing. Per request, it says what each side costs even on a loaded machine,
+    where requests/s mostly say what the other tenants left over."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(before: float | None, pid: int, requests: int) -> float | None:
+    after = cpu_seconds(pid)
+    if before is None or after is None or requests == 0:
+        return None
+    return 1e6 * (after - before) / requests
+
+
+def run_wrk(
+    port: int, seconds: float, connections: int, folder: Path, label: str, pid: int
+) -> WrkResult:
     script = folder / f"{label}.lua"
     script.write_text(WRK_SCRIPT % (json.dumps(BODY.decode()), SIGNATURE, uuid.uuid4().hex, PATH))
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [
             "wrk",
@@ -254,7 +293,9 @@ def run_wrk(port: int, seconds: float, connections: int, folder: Path, label: st
         check=True,
     )
     line = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
-    return WrkResult(**json.loads(line[len("RESULT ") :]))
+    result = WrkResult(**json.loads(line[len("RESULT ") :]))
+    result.cpu_us = cpu_per_request(cpu_before, pid, result.requests)
+    return result
 
 
 # -- orchestration -------------------------------------------------------------------------------
@@ -312,6 +353,10 @@ def records_in(topic: str) -> int:
         consumer.close()
 
 
+def load_average() -> str:
+    return ", ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -359,23 +404,25 @@ def main() -> int:
                 "work."
             )
         # Warm-up: first connections, the registry registration, the producer's metadata.
-        warm = run_wrk(lhpipe_port, 2, args.connections, folder, "warm-lhpipe")
-        run_wrk(bare_port, 2, args.connections, folder, "warm-bare")
+        warm = run_wrk(lhpipe_port, 2, args.connections, folder, "warm-lhpipe", lhpipe.pid)
+        run_wrk(bare_port, 2, args.connections, folder, "warm-bare", bare.pid)
+        print(f"load average (1, 5, 15 min): {load_average()}")
         print(
             f"max throughput: wrk, 1 thread, {args.connections} connections, "
             f"{args.duration:.0f} s per run, {len(BODY)}-byte signed JSON body, "
             f"body = {body}"
         )
-        ratios = []
+        ratios: list[float] = []
+        cpu_ratios: list[float] = []
         accepted = warm.requests - warm.non2xx
         bare_rates, lhpipe_rates, lhpipe_p99s = [], [], []
         for round_number in range(args.rounds):
-            sides = [("bare", bare_port), ("lhpipe", lhpipe_port)]
+            sides = [("bare", bare_port, bare.pid), ("lhpipe", lhpipe_port, lhpipe.pid)]
             if round_number % 2:
                 sides.reverse()
             results: dict[str, WrkResult] = {}
-            for label, port in sides:
-                results[label] = run_wrk(port, args.duration, args.connections, folder, label)
+            for label, port, pid in sides:
+                results[label] = run_wrk(port, args.duration, args.connections, folder, label, pid)
                 if results[label].non2xx or results[label].socket_errors:
                     print(f"  warning: {label}: {results[label]}")
             b, lh = results["bare"], results["lhpipe"]
@@ -384,10 +431,13 @@ def main() -> int:
             bare_rates.append(b.rate)
             lhpipe_rates.append(lh.rate)
             lhpipe_p99s.append(lh.p99_ms)
+            if b.cpu_us is not None and lh.cpu_us is not None:
+                cpu_ratios.append(b.cpu_us / lh.cpu_us)
             print(
                 f"  round {round_number + 1}: bare {b.rate:8.0f} req/s (p50 {b.p50_ms:.1f} ms, "
-                f"p99 {b.p99_ms:.1f} ms) | lhpipe {lh.rate:8.0f} req/s (p50 {lh.p50_ms:.1f} ms,"
-                f" p99 {lh.p99_ms:.1f} ms) | ratio {lh.rate / b.rate:.2f}"
+                f"p99 {b.p99_ms:.1f} ms{b.cpu_text()}) | lhpipe {lh.rate:8.0f} req/s "
+                f"(p50 {lh.p50_ms:.1f} ms, p99 {lh.p99_ms:.1f} ms{lh.cpu_text()}) "
+                f"| ratio {lh.rate / b.rate:.2f}"
             )
         ratio = statistics.median(ratios)
         print(
@@ -395,17 +445,28 @@ def main() -> int:
             f"{statistics.median(lhpipe_rates):.0f} req/s, ratio {ratio:.2f} "
             f"(goal ≥ {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'})"
         )
+        if cpu_ratios:
+            print(
+                "  CPU per request, bare / lhpipe (the ratio the servers' own costs allow, "
+                f"whatever else runs on the machine): {statistics.median(cpu_ratios):.2f}"
+            )
+        time.sleep(SETTLE_SECONDS)
         print(
             f"fixed rate: {args.rate:.0f} req/s for {args.duration:.0f} s, open loop, "
-            "latency from each request's due time"
+            f"latency from each request's due time (after a {SETTLE_SECONDS:.0f} s pause)"
         )
         fixed = {}
-        for label, port in (("bare", bare_port), ("lhpipe", lhpipe_port)):
-            fixed[label] = run_fixed_rate(port, args.rate, args.duration)
+        for label, port, pid in (
+            ("bare", bare_port, bare.pid),
+            ("lhpipe", lhpipe_port, lhpipe.pid),
+        ):
+            fixed[label] = run_fixed_rate(port, args.rate, args.duration, pid)
             f = fixed[label]
+            cpu = "" if f["cpu_us"] is None else f", {f['cpu_us']:.0f} µs CPU/req"
             print(
                 f"  {label:6}: {f['rate']:.0f} req/s sent, answers {f['statuses']}, "
-                f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, max {f['max_ms']:.1f} ms"
+                f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
+                f"p99.9 {f['p999_ms']:.1f} ms, max {f['max_ms']:.1f} ms{cpu}"
             )
         accepted += fixed["lhpipe"]["statuses"].get("202", 0)
         p99 = fixed["lhpipe"]["p99_ms"]
@@ -413,6 +474,7 @@ def main() -> int:
             f"  lhpipe p99 at {args.rate:.0f} req/s: {p99:.1f} ms "
             f"(goal < {GOAL_P99_MS:.0f} ms: {'met' if p99 < GOAL_P99_MS else 'NOT met'})"
         )
+        print(f"load average (1, 5, 15 min): {load_average()}")
         # wrk stops with up to --connections requests in flight: they are produced, not counted.
         print(
             f"records in the topic: {records_in(topic)}; requests answered 202: {accepted} "

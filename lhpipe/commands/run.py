@@ -102,6 +102,7 @@ async def _serve(
 ) -> int:
     """Serve until the first signal, drain, and return the exit code (1 when a second
     signal abandoned the drain). ``watch``: the paths to hot-reload from."""
+    from lhpipe.engine import heap
     from lhpipe.engine.reload import Reloader, publish_program
     from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
@@ -143,6 +144,7 @@ async def _serve(
     watcher: asyncio.Task[None] | None = None
     try:
         await supervisor.start(app)
+        heap.settle()  # start-up's objects out of the collector's way (lhpipe/engine/heap.py)
         log.info(
             "running %d pipeline(s) and %d webhook(s); /readyz on port %d",
             len(compiled.pipelines),

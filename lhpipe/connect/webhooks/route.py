@@ -309,6 +309,8 @@ class WebhookRoute:
         self._key: Evaluator | None = (
             compile_expr(webhook.key, program) if webhook.key is not None else None
         )
+        # A schema body's records carry the registry's schema id (json and bytes have none).
+        self._needs_schema_id = webhook.topic is not None and body.is_schema
         self._name_header = webhook.name.encode("utf-8")
         self._method_not_allowed: dict[str, Problem] = {}
         self._too_large = problems.payload_too_large(webhook.max_body)
@@ -382,7 +384,7 @@ class WebhookRoute:
         try:
             body = self.body
             decoder = body.decoder
-            if decoder is None or (self.topic is not None and body.schema_id is None):
+            if decoder is None or (self._needs_schema_id and body.schema_id is None):
                 decoder = await body.ready(needs_id=self.topic is not None)
             value = decoder.decode(headers.get("content-type"), raw)
             key = self._record_key(scope, headers, value, verdict, webhook_id)

@@ -192,3 +192,79 @@ pipeline {pipeline} {{
     assert feed.asked[asked_before] == str(resumed_from)
     assert read_again == ITEMS - resumed_from - len(done_after)
     assert settled_wf_run_count(config, wf_name, ITEMS) == ITEMS
+
+
+class _FlakyHandler(BaseHTTPRequestHandler):
+    """``GET /latest``: 503 while the server's ``down`` is set, else three items with an
+    ETag (304 when it matches)."""
+
+    server: Any
+
+    def do_GET(self) -> None:
+        self.server.asked.append({k.lower(): v for k, v in self.headers.items()})
+        if self.server.down:
+            self.send_response(503)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        if self.headers.get("if-none-match") == '"v1"':
+            self.send_response(304)
+            self.end_headers()
+            return
+        body = json.dumps([{"id": n} for n in (1, 2, 3)]).encode()
+        self.send_response(200)
+        self.send_header("etag", '"v1"')
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_an_endpoint_that_fails_shows_in_readyz_until_it_answers(tmp_path: Path) -> None:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    server.daemon_threads = True
+    server.down = True
+    server.asked = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pipeline = f"flaky_{uuid.uuid4().hex[:10]}"
+    out = tmp_path / "out.jsonl"
+    folder = write_pipelines(
+        tmp_path / "pipelines",
+        f"""
+pipeline {pipeline} {{
+  from poll "http://127.0.0.1:{server.server_address[1]}/latest" {{
+    every = 200ms
+    id = item.id
+  }}
+  to file "{out}"
+}}
+""",
+    )
+    try:
+        with LhpipeRun(folder) as run:
+
+            def reported_down() -> dict[str, Any] | None:
+                answer = run.readyz()
+                if answer is None or answer[0] != 503:
+                    return None
+                status: dict[str, Any] = answer[1]["pipelines"][pipeline]
+                detail = status["detail"] or ""
+                return status if "HTTP 503" in detail else None
+
+            status = wait_until(reported_down, 60, "/readyz to report the failing endpoint")
+            assert status["source_connected"] is False
+            assert status["state"] == "running"
+            server.down = False
+            run.wait_ready()
+            wait_until(lambda: out.exists() and len(out.read_text().splitlines()) == 3, 30, "3")
+            asked = len(server.asked)
+            wait_until(lambda: len(server.asked) >= asked + 3, 30, "three more ticks")
+            assert run.terminate() == 0, run.log()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # The same three items on every tick: 304 after the first answer, each item once.
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [1, 2, 3]
+    assert server.asked[-1].get("if-none-match") == '"v1"'

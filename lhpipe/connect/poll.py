@@ -63,8 +63,10 @@ DEFAULT_DEDUPE_WINDOW = 1000
 REQUEST_TIMEOUT_SECONDS = 30.0
 #: How often a full runner (or a paused pipeline) is looked at again.
 ROOM_WAIT_SECONDS = 0.01
-#: The first wait after the state could not be read; doubles up to ``every``.
+#: The first wait after the state could not be read or written; reads double it up to
+#: ``MAX_STATE_RETRY_SECONDS``.
 STATE_RETRY_SECONDS = 1.0
+MAX_STATE_RETRY_SECONDS = 30.0
 #: How long a stop waits for the last state to be written.
 FINAL_WRITE_SECONDS = 10.0
 MIN_EVERY_SECONDS = 0.05
@@ -201,7 +203,7 @@ class PollSource:
             except Exception as exc:
                 self._fail(f"cannot read the poll state: {exc}")
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, max(STATE_RETRY_SECONDS, self.requests.every_seconds))
+                delay = min(delay * 2, MAX_STATE_RETRY_SECONDS)
         if state is not None:
             self._cursor = state.cursor
             self._etag, self._etag_url = state.etag, state.etag_url

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lhpipe.check.program import PipelineInfo, Program, Text
+from lhpipe.check.program import ConnectorInfo, PipelineInfo, Program, Text
 from lhpipe.engine import metrics
 from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
 from lhpipe.engine.ordering import DEFAULT_MAX_IN_FLIGHT
@@ -161,6 +161,7 @@ class Supervisor:
         self._dead_letter_topics: set[str] = set()  # known to exist
         self.gateway: Gateway | None = None
         self.connectors: ConnectorManager | None = None
+        self._connector_sweep: asyncio.Task[None] | None = None
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -250,6 +251,10 @@ class Supervisor:
             # First: the webhooks stop taking requests while the pipelines drain.
             await self.gateway.close()
         await asyncio.gather(*(runner.stop(deadline) for runner in self._runners.values()))
+        if self._connector_sweep is not None:
+            self._connector_sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector_sweep
         if self.connectors is not None:
             await self.connectors.close()
         for shared in (*self._retired, self._shared):
@@ -372,16 +377,31 @@ class Supervisor:
 
     async def _sync_connectors(self) -> None:
         """Bring the Kafka Connect cluster in line with the program's ``connector``
-        declarations (the manager is made on first need, and kept once made so that a later
-        program without connectors removes them)."""
+        declarations.
+
+        The manager is always made, because a program without connectors must still remove
+        the ones an earlier run of it deployed (those marked as lhpipe's). With nothing
+        declared that clean-up runs in the background: a process that does not use Kafka
+        Connect neither waits for it nor reports it in ``/readyz``."""
         if self.connectors is None:
-            if not self.program.connectors:
-                return
             from lhpipe.connect.connectors import ConnectorManager
 
             self.connectors = ConnectorManager(self.settings)
+        if self._connector_sweep is not None and not self._connector_sweep.done():
+            self._connector_sweep.cancel()
+        self._connector_sweep = None
+        declared = self.program.connectors
+        if declared:
+            await self._sync_connectors_now(declared)
+        else:
+            self._connector_sweep = asyncio.get_running_loop().create_task(
+                self._sync_connectors_now(declared)
+            )
+
+    async def _sync_connectors_now(self, declared: Mapping[str, ConnectorInfo]) -> None:
+        assert self.connectors is not None
         try:
-            await self.connectors.sync(self.program.connectors)
+            await self.connectors.sync(declared)
         except Exception:
             log.exception("could not bring the connectors up to date")
 

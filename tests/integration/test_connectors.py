@@ -141,6 +141,16 @@ pipeline customers {{
             assert run.terminate() == 0
             assert "no longer declared" in run.log()
         assert settled_wf_run_count(config, wf_spec, 7) == 7
+
+        # The last declaration deleted: a restarted lhpipe with no connector at all still
+        # removes the one its earlier run deployed.
+        write_pipelines(folder, pipeline.replace(f"from connector {name}", f'from topic "{topic}"'))
+        with LhpipeRun(folder, env=env) as run:
+            run.wait_ready(READY_TIMEOUT_SECONDS)
+            wait_until(
+                lambda: other not in connector_names(connect), 30, f"connector {other} removed"
+            )
+            assert run.terminate() == 0
     finally:
         delete_connector(connect, name)
         delete_connector(connect, other)

@@ -8,8 +8,9 @@ A :class:`PollSource` runs as one task on the event loop (httpx is asynchronous,
    when it holds an ETag of that very URL), reads the items and the next cursor
    (:mod:`lhpipe.connect.poll_items`), drops items whose id is in the dedupe window, and hands
    the others to the runner as records, as fast as the runner has room.
-3. When a page had items and moved the cursor, the next page is asked at once; otherwise the
-   source waits ``every`` before asking again. A ``304 Not Modified`` is a page without items.
+3. When a page gave new records and moved the cursor, the next page is asked at once;
+   otherwise the source waits ``every`` before asking again. A ``304 Not Modified`` is a page
+   without items.
 4. Failures never move the cursor: a connection error, a timeout, an HTTP error status, an
    answer that is not JSON, or ``items``/``cursor`` failing on it is logged, shows the source
    as not connected (``/readyz``, with the reason), and the same request is asked again at
@@ -246,12 +247,14 @@ class PollSource:
         start = self._next_sequence
         records, ids = self._records(page.items, url)
         etag = response.headers.get("etag")
-        self._cursor = cursor if page.cursor is None else page.cursor
+        self._cursor = cursor if page.cursor in (None, "") else page.cursor
         self._etag, self._etag_url = (etag, url) if etag else (None, None)
         self._pages.append(_Page(start, self._next_sequence, before, ids, self._state()))
         self._advance()
         await self._hand_over(records)
-        return bool(page.items) and self._cursor != cursor
+        # A page of only known items does not hurry: a cursor that wraps around to the start
+        # must not make a loop of requests without a pause.
+        return bool(records) and self._cursor != cursor
 
     def _state(self) -> PollState:
         return PollState(self._cursor, self._etag, self._etag_url, tuple(self._seen))

@@ -8,8 +8,9 @@ the record each item becomes. No I/O here (:mod:`lhpipe.connect.poll` polls).
 * **Items.** ``items`` (over ``response``, the answer's JSON) gives the list of items; null
   means none. Without ``items``, an answer that is a list is the list of items, and any other
   answer is one item.
-* **Cursor.** ``cursor`` (over ``response``) gives the next cursor; null (or no ``cursor`` key)
-  keeps the one there is, so the end of a feed never sends the poller back to its start.
+* **Cursor.** ``cursor`` (over ``response``) gives the next cursor; null or ``""`` (or no
+  ``cursor`` key) keeps the one there is, so the end of a feed never sends the poller back to
+  its start.
 * **Identity.** Each item has a dedupe id: the ``id`` expression (over ``item``, also named
   ``value``) rendered as text, or without ``id`` the SHA-256 of the item's canonical JSON
   (keys sorted), so an item seen again is recognised. The record's origin

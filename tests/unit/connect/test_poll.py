@@ -519,3 +519,58 @@ test "an item without an id fails" {
     assert "PASS items start a WfRun named after their id" in report
     assert "FAIL an item without an id fails" in report
     assert "`id`" in report
+
+
+def test_an_empty_cursor_keeps_the_last_one_and_known_items_do_not_hurry() -> None:
+    """The last page says ``next: ""``: the poller keeps its cursor; a feed that sends it back
+    to the first page (all known items) waits ``every`` instead of looping."""
+    asked: list[str] = []
+
+    def wrapping(request: httpx.Request) -> httpx.Response:
+        after = request.url.params.get("after") or "0"
+        asked.append(after)
+        if after == "0":
+            return httpx.Response(200, json={"items": [{"id": "a"}], "next": "1"})
+        if after == "1":
+            return httpx.Response(200, json={"items": [{"id": "b"}], "next": ""})
+        return httpx.Response(200, json={"items": [{"id": "a"}], "next": "1"})
+
+    sink, store = Sink(), Store()
+
+    async def scenario() -> None:
+        poll = source(wrapping, store, sink, text=FEED.replace("100ms", "10s"))
+        poll.start()
+        await until(lambda: len(sink.records) == 2, "two items")
+        await asyncio.sleep(0.1)
+        await poll.stop(sink.tracker.committable)
+
+    asyncio.run(scenario())
+    # "" kept cursor "1": the next tick (10 s away) would ask after=1 again, not the start.
+    assert asked == ["0", "1"]
+
+
+def test_a_cursor_that_wraps_around_to_known_items_waits_for_the_next_tick() -> None:
+    pages = {
+        "0": {"items": [{"id": "a"}], "next": "1"},
+        "1": {"items": [{"id": "b"}], "next": "wrap"},
+        "wrap": {"items": [{"id": "a"}], "next": "1"},
+    }
+    asked: list[str] = []
+
+    def wrapping(request: httpx.Request) -> httpx.Response:
+        after = request.url.params.get("after") or "0"
+        asked.append(after)
+        return httpx.Response(200, json=pages[after])
+
+    sink, store = Sink(), Store()
+
+    async def scenario() -> None:
+        poll = source(wrapping, store, sink, text=FEED.replace("100ms", "10s"))
+        poll.start()
+        await until(lambda: len(asked) == 3, "three requests")
+        await asyncio.sleep(0.1)
+        await poll.stop(sink.tracker.committable)
+
+    asyncio.run(scenario())
+    assert asked == ["0", "1", "wrap"]
+    assert len(sink.records) == 2

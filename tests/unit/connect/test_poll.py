@@ -574,3 +574,40 @@ def test_a_cursor_that_wraps_around_to_known_items_waits_for_the_next_tick() -> 
     asyncio.run(scenario())
     assert asked == ["0", "1", "wrap"]
     assert len(sink.records) == 2
+
+
+def test_source_parts_read_the_settings_and_decode_items_as_json() -> None:
+    from lhpipe.connect.poll import source_parts
+    from lhpipe.engine.sources import PipelineNotRunnable
+    from lhpipe.graph.compile import compile_program
+    from lhpipe.settings import Settings
+
+    prog = program()
+    spec = compile_program(prog, Settings(environ={})).pipelines["feed"]
+
+    class Clients:
+        def kafka_producer(self) -> Any:
+            return object()
+
+        def schema_registry(self) -> Any:
+            raise AssertionError("a poll source needs no registry")
+
+        def sender(self, kind: Any) -> Any:
+            raise AssertionError("no sender")
+
+    parts = source_parts(spec, prog, Settings(environ={}), Clients())
+    assert parts.decoder.decode_value(b'{"id": "a"}') == {"id": "a"}
+    assert not parts.decoder.is_avro
+    for bad in ("many", "-1"):
+        with pytest.raises(PipelineNotRunnable, match="LHPIPE_POLL_DEDUPE_WINDOW"):
+            source_parts(
+                spec, prog, Settings(environ={"LHPIPE_POLL_DEDUPE_WINDOW": bad}), Clients()
+            )
+
+
+def test_header_values_that_are_null_are_left_out() -> None:
+    text = FEED.replace(
+        'headers { authorization = "Bearer t0ken" }',
+        "headers { authorization = null  x_count = 3 }",
+    )
+    assert requests_of(text).headers() == {"x_count": "3"}

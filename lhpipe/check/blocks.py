@@ -53,7 +53,7 @@ TARGETS: Final[Mapping[ast.TargetKind, BlockSpec]] = {
         "`post_event`", "wf_run_id guid content thread_run_number node_run_position"
     ),
     ast.TargetKind.CORRELATE: _spec("`correlate`", "key content"),
-    ast.TargetKind.TOPIC: _spec("`to topic`", "value key", "headers"),
+    ast.TargetKind.TOPIC: _spec("`to topic`", "value key schema", "headers"),
     ast.TargetKind.HTTP: _spec("`to http`", "method body", "headers"),
     ast.TargetKind.FILE: _spec("`to file`", "value"),
     ast.TargetKind.LOG: _spec("`to log`", "value"),

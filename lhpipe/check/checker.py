@@ -34,6 +34,7 @@ from typing import Literal, cast
 
 from lhpipe.check import blocks, rules, scopes
 from lhpipe.check import types as t
+from lhpipe.check.export_schema import misfits
 from lhpipe.check.expressions import ExpressionChecker
 from lhpipe.check.names import EMPTY_SCOPE, Binding, Scope, did_you_mean
 from lhpipe.check.program import (
@@ -956,8 +957,12 @@ class _Checker:
         kind = target.kind
         found = blocks.entries(target.block, blocks.TARGETS[kind], self.diagnostics)
         settings = {k: e.value for k, e in found.items() if isinstance(e, ast.Setting)}
+        schema_expr = settings.pop("schema", None)
         for key, expr in settings.items():
             self._target_setting(kind, key, expr, scope)
+        schema = None
+        if schema_expr is not None:
+            schema = self._export_schema(schema_expr, settings.get("value"), scope)
         name = self._target_arg(target, scope)
         variables = None
         if "variables" in found:
@@ -968,7 +973,36 @@ class _Checker:
         headers = None
         if "headers" in found:
             headers = self._header_map(found["headers"], scope, http=kind is ast.TargetKind.HTTP)
-        return TargetInfo(kind, target, name, settings, variables, headers)
+        return TargetInfo(kind, target, name, settings, variables, headers, schema)
+
+    def _export_schema(self, expr: ast.Expr, value: ast.Expr | None, scope: Scope) -> str | None:
+        """``schema = NAME`` of ``to topic``: the schema's name, with the value's static type
+        checked against it (``value`` when written, else the record's value)."""
+        if not isinstance(expr, ast.Name):
+            self.report("LHP209", expr.span, "`schema` must be the name of a declared schema")
+            return None
+        name = expr.name
+        schema_type = self.schema_types.get(name)
+        if schema_type is None:
+            self._unknown_ref(ast.Ident(name, expr.span), "LHP103", "schema", ast.SchemaDecl)
+            return None
+        if value is not None:
+            value_type = self.types.get(id(value), t.UNKNOWN)
+        else:
+            binding = scope.names.get("value")
+            value_type = binding.type if binding and binding.unavailable is None else t.UNKNOWN
+        for misfit in misfits(value_type, schema_type):
+            span = _span_at(value, misfit.path) if value is not None else expr.span
+            self.report(
+                "LHP202" if misfit.unknown_field else "LHP201",
+                span,
+                misfit.message,
+                None
+                if value is not None
+                else f"without `value`, the record's value (`{value_type}`) is written: "
+                "write `value = { ... }` to shape it",
+            )
+        return name
 
     def _target_arg(self, target: ast.Target, scope: Scope) -> str | None:
         arg = target.arg
@@ -1302,6 +1336,19 @@ class _NotLiteral:
 
 
 _NOT_LITERAL = _NotLiteral()
+
+
+def _span_at(expr: ast.Expr, path: tuple[str, ...]) -> Span:
+    """The span of the part of an object literal ``path`` names (field by field), as deep as
+    the literal goes; else the span of ``expr``."""
+    for segment in path:
+        if not isinstance(expr, ast.ObjectLit):
+            break
+        entry = next((e for e in expr.entries if e.key.name == segment), None)
+        if entry is None:
+            break
+        expr = entry.value
+    return expr.span
 
 
 def _iso_timestamp(text: str) -> bool:

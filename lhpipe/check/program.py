@@ -147,7 +147,8 @@ class TargetInfo:
     path (``None`` for ``to log``). ``settings`` are the block's ``key = expr`` entries;
     ``variables`` the ``variables { }`` block of ``run_wf`` (``None`` when not written: each
     top-level field of ``value`` becomes a variable); ``headers`` the ``headers`` of
-    ``to http``."""
+    ``to http``; ``schema`` the declared schema a ``to topic`` writes its value with (Avro in
+    the registry wire format; ``None``: JSON). ``schema`` is not among ``settings``."""
 
     kind: ast.TargetKind
     decl: ast.Target
@@ -155,6 +156,7 @@ class TargetInfo:
     settings: Mapping[str, ast.Expr]
     variables: Mapping[str, ast.Expr] | None = None
     headers: Mapping[str, ast.Expr] | None = None
+    schema: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from lhpipe.engine.plans import (
     PostEventPlan,
     RunWfPlan,
     TopicPlan,
+    TopicSchema,
 )
 from lhpipe.engine.record import Record
 from lhpipe.syntax import ast
@@ -324,6 +325,7 @@ def _to_topic(target: _Target) -> Planner:
     written_key = target.setting("key")
     value = target.setting("value")
     headers = target.map(target.info.headers)
+    schema = _topic_schema(target)
 
     def plan(env: Mapping[str, Any], record: Record) -> Plan:
         if written_key is not None:
@@ -335,9 +337,19 @@ def _to_topic(target: _Target) -> Planner:
             key=key,
             value=env.get("value") if value is None else value(env),
             headers=_header_texts(headers, env, label),
+            schema=schema,
         )
 
     return plan
+
+
+def _topic_schema(target: _Target) -> TopicSchema | None:
+    """The Avro schema of ``schema = NAME``: its Avro JSON, or its registry subject."""
+    name = target.info.schema
+    if name is None:
+        return None
+    info = target.program.schemas[name]
+    return TopicSchema(name=name, avro=info.avro, subject=info.subject)
 
 
 def _topic_key(key: Any, label: str) -> str | None:

@@ -62,6 +62,17 @@ class TopicPlan:
     key: str | None
     value: Any
     headers: Mapping[str, str] = field(default_factory=dict)
+    schema: TopicSchema | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSchema:
+    """The Avro schema a ``to topic`` target writes with (``schema = NAME``): the schema's
+    Avro JSON (an inline or ``.avsc`` schema), or the registry subject it is read from."""
+
+    name: str
+    avro: Mapping[str, Any] | None = None
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

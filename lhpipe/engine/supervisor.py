@@ -109,7 +109,7 @@ class _Shared:
         elif kind is ast.TargetKind.TOPIC:
             from lhpipe.connect.topic_sender import TopicSender
 
-            sender = TopicSender(self.kafka_producer())
+            sender = TopicSender(self.kafka_producer(), self.schema_registry)
         elif kind is ast.TargetKind.HTTP:
             from lhpipe.connect.http_sender import HttpSender
 

@@ -174,6 +174,14 @@ class _Compiler:
             _record_names(t, seen)
         return tuple(sorted(name for name in seen if name in self.program.schemas))
 
+    def pipeline_schemas(self, pipeline: PipelineInfo) -> tuple[str, ...]:
+        """The schemas a pipeline reads its source with and its ``to topic`` targets write
+        with (``schema = NAME``), and the schemas theirs refer to."""
+        written = {t.schema for t in pipeline.targets if t.schema in self.program.schemas}
+        types = [self.program.schemas[name].type for name in written if name is not None]
+        names = set(self.schema_names(pipeline.source.value_type, *types))
+        return tuple(sorted(names | {name for name in written if name is not None}))
+
     def schema_content(self, names: tuple[str, ...]) -> tuple[object, ...]:
         content: list[object] = []
         for name in names:
@@ -438,7 +446,7 @@ class _Compiler:
             dlq = self.topic(policy.dead_letter)
             self.dead_letters.add(dlq)
             self.edge(source_id, dlq, "on error")
-        schemas = self.schema_names(pipeline.source.value_type)
+        schemas = self.pipeline_schemas(pipeline)
         settings = tuple(sorted(self.pipeline_settings(pipeline, schemas)))
         description: dict[str, JSONValue] = {
             "source": self.source_json(pipeline),
@@ -586,6 +594,8 @@ def _target_json(target: TargetInfo) -> dict[str, JSONValue]:
         result["variables"] = {k: expr_text(v) for k, v in target.variables.items()}
     if target.headers is not None:
         result["headers"] = {k: expr_text(v) for k, v in target.headers.items()}
+    if target.schema is not None:
+        result["schema"] = target.schema
     return result
 
 

@@ -1,0 +1,513 @@
+"""Avro values for ``to topic "t" { schema = NAME }``: the value checked against the schema,
+converted where a conversion is safe, and written in the registry wire format.
+
+:class:`AvroValueEncoder` compiles one schema once into a check-and-convert function over the
+engine's plain values (:mod:`lhpipe.engine.plans`), then writes with fastavro's
+``schemaless_writer`` behind the wire header (magic byte 0, 4-byte big-endian schema id) that
+:func:`lhpipe.engine.decode.schema_id_of` reads. :class:`TopicSchemas` finds the schema id: the
+schema is registered under the topic's subject ``<topic>-value`` (the registry's
+TopicNameStrategy, as the Gateway does for webhooks) on first use and cached per process.
+
+What a schema accepts, type by type (the Gateway's rules for JSON bodies, plus the values only
+the engine has: datetimes, bytes):
+
+=========================  ====================================================================
+Avro                       accepted → written
+=========================  ====================================================================
+``record``                 a map; every field without a default must be there (a missing field
+                           that is optional, a union with null, is null); a key that is not a
+                           field is refused (a misspelt field would otherwise vanish)
+``int`` / ``long``         an integer within 32 / 64 bits (not a boolean, not ``1.0``)
+``float`` / ``double``     a number (an integer is widened); a ``float`` must fit 32 bits
+``boolean``                ``true`` / ``false``
+``string``                 text (``enum``: one of its symbols; ``uuid``: also a UUID)
+``bytes`` / ``fixed``      bytes, or base64 text (standard alphabet); ``fixed`` of its exact size
+``timestamp-millis``       a datetime (a naive one is UTC), ISO-8601 text, or an integer of
+/ ``-micros``              epoch milliseconds (``-micros``: microseconds)
+``date``                   a date, ISO-8601 date text, or days since the epoch
+``decimal``                a decimal, an integer, or decimal text
+``string`` + ``json``      any value, written as its JSON text (the inline ``json`` field type)
+``array`` / ``map``        a list / a map with text keys, each item checked
+unions                     null for a union with null; otherwise the first branch that takes
+                           the value
+=========================  ====================================================================
+
+A value that does not fit raises :class:`~lhpipe.engine.errors.PermanentError` with code
+``ENCODE`` and the path of the first misfit (``value.items[2].price: expected a long, got
+"x"``): the same value would fail on every attempt (delivery.md: dead letter).
+
+Registry failures keep the classes of :mod:`lhpipe.connect.registry`: unreachable, 429 and 5xx
+are transient (retried); a schema the registry refuses, an incompatible one (409) included, is
+permanent, like a value that does not fit: it would be refused again until someone changes the
+registry or the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, NoReturn, Protocol
+
+import fastavro
+
+from lhpipe.connect.jsonenc import dumps
+from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
+from lhpipe.engine.errors import PermanentError
+from lhpipe.engine.plans import TopicSchema
+
+_INT_RANGE: Final = (-(2**31), 2**31 - 1)
+_LONG_RANGE: Final = (-(2**63), 2**63 - 1)
+_FLOAT_MAX: Final = 3.4028234663852886e38
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DAY: Final = date(1970, 1, 1)
+
+#: A compiled check: the value as fastavro writes it, or :class:`_Misfit`.
+Check = Callable[[Any], Any]
+
+
+class _Misfit(Exception):
+    """The value does not fit; ``path`` grows as the exception leaves nested values."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str] = []
+
+    def where(self) -> str:
+        return "value" + "".join(self.path)
+
+
+def _fail(message: str) -> NoReturn:
+    raise _Misfit(message)
+
+
+def _describe(value: Any) -> str:
+    """A value as a message shows it: its type, and short values themselves."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a map"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bytes | bytearray):
+        return f"{len(value)} bytes"
+    text = json.dumps(value) if isinstance(value, str | int | float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class AvroValueEncoder:
+    """Checks, converts and writes values of one Avro schema (see the module docstring)."""
+
+    def __init__(self, name: str, avro: Mapping[str, Any]) -> None:
+        self.name = name
+        self.parsed = parse_avro_schema(avro)
+        named = self.parsed.get("__named_schemas", {}) if isinstance(self.parsed, dict) else {}
+        self._check = _Compiler(named).node(self.parsed)
+
+    def to_avro(self, value: Any) -> Any:
+        """``value`` as fastavro writes it; :class:`PermanentError` (``ENCODE``) when it does
+        not fit."""
+        try:
+            return self._check(value)
+        except _Misfit as misfit:
+            raise PermanentError(
+                f"the value does not fit schema {self.name}: {misfit.where()}: {misfit.message}",
+                code="ENCODE",
+            ) from None
+
+    def encode(self, schema_id: int, value: Any) -> bytes:
+        """``value`` in the registry wire format under ``schema_id``."""
+        datum = self.to_avro(value)
+        out = io.BytesIO()
+        out.write(WIRE_HEADER.pack(0, schema_id))
+        try:
+            fastavro.schemaless_writer(out, self.parsed, datum)
+        except Exception as exc:  # what the checks above did not foresee: still this value's
+            raise PermanentError(
+                f"the value does not fit schema {self.name}: {type(exc).__name__}: {exc}",
+                code="ENCODE",
+            ) from exc
+        return out.getvalue()
+
+
+class Registry(Protocol):
+    """The part of :class:`lhpipe.connect.registry.SchemaRegistry` the encoder uses."""
+
+    async def register(self, subject: str, avro: Mapping[str, Any] | str) -> int: ...
+
+    async def latest(self, subject: str) -> Any:
+        """A :class:`~lhpipe.connect.registry.RegisteredSchema` (its ``avro``)."""
+        ...
+
+
+def topic_subject(topic: str) -> str:
+    """The subject a topic's values are registered under (TopicNameStrategy)."""
+    return f"{topic}-value"
+
+
+class TopicSchemas:
+    """Schema ids and encoders of the ``to topic`` targets of one process.
+
+    On first use of a (topic, schema): a registry schema (``from registry "subject"``) is read
+    as the subject's latest version; the schema is then registered under ``<topic>-value``
+    (registering a schema the subject already has returns its id) and its encoder compiled.
+    The result is kept for the life of the process; a failure is not kept, so the next
+    attempt asks again. Concurrent first uses share one registration.
+    """
+
+    def __init__(self, registry: Callable[[], Registry]) -> None:
+        self._registry = registry
+        self._found: dict[tuple[str, str], asyncio.Future[tuple[int, AvroValueEncoder]]] = {}
+
+    async def encode(self, topic: str, schema: TopicSchema, value: Any) -> bytes:
+        """``value`` as the record value for ``topic`` (the registry wire format)."""
+        schema_id, encoder = await self.resolve(topic, schema)
+        return encoder.encode(schema_id, value)
+
+    async def resolve(self, topic: str, schema: TopicSchema) -> tuple[int, AvroValueEncoder]:
+        """The schema id under ``<topic>-value`` and the encoder of ``schema``."""
+        identity = (
+            json.dumps(schema.avro, sort_keys=True)
+            if schema.avro is not None
+            else f"registry:{schema.subject}"
+        )
+        key = (topic, identity)
+        future = self._found.get(key)
+        if future is None:
+            future = asyncio.ensure_future(self._resolve(topic, schema))
+            self._found[key] = future
+        try:
+            return await asyncio.shield(future)
+        except BaseException:
+            if future.done() and self._found.get(key) is future:
+                del self._found[key]
+            raise
+
+    async def _resolve(self, topic: str, schema: TopicSchema) -> tuple[int, AvroValueEncoder]:
+        registry = self._registry()
+        avro = schema.avro
+        if avro is None:
+            if schema.subject is None:
+                raise PermanentError(f"schema {schema.name} has no Avro form", code="ENCODE")
+            avro = (await registry.latest(schema.subject)).avro
+        schema_id = await registry.register(topic_subject(topic), avro)
+        return schema_id, AvroValueEncoder(schema.name, avro)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiling a parsed schema into a check
+# ---------------------------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, named: Mapping[str, Any]) -> None:
+        self.named = named
+        self.done: dict[str, Check] = {}
+
+    def node(self, schema: Any) -> Check:
+        if isinstance(schema, str):
+            primitive = _PRIMITIVES.get(schema)
+            return primitive if primitive is not None else self._named(schema)
+        if isinstance(schema, list):
+            return self._union(schema)
+        kind = schema["type"]
+        logical = schema.get("logicalType")
+        if isinstance(logical, str):
+            special = _logical(logical, kind, schema)
+            if special is not None:
+                return special
+        if kind in ("record", "error"):
+            return self._record(schema)
+        if kind == "enum":
+            return _enum(tuple(schema["symbols"]))
+        if kind == "fixed":
+            return _fixed(int(schema["size"]))
+        if kind == "array":
+            return _array(self.node(schema["items"]))
+        if kind == "map":
+            return _map(self.node(schema["values"]))
+        return self.node(kind)
+
+    def _named(self, name: str) -> Check:
+        found = self.done.get(name)
+        if found is not None:
+            return found
+
+        # A recursive type refers to itself: look it up when called.
+        def later(value: Any) -> Any:
+            return self.done[name](value)
+
+        self.done[name] = later
+        self.done[name] = self.node(self.named[name])
+        return self.done[name]
+
+    def _record(self, schema: Mapping[str, Any]) -> Check:
+        name = str(schema["name"])
+        self.done.setdefault(name, lambda value: self.done[name](value))
+        fields: list[tuple[str, Check, bool, bool]] = []
+        for field in schema["fields"]:
+            field_type = field["type"]
+            nullable = isinstance(field_type, list) and "null" in field_type
+            fields.append((field["name"], self.node(field_type), "default" in field, nullable))
+        check = _record_check(name, fields)
+        self.done[name] = check
+        return check
+
+    def _union(self, branches: list[Any]) -> Check:
+        nullable = "null" in branches
+        checks = [self.node(b) for b in branches if b != "null"]
+        names = ", ".join(_branch_name(b) for b in branches)
+
+        def check(value: Any) -> Any:
+            if value is None:
+                if nullable:
+                    return None
+                _fail(f"expected one of {names}, got null")
+            for branch in checks:
+                try:
+                    return branch(value)
+                except _Misfit:
+                    continue
+            _fail(f"expected one of {names}, got {_describe(value)}")
+
+        if nullable and len(checks) == 1:
+            inner = checks[0]
+            return lambda value: None if value is None else inner(value)
+        return check
+
+
+def _branch_name(schema: Any) -> str:
+    if isinstance(schema, str):
+        return schema
+    if isinstance(schema, dict):
+        return str(schema.get("name") or schema.get("logicalType") or schema.get("type"))
+    return "a union"
+
+
+def _record_check(name: str, fields: list[tuple[str, Check, bool, bool]]) -> Check:
+    known = frozenset(f[0] for f in fields)
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            _fail(f"expected a record ({name}), got {_describe(value)}")
+        out: dict[str, Any] = {}
+        for field_name, field_check, has_default, nullable in fields:
+            if field_name in value:
+                try:
+                    out[field_name] = field_check(value[field_name])
+                except _Misfit as misfit:
+                    misfit.path.insert(0, f".{field_name}")
+                    raise
+            elif nullable and not has_default:
+                out[field_name] = None
+            elif not has_default:  # with a default, fastavro writes the default
+                _fail(f"missing field `{field_name}` of {name}")
+        for key in value:
+            if key not in known:
+                _fail(f"unknown field `{key}`: {name} has no such field")
+        return out
+
+    return check
+
+
+def _array(item: Check) -> Check:
+    def check(value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            _fail(f"expected a list, got {_describe(value)}")
+        out = []
+        for index, element in enumerate(value):
+            try:
+                out.append(item(element))
+            except _Misfit as misfit:
+                misfit.path.insert(0, f"[{index}]")
+                raise
+        return out
+
+    return check
+
+
+def _map(values: Check) -> Check:
+    def check(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            _fail(f"expected a map, got {_describe(value)}")
+        out = {}
+        for key, element in value.items():
+            if not isinstance(key, str):
+                _fail(f"a map key must be text, got {_describe(key)}")
+            try:
+                out[key] = values(element)
+            except _Misfit as misfit:
+                misfit.path.insert(0, f"[{json.dumps(key)}]")
+                raise
+        return out
+
+    return check
+
+
+def _integer(what: str, low: int, high: int) -> Check:
+    def check(value: Any) -> Any:
+        if type(value) is not int:
+            _fail(f"expected {what}, got {_describe(value)}")
+        if not low <= value <= high:
+            _fail(f"expected {what} between {low} and {high}, got {value}")
+        return value
+
+    return check
+
+
+def _number(what: str, limit: float | None) -> Check:
+    def check(value: Any) -> Any:
+        if type(value) is not float and type(value) is not int:
+            _fail(f"expected {what}, got {_describe(value)}")
+        if limit is not None and abs(value) > limit:
+            _fail(f"expected {what} within ±{limit:.4g}, got {value}")
+        return float(value)
+
+    return check
+
+
+def _string(value: Any) -> Any:
+    if type(value) is not str:
+        _fail(f"expected text, got {_describe(value)}")
+    return value
+
+
+def _boolean(value: Any) -> Any:
+    if value is not True and value is not False:
+        _fail(f"expected true or false, got {_describe(value)}")
+    return value
+
+
+def _null(value: Any) -> Any:
+    if value is not None:
+        _fail(f"expected null, got {_describe(value)}")
+    return None
+
+
+def _bytes(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if type(value) is str:
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    _fail(f"expected bytes (or base64 text), got {_describe(value)}")
+
+
+_PRIMITIVES: Final[Mapping[str, Check]] = {
+    "null": _null,
+    "boolean": _boolean,
+    "int": _integer("an int", *_INT_RANGE),
+    "long": _integer("a long", *_LONG_RANGE),
+    "float": _number("a number (float)", _FLOAT_MAX),
+    "double": _number("a number", None),
+    "bytes": _bytes,
+    "string": _string,
+}
+
+
+def _enum(symbols: tuple[str, ...]) -> Check:
+    allowed = frozenset(symbols)
+    listed = ", ".join(symbols)
+
+    def check(value: Any) -> Any:
+        if type(value) is not str or value not in allowed:
+            _fail(f"expected one of {listed}, got {_describe(value)}")
+        return value
+
+    return check
+
+
+def _fixed(size: int) -> Check:
+    def check(value: Any) -> Any:
+        data = _bytes(value)
+        if len(data) != size:
+            _fail(f"expected {size} bytes, got {len(data)} bytes")
+        return data
+
+    return check
+
+
+def _logical(logical: str, kind: Any, schema: Mapping[str, Any]) -> Check | None:
+    if kind == "long" and logical in ("timestamp-millis", "timestamp-micros"):
+        return _timestamp(1000 if logical == "timestamp-millis" else 1_000_000)
+    if kind == "int" and logical == "date":
+        return _date
+    if kind == "string" and logical == "json":
+        return _json_text
+    if kind == "string" and logical == "uuid":
+        return _uuid
+    if kind in ("bytes", "fixed") and logical == "decimal":
+        return _decimal
+    return None
+
+
+def _timestamp(per_second: int) -> Check:
+    unit = "milliseconds" if per_second == 1000 else "microseconds"
+    what = f"a timestamp (a datetime, ISO-8601 text or epoch {unit})"
+    limit = _LONG_RANGE
+
+    def check(value: Any) -> Any:
+        kind = type(value)
+        if isinstance(value, datetime):
+            return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        try:
+            if kind is int and limit[0] <= value <= limit[1]:
+                return _EPOCH + timedelta(microseconds=value * (1_000_000 // per_second))
+            if kind is str:
+                parsed = datetime.fromisoformat(value)
+                return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+        except (ValueError, OverflowError):
+            pass
+        _fail(f"expected {what}, got {_describe(value)}")
+
+    return check
+
+
+def _date(value: Any) -> Any:
+    if isinstance(value, datetime):
+        _fail(f"expected a date, got a datetime ({value.isoformat()})")
+    if isinstance(value, date):
+        return value
+    try:
+        if type(value) is int:
+            return _EPOCH_DAY + timedelta(days=value)
+        if type(value) is str:
+            return date.fromisoformat(value)
+    except (ValueError, OverflowError):
+        pass
+    _fail(f"expected a date (ISO-8601 text or days since 1970-01-01), got {_describe(value)}")
+
+
+def _json_text(value: Any) -> Any:
+    try:
+        return dumps(value).decode()
+    except PermanentError as exc:
+        _fail(str(exc))
+
+
+def _uuid(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return _string(value)
+
+
+def _decimal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return value
+    if type(value) is int or type(value) is str:
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            pass
+    _fail(f"expected a decimal (a number or decimal text), got {_describe(value)}")

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: this much to a request's latency.
 POLL_INTERVAL_SECONDS = 0.001
 #: How long the producer gathers records into one request to the broker (``linger.ms``).
-LINGER_MS = 5
+LINGER_MS = 3
 
 
 class GatewayProducer:
@@ -48,11 +48,16 @@ class GatewayProducer:
                 **client_config(settings),
                 "enable.idempotence": True,
                 "acks": "all",
-                # Batches of 5 ms (as the engine's producer) rather than 1 ms: under load the
-                # broker took 20 instead of 40-90 µs of CPU per record and the producer's own
-                # thread 5 instead of 16-90, which the request path needs more on 2 cores; a
-                # request at 1,000/s waits about 2 ms longer (docs/webhooks.md).
+                # Batches of 3 ms rather than 1: under load the broker then took about 20
+                # instead of 30-90 µs of CPU per record and the producer's own thread 5 instead
+                # of 16-90, CPU that the request path needs on 2 cores; 5 ms saved little more
+                # and cost throughput (64 callers waiting). A request at 1,000/s waits ~1 ms
+                # longer (docs/webhooks.md).
                 "linger.ms": LINGER_MS,
+                # librdkafka leaves Nagle's algorithm on: a request to the broker sent while
+                # the previous one is unacknowledged would wait for the broker's delayed ACK
+                # (up to 40 ms), and every request waiting on its records with it.
+                "socket.nagle.disable": True,
                 "message.timeout.ms": timeout_ms,
                 "client.id": "lhpipe-gateway",
                 "error_cb": self._on_error,

@@ -59,6 +59,12 @@ TARGETS: Final[Mapping[ast.TargetKind, BlockSpec]] = {
     ast.TargetKind.LOG: _spec("`to log`", "value"),
 }
 
+#: The keys of an ``expect`` block: what a target sends (a topic's ``schema`` is how, not what).
+EXPECTS: Final[Mapping[ast.TargetKind, BlockSpec]] = {
+    **TARGETS,
+    ast.TargetKind.TOPIC: _spec("`expect to topic`", "value key", "headers"),
+}
+
 ON_ERROR: Final = _spec("`on_error`", "retry backoff dead_letter permanent")
 TEST: Final = _spec("a test", "pipeline", "given")
 GIVEN: Final = _spec("`given`", "key value", "headers")

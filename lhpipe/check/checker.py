@@ -1305,7 +1305,7 @@ class _Checker:
         )
 
     def _expect(self, target: ast.Target, pipeline: PipelineInfo | None) -> None:
-        found = blocks.entries(target.block, blocks.TARGETS[target.kind], self.diagnostics)
+        found = blocks.entries(target.block, blocks.EXPECTS[target.kind], self.diagnostics)
         for entry in found.values():
             if isinstance(entry, ast.Setting):
                 self.exprs.check(entry.value, EMPTY_SCOPE)

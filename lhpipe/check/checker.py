@@ -997,7 +997,7 @@ class _Checker:
                 "LHP202" if misfit.unknown_field else "LHP201",
                 span,
                 misfit.message,
-                None
+                misfit.hint
                 if value is not None
                 else f"without `value`, the record's value (`{value_type}`) is written: "
                 "write `value = { ... }` to shape it",

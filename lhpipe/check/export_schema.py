@@ -29,11 +29,12 @@ VALUE = "{}"
 @dataclass(frozen=True, slots=True)
 class Misfit:
     """One way the value does not fit: where (field names from the top of the value, or
-    :data:`ITEM` / :data:`VALUE`), what, and whether it is a field the schema lacks."""
+    :data:`ITEM` / :data:`VALUE`), what, whether it is a field the schema lacks, and a hint."""
 
     path: tuple[str, ...]
     message: str
     unknown_field: bool = False
+    hint: str | None = None
 
 
 def misfits(value: Type, schema: Type) -> list[Misfit]:
@@ -71,6 +72,7 @@ def _fit(
                 path,
                 f"`{path_text(path)}` may be null (`{source}`), but the schema's `{target}` "
                 "is not optional",
+                hint='give a value for null with `??`, e.g. `x ?? ""`',
             )
         )
         return

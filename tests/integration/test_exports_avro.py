@@ -135,3 +135,38 @@ def test_values_are_avro_under_the_topics_subject_and_misfits_are_dead_lettered(
         ("a-3", noon),
         ("a-4", noon),
     ]
+
+
+def test_a_schema_the_registry_refuses_as_incompatible_dead_letters_the_records(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    source, out, dead = (unique(f"it-avro-{n}") for n in ("in", "out", "dlq"))
+    for topic in (source, out, dead):
+        create_topic(stack, topic)
+    registry = SchemaRegistryClient({"url": stack.ccompat_url})
+    existing = {"type": "record", "name": "Count", "fields": [{"name": "n", "type": "string"}]}
+    registry.register_schema(f"{out}-value", Schema(json.dumps(existing), "AVRO"))
+    registry.set_compatibility(f"{out}-value", "BACKWARD")
+    folder = write_pipelines(
+        tmp_path,
+        "schema Count {\n  n: long\n}\n"
+        f'pipeline counts {{\n  from topic "{source}"\n  to topic "{out}" {{ schema = Count }}\n'
+        f'  on_error {{ dead_letter = "{dead}" }}\n}}\n',
+    )
+    produce(stack, source, [(f"k-{n}".encode(), json.dumps({"n": n}).encode(), []) for n in (1, 2)])
+
+    with LhpipeRun(folder) as run:
+        run.wait_ready()
+        wait_until(
+            lambda: run.stats("counts")["acknowledged"] == 2, 90, "both records to be handled"
+        )
+        assert run.terminate() == 0, run.log()
+
+    letters = read_all(stack, dead, 2)
+    assert [m.key() for m in letters] == [b"k-1", b"k-2"]
+    for letter in letters:
+        headers = dict(letter.headers())
+        assert headers["lhpipe.error.class"] == b"permanent"
+        assert headers["lhpipe.error.code"] == b"HTTP_409"
+    assert read_all(stack, out, 0, timeout=5) == []
+    assert registry.get_latest_version(f"{out}-value").version == 1

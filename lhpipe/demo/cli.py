@@ -8,8 +8,10 @@
 The first form, in order: checks that the local stack answers (else points at ``lhpipe stack
 up``) and that the port is free; fills in demo-only secrets the user has not set; registers the
 LittleHorse metadata the examples need (:mod:`lhpipe.demo.workflows`) and creates the Kafka
-topics they read; starts a task worker in a thread; then runs ``lhpipe run`` in this process
-until Ctrl-C, printing the guide (:mod:`lhpipe.demo.guide`) once the engine serves. The engine
+topics they read; serves the loopback stand-ins of the CRM and the partner API the examples
+call (:mod:`lhpipe.demo.standins`) and starts a task worker, each in a thread; then runs
+``lhpipe run`` in this process until Ctrl-C, printing the guide (:mod:`lhpipe.demo.guide`) once
+the engine serves. The engine
 hot-reloads (``lhpipe run --watch``) unless ``--no-watch``: edit a file under PATHS and the
 change is live at once.
 """
@@ -134,7 +136,8 @@ def run_demo(
     from lhpipe.commands.run import run_engine
     from lhpipe.demo.guide import Guide, guide_text
     from lhpipe.demo.requests import new_applicant_id
-    from lhpipe.demo.secrets import apply_demo_secrets
+    from lhpipe.demo.secrets import apply_demo_secrets, secret
+    from lhpipe.demo.standins import StandIns
     from lhpipe.demo.worker import TaskWorkers
     from lhpipe.demo.workflows import EVENT_DEFS, TASKS, register_all
     from lhpipe.settings import SettingsError, load_settings
@@ -191,6 +194,18 @@ def run_demo(
         )
         for name, value in applied.items():
             print(f"  {name}={value}", file=out)
+    stand_ins = StandIns(
+        crm_authorization=secret("CRM_AUTHORIZATION", settings),
+        partner_token=secret("PARTNER_API_TOKEN", settings),
+    )
+    for problem in stand_ins.start():
+        print(f"lhpipe demo: warning: {problem}", file=err)
+    print(
+        "lhpipe demo: stand-ins on loopback for the services the examples call: CRM "
+        f"{stand_ins.crm.url}, partner API {stand_ins.partner_api.url} "
+        f"({len(stand_ins.partner_api.applications())} applications)",
+        file=out,
+    )
     command = "lhpipe run --watch" if watch else "lhpipe run"
     print(f"lhpipe demo: starting the engine on port {port} (`{command}`)...", file=out)
     out.flush()
@@ -199,7 +214,12 @@ def run_demo(
 
     def text(not_running: Mapping[str, str]) -> str:
         return guide_text(
-            port=port, applicant_id=applicant_id, paths=paths, not_running=not_running, stack=stack
+            port=port,
+            applicant_id=applicant_id,
+            paths=paths,
+            not_running=not_running,
+            stack=stack,
+            stand_ins=stand_ins,
         )
 
     workers = TaskWorkers(config, TASKS)
@@ -211,6 +231,7 @@ def run_demo(
     finally:
         guide.stop()
         workers.stop()
+        stand_ins.stop()
 
 
 def services_not_ready(stack: StackAddresses) -> list[str]:

@@ -15,12 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 
 from lhpipe.demo import requests
+from lhpipe.demo.secrets import DEMO_SECRETS
 from lhpipe.stack.addresses import StackAddresses
+
+if TYPE_CHECKING:
+    from lhpipe.demo.standins import StandIns
 
 #: The first line of the guide; tests and scripts wait for it.
 READY_LINE = "lhpipe demo: ready"
@@ -48,8 +52,10 @@ def guide_text(
     paths: Sequence[str],
     not_running: Mapping[str, str],
     stack: StackAddresses,
+    stand_ins: StandIns | None = None,
 ) -> str:
-    """The instructions, for a demo listening on ``port``."""
+    """The instructions, for a demo listening on ``port`` (with the stand-ins' part when
+    ``stand_ins`` are given)."""
     lhpipe = lhpipe_command()
     base = f"http://127.0.0.1:{port}"
     where = " ".join(shlex.quote(p) for p in paths)
@@ -84,6 +90,10 @@ def guide_text(
         f"   {lhpipe} demo wfruns {applicant_id}",
         f"   {lhpipe} demo wfruns            # the latest WfRuns of know-your-customer",
         "",
+    ]
+    if stand_ins is not None:
+        lines += stand_in_lines(stand_ins, lhpipe, port)
+    lines += [
         "More: a GitHub release (deploy-release) and a partner referral (partner-referral v2):",
         f"   {lhpipe} demo send github --port {port}",
         f"   {lhpipe} demo send referral --port {port}",
@@ -100,6 +110,37 @@ def guide_text(
         ]
         lines += [f"   {name}: {why}" for name, why in sorted(not_running.items())]
     return "\n".join(lines) + "\n"
+
+
+def stand_in_lines(stand_ins: StandIns, lhpipe: str, port: int) -> list[str]:
+    """Steps 4 and 5: the partner API's applications as WfRuns, and what reached the CRM."""
+    partner = stand_ins.partner_api
+    ids = [str(a["id"]) for a in partner.applications()]
+    token = partner.authorization
+    if token is None or token == DEMO_SECRETS["PARTNER_API_TOKEN"]:
+        header = shlex.quote(f"Authorization: {token or ''}")
+    else:  # the user's own token: not printed
+        header = '"Authorization: $PARTNER_API_TOKEN"'
+    new = json.dumps({"name": "Eve Ek", "email": "eve@example.com", "country": "FR"})
+    first = ids[0] if ids else "pa-1"
+    return [
+        f"4. The partner API stand-in ({partner.url}) holds {len(ids)} applications;",
+        "   partner_applications polls it and starts know-your-customer for each, with the",
+        "   application's id as WfRun id:",
+        "",
+        f"   {lhpipe} demo wfruns {' '.join(ids)}",
+        f"   curl -s -H {header} {shlex.quote(partner.url + '?after=')}",
+        "",
+        "   Add an application (the pipeline reads it at its next poll, `every` in partners.lhp):",
+        f"   curl -i {partner.url} -H 'Content-Type: application/json' -d {shlex.quote(new)}",
+        "",
+        "5. crm_export posts every completed know-your-customer WfRun to the CRM stand-in: after",
+        f"   step 2, or after a verdict for a partner application ({lhpipe} demo send verdict",
+        f"   --id {first} --port {port}), see what reached it:",
+        "",
+        f"   curl -s {stand_ins.crm.url}",
+        "",
+    ]
 
 
 def not_running(readyz: Mapping[str, Any]) -> dict[str, str]:

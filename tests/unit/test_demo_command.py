@@ -173,7 +173,7 @@ def test_the_wf_specs_declare_every_variable_the_examples_send(program: Program)
             assert set(target.variables) <= set(variables), pipeline.name
             required = {name for name, needed in variables.items() if needed}
             assert required <= set(target.variables), pipeline.name
-    assert run_wf == 3  # start_kyc, deploy_release, refunds
+    assert run_wf == 4  # start_kyc, deploy_release, refunds, partner_applications
 
 
 def test_partner_referral_version_2_takes_the_sample_referral(program: Program) -> None:

@@ -167,6 +167,10 @@ class TopicSchemas:
     def __init__(self, registry: Callable[[], Registry]) -> None:
         self._registry = registry
         self._found: dict[tuple[str, str], asyncio.Future[tuple[int, AvroValueEncoder]]] = {}
+        self._ready: dict[tuple[str, str], tuple[int, AvroValueEncoder]] = {}
+        # A planner hands the same TopicSchema to every plan: its identity text is computed
+        # once per object (the object is kept, so its id is not reused).
+        self._identities: dict[int, tuple[TopicSchema, str]] = {}
 
     async def encode(self, topic: str, schema: TopicSchema, value: Any) -> bytes:
         """``value`` as the record value for ``topic`` (the registry wire format)."""
@@ -175,22 +179,34 @@ class TopicSchemas:
 
     async def resolve(self, topic: str, schema: TopicSchema) -> tuple[int, AvroValueEncoder]:
         """The schema id under ``<topic>-value`` and the encoder of ``schema``."""
-        identity = (
-            json.dumps(schema.avro, sort_keys=True)
-            if schema.avro is not None
-            else f"registry:{schema.subject}"
-        )
-        key = (topic, identity)
+        key = (topic, self._identity(schema))
+        ready = self._ready.get(key)
+        if ready is not None:
+            return ready
         future = self._found.get(key)
         if future is None:
             future = asyncio.ensure_future(self._resolve(topic, schema))
             self._found[key] = future
         try:
-            return await asyncio.shield(future)
+            result = await asyncio.shield(future)
         except BaseException:
             if future.done() and self._found.get(key) is future:
                 del self._found[key]
             raise
+        self._ready[key] = result
+        return result
+
+    def _identity(self, schema: TopicSchema) -> str:
+        known = self._identities.get(id(schema))
+        if known is None or known[0] is not schema:
+            text = (
+                json.dumps(schema.avro, sort_keys=True)
+                if schema.avro is not None
+                else f"registry:{schema.subject}"
+            )
+            known = (schema, text)
+            self._identities[id(schema)] = known
+        return known[1]
 
     async def _resolve(self, topic: str, schema: TopicSchema) -> tuple[int, AvroValueEncoder]:
         registry = self._registry()
@@ -297,7 +313,7 @@ def _record_check(name: str, fields: list[tuple[str, Check, bool, bool]]) -> Che
     known = frozenset(f[0] for f in fields)
 
     def check(value: Any) -> Any:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             _fail(f"expected a record ({name}), got {_describe(value)}")
         out: dict[str, Any] = {}
         for field_name, field_check, has_default, nullable in fields:

@@ -35,12 +35,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo
+from lhpipe.connect.avro_encode import AvroValueEncoder
 from lhpipe.connect.webhooks.validate import BodyRejected, SchemaBody
 from lhpipe.engine.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
 from lhpipe.engine.errors import DeliveryError, ExpressionError
 from lhpipe.engine.evaluate import compile_expr, describe, json_text, render_text, values_equal
 from lhpipe.engine.planners import compile_planner
-from lhpipe.engine.plans import Plan
+from lhpipe.engine.plans import Plan, TopicPlan
 from lhpipe.engine.record import KafkaOrigin, Origin, Record, WebhookOrigin
 from lhpipe.engine.steps import compile_steps, initial_env
 from lhpipe.syntax import ast
@@ -160,6 +161,8 @@ class _Run:
             (target, compile_planner(target, self.pipeline, self.program)(env, record))
             for target in self.pipeline.targets
         ]
+        for _, plan in plans:
+            _check_avro(plan)
         if not expects:
             would = ", ".join(target_words(t.kind, t.name) for t, _ in plans)
             return [f"expected nothing, but the record was kept: it would go to {would}"]
@@ -285,6 +288,15 @@ def _find_plan(
         if wanted is None or target.name == wanted or getattr(plan, "url", None) == wanted:
             return plan
     return None
+
+
+def _check_avro(plan: Plan) -> None:
+    """A ``to topic`` value must fit its inline or `.avsc` schema, as it must at run time
+    (a registry schema is not known offline); raises the sender's ``ENCODE`` error."""
+    if not isinstance(plan, TopicPlan) or plan.schema is None or plan.value is None:
+        return
+    if plan.schema.avro is not None:
+        AvroValueEncoder(plan.schema.name, plan.schema.avro).to_avro(plan.value)
 
 
 def _text_bytes(value: Any) -> bytes:

@@ -120,3 +120,28 @@ def test_the_fingerprint_follows_the_written_schema(tmp_path: Path) -> None:
     assert "LHPIPE_REGISTRY_URL" in spec.settings
     assert spec.description["targets"][0]["schema"] == "Summary"
     assert "schema" not in spec.description["targets"][0]["settings"]
+
+
+def test_lhpipe_test_reports_a_value_that_does_not_fit_the_schema() -> None:
+    from lhpipe.engine.testing import run_tests
+
+    text = (
+        SCHEMAS
+        + 'pipeline p {\n  from topic "in"\n  to topic "out" { schema = Summary }\n}\n'
+        + 'test "fits" {\n  pipeline = p\n'
+        + '  given { value = { id = "a", count = 1, at = "2024-05-01T12:00:00Z" } }\n'
+        + '  expect to topic "out" {\n'
+        + '    value = { id = "a", count = 1, at = "2024-05-01T12:00:00Z" }\n  }\n'
+        + "}\n"
+        + 'test "does not fit" {\n  pipeline = p\n'
+        + '  given { value = { id = "a", count = "many", at = 0 } }\n'
+        + '  expect to topic "out"\n}\n'
+    )
+    result = load_texts({"p.lhp": text})
+    assert result.program is not None, [d.message for d in result.diagnostics]
+    fits, misfit = run_tests(result.program)
+    assert fits.problems == ()
+    assert misfit.problems == (
+        "permanent error (ENCODE): the value does not fit schema Summary: value.count: "
+        'expected a long, got "many"',
+    )

@@ -5,7 +5,9 @@ value, a schema ``from registry``) the encoder checks at run time
 (:mod:`lhpipe.connect.avro_encode`), where a misfit is a permanent error. The rules follow what
 the encoder accepts:
 
-* numbers widen (``int`` fits ``long``, ``float`` and ``double``), never narrow;
+* an ``int`` or ``long`` fits any numeric field, a ``float`` or ``double`` only a ``float`` or
+  ``double`` field (the run time checks that the number is within the field's range: ``len()``
+  and ``int()`` give ``long``, number literals with a point ``double``);
 * a ``timestamp`` field also takes a ``string`` (ISO-8601 text) and an ``int``/``long`` (epoch
   milliseconds), converted at run time;
 * a ``bytes`` field also takes a ``string`` (base64 text, decoded at run time);
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 
 from lhpipe.check import types as t
 from lhpipe.check.types import Type
+
+_INTEGERS = (t.INT, t.LONG)
 
 #: A path segment for an array's items / a map's values.
 ITEM = "[]"
@@ -129,7 +133,7 @@ def _record(
 
 def _scalar_fits(source: Type, target: Type) -> bool:
     if t.is_numeric(source) and t.is_numeric(target):
-        return t.assignable(source, target)
+        return source in _INTEGERS or target not in _INTEGERS
     if target == t.TIMESTAMP:
         return source in (t.TIMESTAMP, t.STRING, t.INT, t.LONG)
     if target == t.BYTES:

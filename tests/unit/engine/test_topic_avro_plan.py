@@ -76,6 +76,10 @@ def test_static_fit_rules() -> None:
     assert misfits(fits, t.Dynamic("registry")) == []
     narrow = t.RecordType(None, {"id": t.STRING, "n": t.DOUBLE, "at": t.LONG})
     assert [m.path for m in misfits(narrow, summary)] == [("n",)]
+    # Whole numbers fit any numeric field, ranges are the run time's; fractions need a float.
+    assert misfits(t.LONG, t.INT) == [] and misfits(t.DOUBLE, t.FLOAT) == []
+    assert misfits(t.INT, t.DOUBLE) == []
+    assert len(misfits(t.FLOAT, t.LONG)) == 1
     missing = misfits(t.RecordType(None, {"id": t.STRING}), summary)
     assert [m.message for m in missing] == [
         "`value` lacks field `n` (`long`), which schema `Summary` requires",

@@ -79,9 +79,11 @@ class StandIn:
         return f"http://{HOST}:{self.port}"
 
     def start(self) -> None:
-        """Listen and serve; ``OSError`` when the port is taken."""
+        """Listen and serve; ``OSError`` when the port is taken. Port 0 takes a free one
+        (tests)."""
         server = ThreadingHTTPServer((HOST, self.port), _handler_class(self))
         server.daemon_threads = True
+        self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, name=f"lhpipe-demo-{self.name}", daemon=True

@@ -1,5 +1,6 @@
 """`lhpipe demo` without the stack: the requests it signs pass the example webhooks' own checks,
 its WfSpecs declare what the example pipelines send, its secrets never override the user's, its
+stand-ins answer at the addresses the examples call and as their pipelines read them, its
 guide's commands are what they say, and it refuses to start without the stack or on a busy port.
 """
 
@@ -12,13 +13,17 @@ import json
 import re
 import shlex
 import socket
+import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lhpipe import cli
 from lhpipe.check.load import load
 from lhpipe.check.program import Program
+from lhpipe.connect.poll_items import PollRequests
 from lhpipe.connect.webhooks.auth import build_authenticator
 from lhpipe.connect.webhooks.oauth import IssuerDirectory
 from lhpipe.connect.webhooks.outcome import Authenticated, Refused
@@ -26,6 +31,13 @@ from lhpipe.demo import cli as demo_cli
 from lhpipe.demo import requests
 from lhpipe.demo.guide import READY_LINE, guide_text, not_running
 from lhpipe.demo.secrets import DEMO_SECRETS, apply_demo_secrets, secret
+from lhpipe.demo.standins import (
+    DEMO_APPLICANTS,
+    PAGE_SIZE,
+    CrmStandIn,
+    PartnerApiStandIn,
+    StandIns,
+)
 from lhpipe.demo.wfruns import _id_text, _parse_id
 from lhpipe.demo.workflows import (
     EVENT_DEFS,
@@ -35,6 +47,7 @@ from lhpipe.demo.workflows import (
     Workflow,
     partner_referral,
 )
+from lhpipe.engine.testing import run_tests
 from lhpipe.settings import Settings
 from lhpipe.stack.addresses import StackAddresses
 from lhpipe.syntax import ast
@@ -269,3 +282,167 @@ def test_send_verdict_needs_a_body_or_an_id() -> None:
     err = io.StringIO()
     assert demo_cli.main(["send", "verdict"], out=io.StringIO(), err=err) == 2
     assert "--id" in err.getvalue()
+
+
+# -- stand-ins ----------------------------------------------------------------------------------
+
+CRM_TOKEN = DEMO_SECRETS["CRM_AUTHORIZATION"]
+PARTNER_TOKEN = DEMO_SECRETS["PARTNER_API_TOKEN"]
+
+
+@pytest.fixture
+def crm() -> Iterator[CrmStandIn]:
+    stand_in = CrmStandIn(CRM_TOKEN, port=0)
+    stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
+
+
+@pytest.fixture
+def partner_api() -> Iterator[PartnerApiStandIn]:
+    stand_in = PartnerApiStandIn(PARTNER_TOKEN, port=0, session="s0a1b2")
+    stand_in.start()
+    try:
+        yield stand_in
+    finally:
+        stand_in.stop()
+
+
+def test_the_examples_call_the_stand_ins_addresses(program: Program) -> None:
+    stand_ins = StandIns(CRM_TOKEN, PARTNER_TOKEN)
+    crm_export = program.pipelines["crm_export"]
+    (http,) = [t for t in crm_export.targets if t.kind is ast.TargetKind.HTTP]
+    assert http.name == stand_ins.crm.url
+    poll = PollRequests(program.pipelines["partner_applications"], program)
+    assert poll.url(None) == f"{stand_ins.partner_api.url}?after="
+
+
+def test_the_crm_stand_in_records_what_the_pipeline_posts(crm: CrmStandIn) -> None:
+    event = {"kind": "wf_run", "wf_run_id": "ann-1", "status": "COMPLETED"}
+    refused = httpx.post(crm.url, json=event, headers={"authorization": "Bearer other"})
+    assert refused.status_code == 401
+    assert httpx.post(crm.url, content=b"not json", headers={"authorization": CRM_TOKEN}).is_error
+    answer = httpx.post(crm.url, json=event, headers={"authorization": CRM_TOKEN})
+    assert answer.status_code == 201
+    listed = httpx.get(crm.url).json()["customers"]
+    assert [(c["id"], c["wf_run_id"], c["body"]) for c in listed] == [("crm-1", "ann-1", event)]
+    assert crm.received() == listed
+    assert httpx.get(crm.base_url + "/other").status_code == 404
+
+
+def test_the_partner_api_pages_as_the_example_pipeline_reads_it(
+    program: Program, partner_api: PartnerApiStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARTNER_API_TOKEN", PARTNER_TOKEN)
+    poll = PollRequests(program.pipelines["partner_applications"], program)
+    base = poll.url(None).split("?")[0]
+
+    def get(cursor: object) -> httpx.Response:
+        # The pipeline's own URL and headers, at the port this test's stand-in has.
+        url = poll.url(cursor).replace(base, partner_api.url)
+        return httpx.get(url, headers=poll.headers())
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = poll.page(get(cursor).json())
+        pages += 1
+        seen += [poll.item(item, len(seen), "").id for item in page.items]
+        if not page.items:
+            break
+        assert len(page.items) <= PAGE_SIZE
+        cursor = page.cursor
+    ids = [f"pa-s0a1b2-{n}" for n in range(1, len(DEMO_APPLICANTS) + 1)]
+    assert seen == ids
+    assert pages == 3  # 2 + 1 applications, then an empty page that keeps the cursor
+    assert poll.page(get(cursor).json()).cursor == cursor
+
+    added = httpx.post(
+        partner_api.url, json={"name": "Eve", "email": "eve@example.com", "country": "FR"}
+    )
+    assert added.status_code == 201 and added.json()["id"] == "pa-s0a1b2-4"
+    assert [item["id"] for item in poll.page(get(cursor).json()).items] == ["pa-s0a1b2-4"]
+    # A cursor an earlier demo session left in the poll state starts from the first one.
+    assert poll.page(get("a9b8c7-3").json()).items[0]["id"] == ids[0]
+    assert httpx.get(partner_api.url + "?after=").status_code == 401
+    bad = httpx.post(partner_api.url, json={"name": "Eve"})
+    assert bad.status_code == 400 and "email" in bad.text
+
+
+def test_a_partner_application_starts_know_your_customer(tmp_path: Path) -> None:
+    # The example file with a test of its own beside it (the examples' test count stays).
+    (tmp_path / "partners.lhp").write_text((EXAMPLES / "partners.lhp").read_text())
+    (tmp_path / "applications_test.lhp").write_text(
+        textwrap.dedent(
+            """\
+            test "applications start onboarding" {
+              pipeline = partner_applications
+              given {
+                value = { id = "pa-s0a1b2-1", name = "Bo", email = "Bo@X.com", country = "SE" }
+              }
+              expect run_wf "know-your-customer" {
+                id = "pa-s0a1b2-1"
+                variables { full_name = "Bo <Bo@X.com>"  email = "bo@x.com"  country = "SE" }
+              }
+            }
+            """
+        )
+    )
+    result = load([str(tmp_path)])
+    assert result.program is not None, result.diagnostics
+    outcomes = {o.title: o.problems for o in run_tests(result.program)}
+    assert outcomes["applications start onboarding"] == ()
+
+
+def test_a_stand_in_whose_port_is_taken_is_reported_and_the_other_serves() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        stand_ins = StandIns(CRM_TOKEN, PARTNER_TOKEN)
+        stand_ins.crm.port = busy.getsockname()[1]
+        stand_ins.partner_api.port = 0
+        try:
+            problems = stand_ins.start()
+            assert stand_ins.serving == [stand_ins.partner_api]
+            assert httpx.get(stand_ins.partner_api.url, headers={"authorization": PARTNER_TOKEN})
+        finally:
+            stand_ins.stop()
+    assert len(problems) == 1
+    assert f"cannot listen on http://127.0.0.1:{stand_ins.crm.port}" in problems[0]
+
+
+def test_the_guide_shows_what_reached_the_stand_ins() -> None:
+    stand_ins = StandIns(CRM_TOKEN, PARTNER_TOKEN)
+    text = guide_text(
+        port=18080,
+        applicant_id="ann-123abc",
+        paths=["pipelines/"],
+        not_running={},
+        stack=StackAddresses(),
+        stand_ins=stand_ins,
+    )
+    ids = [a["id"] for a in stand_ins.partner_api.applications()]
+    assert f"demo wfruns {' '.join(ids)}" in text
+    assert f"curl -s {stand_ins.crm.url}\n" in text
+    listing = next(line for line in text.splitlines() if "?after=" in line)
+    words = shlex.split(listing)
+    assert words[words.index("-H") + 1] == f"Authorization: {PARTNER_TOKEN}"
+    add = next(line for line in text.splitlines() if f"curl -i {stand_ins.partner_api.url}" in line)
+    assert set(json.loads(shlex.split(add)[-1])) == {"name", "email", "country"}
+    assert f"--id {ids[0]} --port 18080" in text
+    assert "Not running in the demo" not in text
+
+
+def test_the_guide_does_not_print_the_users_own_partner_token() -> None:
+    stand_ins = StandIns(CRM_TOKEN, "Bearer my-real-token")
+    text = guide_text(
+        port=18080,
+        applicant_id="ann-123abc",
+        paths=["pipelines/"],
+        not_running={},
+        stack=StackAddresses(),
+        stand_ins=stand_ins,
+    )
+    assert "my-real-token" not in text
+    assert '"Authorization: $PARTNER_API_TOKEN"' in text

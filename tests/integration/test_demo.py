@@ -1,6 +1,10 @@
 """`lhpipe demo` end to end, as a user follows its printout: start it on a free port, wait for
-the guide, apply over the KYC webhook with a Keycloak token, send the verifier's verdict signed
-with the demo-only secret it printed, read the WfRun back from LittleHorse with its variables,
+the guide and for `/readyz` to answer 200 with every example pipeline running (the CRM and the
+partner API are the demo's loopback stand-ins); the stand-in partner API's applications become
+know-your-customer WfRuns; apply over the KYC webhook with a Keycloak token, send the
+verifier's verdict (for that applicant and for a partner application) signed with the demo-only
+secret it printed, read the WfRuns back from LittleHorse with their variables, see both
+completed WfRuns reach the CRM stand-in (through LittleHorse's output topic and `crm_export`),
 then Ctrl-C (SIGINT): the demo drains and exits 0.
 
 Signing here follows the Standard Webhooks documentation (gateway_support), independently of
@@ -18,6 +22,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -28,8 +33,10 @@ from lh import lh_config, variable_value, wait_for_status
 from littlehorse.config import LHConfig
 from littlehorse.model import LHStatus, WfRunId
 
+from lhpipe.check.load import load
 from lhpipe.demo.guide import READY_LINE
 from lhpipe.demo.secrets import DEMO_SECRETS
+from lhpipe.demo.standins import CRM_PORT, CUSTOMERS_PATH
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration
@@ -38,6 +45,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "pipelines"
 #: Registration, topic creation and the engine's start; the demo prints its guide after that.
 START_TIMEOUT_SECONDS = 120.0
 WF_RUN_TIMEOUT_SECONDS = 90.0
+#: Every example pipeline running: the lh_output sources replay the output topic first.
+READY_TIMEOUT_SECONDS = 90.0
+#: A completed WfRun: LittleHorse's output topic, then `crm_export`'s POST.
+CRM_TIMEOUT_SECONDS = 60.0
+CRM_URL = f"http://127.0.0.1:{CRM_PORT}{CUSTOMERS_PATH}"
 EXIT_TIMEOUT_SECONDS = 60.0
 
 
@@ -101,9 +113,31 @@ def test_the_printed_instructions_run_a_kyc_wf_run_to_completion(
     assert "scope=kyc:write" in printed
     secret = re.search(r"VERIFIER_SECRET=(whsec_\S+)", printed)
     assert secret is not None, printed
-    readyz = httpx.get(f"{demo.url}/readyz", timeout=5).json()
-    for pipeline in ("start_kyc", "verdicts"):
+    assert "stand-in cannot listen" not in demo.err.read_text(), demo.logs()
+    readyz = wait_until(lambda: _ready(demo), READY_TIMEOUT_SECONDS, "/readyz to answer 200")
+    program = load([str(EXAMPLES)]).program
+    assert program is not None
+    for pipeline in program.pipelines:
         assert readyz["pipelines"][pipeline]["state"] == "running", readyz
+    assert "partner_applications" in readyz["pipelines"] and "crm_export" in readyz["pipelines"]
+    assert "Not running in the demo" not in printed
+
+    # The partner API stand-in's applications, polled by partner_applications: one
+    # know-your-customer WfRun each, under the application's id, waiting for a verdict.
+    config = lh_config(stack)
+    listed = next(line for line in printed.splitlines() if "demo wfruns pa-" in line)
+    applications = re.findall(r"pa-[0-9a-f]{6}-[0-9]+", listed)
+    assert len(applications) == 3, listed
+    for application in applications:
+        wait_until(
+            lambda wf_run_id=application: _status(config, wf_run_id) == LHStatus.RUNNING,
+            WF_RUN_TIMEOUT_SECONDS,
+            f"WfRun {application} of the partner application to run",
+        )
+    first = applications[0]
+    assert variable_value(config, first, "email") == "bo.berg@example.com"
+    assert variable_value(config, first, "full_name") == "Bo Berg <Bo.Berg@example.com>"
+    assert variable_value(config, first, "country") == "SE"
 
     applicant_id = unique("it-demo")
     applicant = {
@@ -122,7 +156,6 @@ def test_the_printed_instructions_run_a_kyc_wf_run_to_completion(
     )
     assert answer.status_code == 202, answer.text
 
-    config = lh_config(stack)
     wait_until(
         lambda: _status(config, applicant_id) == LHStatus.RUNNING,
         WF_RUN_TIMEOUT_SECONDS,
@@ -132,21 +165,45 @@ def test_the_printed_instructions_run_a_kyc_wf_run_to_completion(
     assert variable_value(config, applicant_id, "email") == "ann@example.com"
     assert variable_value(config, applicant_id, "country") == "DE"
 
-    verdict = json.dumps({"applicant_id": applicant_id, "approved": True, "score": 0.93}).encode()
     key = base64.b64decode(secret.group(1).removeprefix("whsec_"))
-    answer = httpx.post(
-        f"{demo.url}/hooks/verdict",
-        headers=standard_headers(verdict, unique("msg"), key=key),
-        content=verdict,
-        timeout=30,
-    )
-    assert answer.status_code == 202, answer.text
+    for wf_run_id in (applicant_id, first):
+        verdict = json.dumps({"applicant_id": wf_run_id, "approved": True, "score": 0.93})
+        answer = httpx.post(
+            f"{demo.url}/hooks/verdict",
+            headers=standard_headers(verdict.encode(), unique("msg"), key=key),
+            content=verdict.encode(),
+            timeout=30,
+        )
+        assert answer.status_code == 202, answer.text
 
-    wait_for_status(config, applicant_id, LHStatus.COMPLETED)
-    assert variable_value(config, applicant_id, "approved") is True
+    for wf_run_id in (applicant_id, first):
+        wait_for_status(config, wf_run_id, LHStatus.COMPLETED)
+        assert variable_value(config, wf_run_id, "approved") is True
+
+    # crm_export posted both completed WfRuns to the CRM stand-in, which records them.
+    def at_the_crm() -> dict[str, Any]:
+        customers = httpx.get(CRM_URL, timeout=5).json()["customers"]
+        found = {c["wf_run_id"]: c["body"] for c in customers}
+        return found if {applicant_id, first} <= set(found) else {}
+
+    found = wait_until(at_the_crm, CRM_TIMEOUT_SECONDS, "the completed WfRuns at the CRM")
+    for wf_run_id in (applicant_id, first):
+        assert found[wf_run_id]["status"] == "COMPLETED"
+        assert found[wf_run_id]["wf_spec"]["name"] == "know-your-customer"
 
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(EXIT_TIMEOUT_SECONDS) == 0, demo.logs()
+
+
+def _ready(demo: Demo) -> dict[str, Any] | None:
+    """``/readyz``'s body once it answers 200."""
+    if demo.process.poll() is not None:
+        raise AssertionError(f"lhpipe demo exited with {demo.process.returncode}\n{demo.logs()}")
+    answer = httpx.get(f"{demo.url}/readyz", timeout=5)
+    if answer.status_code != 200:
+        return None
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 def _status(config: LHConfig, wf_run_id: str) -> int | None:

@@ -52,7 +52,6 @@ from urllib.parse import parse_qsl
 import orjson
 
 from lhpipe.check.program import PipelineInfo, Program, SchemaInfo, WebhookInfo
-from lhpipe.connect.registry import encode
 from lhpipe.connect.webhooks import problems
 from lhpipe.connect.webhooks.outcome import Authenticated, Authenticator, Refused
 from lhpipe.connect.webhooks.problems import PROBLEM_CONTENT_TYPE, Problem
@@ -450,7 +449,7 @@ class WebhookRoute:
             schema_id = self.body.schema_id
             assert isinstance(decoder, SchemaBody) and schema_id is not None
             try:
-                payload = encode(schema_id, decoder.parsed, decoder.to_avro(value))
+                payload = decoder.encode(schema_id, value)
             except PermanentError as exc:
                 await self._refuse(send, problems.bad_request(str(exc)))
                 return

@@ -51,16 +51,19 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import struct
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NoReturn, Protocol
 
 import orjson
 
+from lhpipe.connect.registry import encode
 from lhpipe.connect.webhooks import problems
+from lhpipe.connect.webhooks.avro_writer import compile_writer
 from lhpipe.connect.webhooks.problems import FieldProblem, Problem
 from lhpipe.engine import _avro
-from lhpipe.engine.decode import parse_avro_schema
+from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
 
 #: At most this many problems are reported for one body.
 MAX_PROBLEMS: Final = 20
@@ -114,6 +117,7 @@ class SchemaBody:
         named = self.parsed.get("__named_schemas", {}) if isinstance(self.parsed, dict) else {}
         self._check = _Compiler(named).node(self.parsed)
         self._to_avro = _avro.converter(self.parsed, _write_rule)
+        self._writer = compile_writer(self.parsed)
 
     def decode(self, content_type: str | None, body: bytes) -> Any:
         value = parse_json(content_type, body)
@@ -126,6 +130,21 @@ class SchemaBody:
     def to_avro(self, value: Any) -> Any:
         """``value`` (from :meth:`decode`) as fastavro writes it: ``json`` fields as text."""
         return value if self._to_avro is None else self._to_avro(value)
+
+    def encode(self, schema_id: int, value: Any) -> bytes:
+        """``value`` (from :meth:`decode`) in the registry wire format with ``schema_id``: by
+        the schema's compiled writer (:mod:`.avro_writer`) when it has one, else by fastavro,
+        which also names what does not fit when the compiled writer fails (raises
+        :class:`~lhpipe.engine.errors.PermanentError`)."""
+        writer = self._writer
+        if writer is not None:
+            out = bytearray(WIRE_HEADER.pack(0, schema_id))
+            try:
+                writer(out, value)
+                return bytes(out)
+            except (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error):
+                pass
+        return encode(schema_id, self.parsed, self.to_avro(value))
 
 
 def body_decoder(body: str, avro: Mapping[str, Any] | None = None) -> BodyDecoder:

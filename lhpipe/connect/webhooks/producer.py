@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -68,14 +68,16 @@ class GatewayProducer:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def produce(
+    def produce(
         self,
         topic: str,
         value: bytes | None,
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes | None]] = (),
-    ) -> None:
-        """Write one record and wait for Kafka's acknowledgement."""
+    ) -> Awaitable[None]:
+        """Write one record; the awaitable resolves once Kafka acknowledged it. Not a coroutine
+        (unless the local queue is full): the request awaits the record's future itself, one
+        coroutine frame less to run and to resume per request."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -90,22 +92,46 @@ class GatewayProducer:
             else:
                 future.set_exception(produce_error(error, topic))
 
+        try:
+            self._producer.produce(
+                topic, value=value, key=key, headers=list(headers), on_delivery=report
+            )
+        except BufferError:
+            return self._produce_when_room(topic, value, key, list(headers), report, future)
+        except KafkaException as exc:
+            raise produce_error(exc, topic) from exc
+        self._sent(loop)
+        return future
+
+    async def _produce_when_room(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: list[tuple[str, str | bytes | None]],
+        report: Callable[[KafkaError | None, Any], None],
+        future: asyncio.Future[None],
+    ) -> None:
+        """The local queue is full: let reports make room, then write and wait."""
         while True:
+            self._producer.poll(0)
+            await asyncio.sleep(0.005)
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=list(headers), on_delivery=report
+                    topic, value=value, key=key, headers=headers, on_delivery=report
                 )
                 break
             except BufferError:
-                # The local queue is full: let reports make room.
-                self._producer.poll(0)
-                await asyncio.sleep(0.005)
+                continue
             except KafkaException as exc:
                 raise produce_error(exc, topic) from exc
+        self._sent(asyncio.get_running_loop())
+        await future
+
+    def _sent(self, loop: asyncio.AbstractEventLoop) -> None:
         self._in_flight += 1
         if self._timer is None:
             self._timer = loop.call_later(POLL_INTERVAL_SECONDS, self._poll)
-        await future
 
     def _poll(self) -> None:
         self._producer.poll(0)

@@ -107,13 +107,13 @@ class Producer(Protocol):
     gives up on a record after the route's deadline (``message.timeout.ms``) with a
     :class:`~lhpipe.engine.errors.TransientError`."""
 
-    async def produce(
+    def produce(
         self,
         topic: str,
         value: bytes | None,
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes | None]] = (),
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
 
 
 class Schemas(Protocol):

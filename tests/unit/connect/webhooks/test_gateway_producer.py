@@ -1,0 +1,49 @@
+"""The Gateway's producer against a broker that is not there: every record it accepts is
+reported within its timeout, also the ones that first had to wait for room in the local queue
+(the network is never reached: the bootstrap address refuses connections)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from lhpipe.connect.webhooks.producer import GatewayProducer
+from lhpipe.engine.errors import TransientError
+from lhpipe.settings import Settings
+
+
+def nowhere(queue_size: int) -> Settings:
+    return Settings(
+        environ={
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "LHPIPE_KAFKA_QUEUE_BUFFERING_MAX_MESSAGES": str(queue_size),
+        }
+    )
+
+
+def test_a_record_kafka_never_acknowledges_fails_as_transient_after_the_timeout() -> None:
+    async def scenario() -> None:
+        producer = GatewayProducer(nowhere(10), timeout_ms=300)
+        started = time.monotonic()
+        with pytest.raises(TransientError):
+            await producer.produce("intake", b"v", b"k", [("lhpipe.webhook", b"w")])
+        assert time.monotonic() - started < 3  # librdkafka checks timeouts once a second
+        await producer.close(timeout=1)
+
+    asyncio.run(scenario())
+
+
+def test_records_beyond_a_full_local_queue_wait_for_room_and_are_reported_too() -> None:
+    async def scenario() -> list[BaseException | None]:
+        producer = GatewayProducer(nowhere(1), timeout_ms=300)
+        waits = [producer.produce("intake", f"v{n}".encode()) for n in range(3)]
+        results = await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 15)
+        await producer.close(timeout=1)
+        return list(results)
+
+    results = asyncio.run(scenario())
+
+    assert len(results) == 3
+    assert all(isinstance(result, TransientError) for result in results), results

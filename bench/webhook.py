@@ -341,7 +341,9 @@ def back_to_back_ms(port: int, requests: int = 30) -> float:
 
 
 def records_in(topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": KAFKA, "group.id": "bench-webhook-count"})
+    # The broker `lhpipe run` writes to: the local stack's unless the environment says otherwise.
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", KAFKA)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-webhook-count"})
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         total = 0

@@ -29,7 +29,8 @@ of 202 answers. Needs ``wrk`` (``apt-get install -y wrk``). Every subprocess is 
 end, whatever happens.
 
 Run: ``.venv/bin/python bench/webhook.py [--duration 10] [--connections 64] [--rate 1000]
-[--rounds 3] [--body schema|json]``.
+[--rounds 3] [--body schema|json]``; with ``KAFKA_BOOTSTRAP_SERVERS`` set, ``lhpipe run`` writes
+to (and the records are counted on) that broker instead of the local stack's.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -33,6 +32,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from lhpipe.connect.kafka import client_config
 from lhpipe.engine.errors import TransientError
+from lhpipe.engine.senders import RecordProducer
 from lhpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,29 +92,17 @@ class PollStateStore(Protocol):
         ...
 
 
-class Producer(Protocol):
-    """The process's idempotent producer (:class:`lhpipe.connect.kafka.KafkaProducer`)."""
-
-    async def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes | None]] = (),
-    ) -> None: ...
-
-
 class KafkaPollStateStore:
     """:class:`PollStateStore` on a compacted topic (see the module docstring)."""
 
-    def __init__(self, settings: Settings, producer: Producer, topic: str) -> None:
+    def __init__(self, settings: Settings, producer: RecordProducer, topic: str) -> None:
         self.settings = settings
         self.topic = topic
         self._producer = producer
         self._topic_ready = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, producer: Producer) -> KafkaPollStateStore:
+    def from_settings(cls, settings: Settings, producer: RecordProducer) -> KafkaPollStateStore:
         return cls(settings, producer, settings.get(STATE_TOPIC_SETTING) or DEFAULT_STATE_TOPIC)
 
     async def load(self, pipeline: str) -> PollState | None:

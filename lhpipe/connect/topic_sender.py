@@ -20,24 +20,17 @@ those of :mod:`lhpipe.connect.registry` (unreachable: transient; refused: perman
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Protocol
 
 from lhpipe.connect.avro_encode import Registry, TopicSchemas
 from lhpipe.connect.jsonenc import dumps
 from lhpipe.engine.plans import Plan, TopicPlan
+from lhpipe.engine.senders import RecordProducer
 
 
-class RecordProducer(Protocol):
-    """The part of :class:`lhpipe.connect.kafka.KafkaProducer` the sender uses."""
-
-    async def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes | None]] = (),
-    ) -> None: ...
+class ConnectedProducer(RecordProducer, Protocol):
+    """The producer, and whether it reaches the broker now (for ``/readyz``)."""
 
     def connected(self) -> bool: ...
 
@@ -57,7 +50,7 @@ class TopicSender:
     schema (a sender without one refuses such plans)."""
 
     def __init__(
-        self, producer: RecordProducer, registry: Callable[[], Registry] | None = None
+        self, producer: ConnectedProducer, registry: Callable[[], Registry] | None = None
     ) -> None:
         self._producer = producer
         self._schemas = None if registry is None else TopicSchemas(registry)

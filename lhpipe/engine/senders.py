@@ -7,16 +7,32 @@ per call and raise the run-time error tree (:mod:`lhpipe.engine.errors`); the en
 own. One sender serves every pipeline that has a target of its kind (they are shared per
 process: one gRPC channel, one Kafka producer, one HTTP client).
 
-:class:`SenderRegistry` maps a target kind to the sender that the runners use.
+:class:`SenderRegistry` maps a target kind to the sender that the runners use;
+:class:`RecordProducer` is the one Kafka producer interface that senders, dead letters, the
+Gateway and the poll state write through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from lhpipe.engine.plans import Plan
 from lhpipe.syntax.ast import TargetKind
+
+
+class RecordProducer(Protocol):
+    """Writes one Kafka record; the awaitable resolves once the broker acknowledged it and
+    raises the run-time error tree otherwise (:class:`lhpipe.connect.kafka.KafkaProducer`,
+    :class:`lhpipe.connect.webhooks.producer.GatewayProducer`)."""
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes | None]] = (),
+    ) -> Awaitable[None]: ...
 
 
 @runtime_checkable

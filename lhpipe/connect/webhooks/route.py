@@ -68,6 +68,7 @@ from lhpipe.engine.delivery import (
 from lhpipe.engine.errors import DeliveryError, PermanentError, TransientError
 from lhpipe.engine.evaluate import Evaluator, compile_expr
 from lhpipe.engine.record import Record, WebhookOrigin
+from lhpipe.engine.senders import RecordProducer
 from lhpipe.engine.steps import Steps, initial_env
 
 log = logging.getLogger(__name__)
@@ -101,19 +102,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-class Producer(Protocol):
-    """The Kafka producer a topic-mode route writes with (:class:`~lhpipe.connect.kafka.
-    KafkaProducer`): resolves once the broker acknowledged, raises the engine's errors, and
-    gives up on a record after the route's deadline (``message.timeout.ms``) with a
-    :class:`~lhpipe.engine.errors.TransientError`."""
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None,
-        key: bytes | None = None,
-        headers: Sequence[tuple[str, bytes | None]] = (),
-    ) -> Awaitable[None]: ...
+#: What a topic-mode route writes with: resolves once the broker acknowledged, raises the
+#: engine's errors, and gives up on a record after the route's deadline
+#: (``message.timeout.ms``) with a :class:`~lhpipe.engine.errors.TransientError`.
+Producer = RecordProducer
 
 
 class Schemas(Protocol):

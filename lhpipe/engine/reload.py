@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
-from lhpipe.engine import metrics
+from lhpipe.engine import heap, metrics
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from lhpipe.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: How long after a successful reload the collector gets the replaced program's objects
+#: (:func:`lhpipe.engine.heap.settle`: a full collection, tens of milliseconds).
+SETTLE_DELAY_SECONDS = 1.0
 
 Change = Literal["added", "removed", "changed", "unchanged"]
 CHANGES: tuple[Change, ...] = ("added", "removed", "changed", "unchanged")
@@ -293,6 +297,9 @@ class Reloader:
                     count = len(specs.names(change))
                     if count:
                         metrics.RELOAD_CHANGES.labels(kind, change).inc(count)
+            # The replaced program's objects were frozen at start-up (engine/heap.py): let the
+            # collector have them, a little after the new routes and runners took traffic.
+            asyncio.get_running_loop().call_later(SETTLE_DELAY_SECONDS, heap.settle)
             return self._finish("ok", started, files, diff=diff)
 
     def _print(self, text: str) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from lhpipe.check.program import (
+    ConnectorInfo,
     EnvRef,
     HmacAuth,
     NoAuth,
@@ -495,7 +496,14 @@ class _Compiler:
             else node
             for node in self.nodes.values()
         )
-        return CompiledProgram(Graph(nodes, tuple(self.edges)), pipelines, routes)
+        connectors = {name: self.connector_fingerprint(c) for name, c in program.connectors.items()}
+        return CompiledProgram(Graph(nodes, tuple(self.edges)), pipelines, routes, connectors)
+
+    def connector_fingerprint(self, connector: ConnectorInfo) -> str:
+        """What the connector's deployment depends on: its block and the settings it reads."""
+        names = {value.name for value in connector.config.values() if isinstance(value, EnvRef)}
+        settings = tuple(sorted(names.union(CONNECT_SETTINGS)))
+        return digest("connector", structure(connector.decl), self.settings_content(settings))
 
 
 def _auth_kind(webhook: WebhookInfo) -> str:

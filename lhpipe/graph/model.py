@@ -142,18 +142,22 @@ class RouteSpec:
 
 @dataclass(frozen=True, slots=True)
 class CompiledProgram:
-    """A program compiled for running and drawing: the graph, and the specs by name."""
+    """A program compiled for running and drawing: the graph, the specs by name, and each
+    ``connector`` declaration's fingerprint by name."""
 
     graph: Graph
     pipelines: Mapping[str, PipelineSpec]
     routes: Mapping[str, RouteSpec]
+    connectors: Mapping[str, str] = field(default_factory=dict)
 
     def program_hash(self) -> str:
-        """A short hash of every pipeline's and webhook's name and fingerprint: two compiles
-        that hot reload would treat as the same program have the same hash (``/readyz``)."""
+        """A short hash of every pipeline's, webhook's and connector's name and fingerprint:
+        two compiles that hot reload would treat as the same program have the same hash
+        (``/readyz``)."""
         parts = sorted(
             [("pipeline", name, spec.fingerprint) for name, spec in self.pipelines.items()]
             + [("webhook", name, spec.fingerprint) for name, spec in self.routes.items()]
+            + [("connector", name, fingerprint) for name, fingerprint in self.connectors.items()]
         )
         return hashlib.sha256(repr(parts).encode("utf-8")).hexdigest()[:16]
 

@@ -195,6 +195,22 @@ def test_the_program_hash_ignores_layout_and_follows_meaning(tmp_path: Path) -> 
     assert len(before.program_hash()) == 16
 
 
+def test_the_program_hash_follows_connector_declarations(tmp_path: Path) -> None:
+    connector = """
+connector files {
+  class = "FileStreamSource"
+  config { file = "/tmp/a.txt" }
+  topic = "lines"
+}
+"""
+    plain = compiled_of(BEFORE, tmp_path)
+    declared = compiled_of(BEFORE + connector, tmp_path)
+    edited = compiled_of(BEFORE + connector.replace("/tmp/a.txt", "/tmp/b.txt"), tmp_path)
+    hashes = {plain.program_hash(), declared.program_hash(), edited.program_hash()}
+    assert len(hashes) == 3
+    assert declared.connectors.keys() == {"files"}
+
+
 def test_a_direct_mode_pipeline_change_changes_its_webhook(tmp_path: Path) -> None:
     before = compiled_of(BEFORE, tmp_path)
     after = compiled_of(

@@ -53,39 +53,39 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Final, Protocol
 
 import fastavro
 
+from lhpipe.connect.avro_compile import (
+    LONG_RANGE,
+    Check,
+    Misfit,
+    SchemaWalker,
+    branch_name,
+    enum_check,
+    fail,
+    named_types,
+    or_null,
+    simple_checks,
+)
+from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, EPOCH_DAY, WRITE_ERRORS, compile_writer
 from lhpipe.connect.jsonenc import dumps
 from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
 from lhpipe.engine.errors import PermanentError
 from lhpipe.engine.plans import TopicSchema
 
-_INT_RANGE: Final = (-(2**31), 2**31 - 1)
-_LONG_RANGE: Final = (-(2**63), 2**63 - 1)
-_FLOAT_MAX: Final = 3.4028234663852886e38
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_DAY: Final = date(1970, 1, 1)
 
-#: A compiled check: the value as fastavro writes it, or :class:`_Misfit`.
-Check = Callable[[Any], Any]
-
-
-class _Misfit(Exception):
-    """The value does not fit; ``path`` grows as the exception leaves nested values."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.path: list[str] = []
-
-    def where(self) -> str:
-        return "value" + "".join(self.path)
-
-
-def _fail(message: str) -> NoReturn:
-    raise _Misfit(message)
+def _where(misfit: Misfit) -> tuple[str, str]:
+    """Where the first misfit is (``value.items[2].price``) and what it is."""
+    path, message = misfit.found[0]
+    text = "value"
+    for segment in path:
+        if isinstance(segment, int):
+            text += f"[{segment}]"
+        else:
+            text += segment  # written as the check found it: ``.field`` or ``["key"]``
+    return text, message
 
 
 def _describe(value: Any) -> str:
@@ -110,23 +110,34 @@ class AvroValueEncoder:
     def __init__(self, name: str, avro: Mapping[str, Any]) -> None:
         self.name = name
         self.parsed = parse_avro_schema(avro)
-        named = self.parsed.get("__named_schemas", {}) if isinstance(self.parsed, dict) else {}
-        self._check = _Compiler(named).node(self.parsed)
+        self._check = _Compiler(named_types(self.parsed)).node(self.parsed)
+        self._writer = compile_writer(self.parsed, AVRO_DATUM)
 
     def to_avro(self, value: Any) -> Any:
         """``value`` as fastavro writes it; :class:`PermanentError` (``ENCODE``) when it does
         not fit."""
         try:
             return self._check(value)
-        except _Misfit as misfit:
+        except Misfit as misfit:
+            where, message = _where(misfit)
             raise PermanentError(
-                f"the value does not fit schema {self.name}: {misfit.where()}: {misfit.message}",
-                code="ENCODE",
+                f"the value does not fit schema {self.name}: {where}: {message}", code="ENCODE"
             ) from None
 
     def encode(self, schema_id: int, value: Any) -> bytes:
-        """``value`` in the registry wire format under ``schema_id``."""
+        """``value`` in the registry wire format under ``schema_id``: by the schema's compiled
+        writer (:mod:`lhpipe.connect.avro_writer`, the webhooks' own) when it has one and takes
+        the value, else by fastavro (a union of several types, a decimal, an absent field
+        with a default)."""
         datum = self.to_avro(value)
+        writer = self._writer
+        if writer is not None:
+            written = bytearray(WIRE_HEADER.pack(0, schema_id))
+            try:
+                writer(written, datum)
+                return bytes(written)
+            except WRITE_ERRORS:
+                pass
         out = io.BytesIO()
         out.write(WIRE_HEADER.pack(0, schema_id))
         try:
@@ -224,112 +235,92 @@ class TopicSchemas:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Compiler:
-    def __init__(self, named: Mapping[str, Any]) -> None:
-        self.named = named
-        self.done: dict[str, Check] = {}
+class _Compiler(SchemaWalker[Check]):
+    """Compiles a parsed schema into a check-and-convert over the engine's values (the module
+    docstring; the Gateway's check of JSON bodies is :mod:`lhpipe.connect.webhooks.validate`)."""
 
-    def node(self, schema: Any) -> Check:
-        if isinstance(schema, str):
-            primitive = _PRIMITIVES.get(schema)
-            return primitive if primitive is not None else self._named(schema)
-        if isinstance(schema, list):
-            return self._union(schema)
-        kind = schema["type"]
-        logical = schema.get("logicalType")
-        if isinstance(logical, str):
-            special = _logical(logical, kind, schema)
-            if special is not None:
-                return special
-        if kind in ("record", "error"):
-            return self._record(schema)
-        if kind == "enum":
-            return _enum(tuple(schema["symbols"]))
-        if kind == "fixed":
-            return _fixed(int(schema["size"]))
-        if kind == "array":
-            return _array(self.node(schema["items"]))
-        if kind == "map":
-            return _map(self.node(schema["values"]))
-        return self.node(kind)
+    def primitive(self, name: str) -> Check:
+        return _PRIMITIVES[name]
 
-    def _named(self, name: str) -> Check:
-        found = self.done.get(name)
-        if found is not None:
-            return found
+    def logical(self, kind: Any, logical: str, schema: Mapping[str, Any]) -> Check | None:
+        return _logical(logical, kind)
 
-        # A recursive type refers to itself: look it up when called.
-        def later(value: Any) -> Any:
-            return self.done[name](value)
-
-        self.done[name] = later
-        self.done[name] = self.node(self.named[name])
-        return self.done[name]
-
-    def _record(self, schema: Mapping[str, Any]) -> Check:
+    def record(self, schema: Mapping[str, Any]) -> Check:
         name = str(schema["name"])
-        self.done.setdefault(name, lambda value: self.done[name](value))
         fields: list[tuple[str, Check, bool, bool]] = []
+        check = _record_check(name, fields)
+        self.done[name] = check
         for field in schema["fields"]:
             field_type = field["type"]
             nullable = isinstance(field_type, list) and "null" in field_type
             fields.append((field["name"], self.node(field_type), "default" in field, nullable))
-        check = _record_check(name, fields)
-        self.done[name] = check
         return check
 
-    def _union(self, branches: list[Any]) -> Check:
+    def union(self, branches: list[Any]) -> Check:
         nullable = "null" in branches
         checks = [self.node(b) for b in branches if b != "null"]
-        names = ", ".join(_branch_name(b) for b in branches)
+        if nullable and len(checks) == 1:
+            return or_null(checks[0])
+        names = ", ".join(branch_name(b) for b in branches)
 
         def check(value: Any) -> Any:
             if value is None:
                 if nullable:
                     return None
-                _fail(f"expected one of {names}, got null")
+                fail(f"expected one of {names}, got null")
             for branch in checks:
                 try:
                     return branch(value)
-                except _Misfit:
+                except Misfit:
                     continue
-            _fail(f"expected one of {names}, got {_describe(value)}")
+            fail(f"expected one of {names}, got {_describe(value)}")
 
-        if nullable and len(checks) == 1:
-            inner = checks[0]
-            return lambda value: None if value is None else inner(value)
         return check
 
+    def enum(self, schema: Mapping[str, Any]) -> Check:
+        return enum_check(tuple(schema["symbols"]), _describe)
 
-def _branch_name(schema: Any) -> str:
-    if isinstance(schema, str):
-        return schema
-    if isinstance(schema, dict):
-        return str(schema.get("name") or schema.get("logicalType") or schema.get("type"))
-    return "a union"
+    def fixed(self, size: int) -> Check:
+        def check(value: Any) -> Any:
+            data = _bytes(value)
+            if len(data) != size:
+                fail(f"expected {size} bytes, got {len(data)} bytes")
+            return data
+
+        return check
+
+    def array(self, items: Check) -> Check:
+        return _array(items)
+
+    def map(self, values: Check) -> Check:
+        return _map(values)
 
 
 def _record_check(name: str, fields: list[tuple[str, Check, bool, bool]]) -> Check:
-    known = frozenset(f[0] for f in fields)
+    """The check of a record; ``fields`` may be filled after this returns (recursion)."""
 
     def check(value: Any) -> Any:
         if type(value) is not dict and not isinstance(value, Mapping):
-            _fail(f"expected a record ({name}), got {_describe(value)}")
+            fail(f"expected a record ({name}), got {_describe(value)}")
         out: dict[str, Any] = {}
+        present = 0
         for field_name, field_check, has_default, nullable in fields:
             if field_name in value:
+                present += 1
                 try:
                     out[field_name] = field_check(value[field_name])
-                except _Misfit as misfit:
-                    misfit.path.insert(0, f".{field_name}")
+                except Misfit as misfit:
+                    misfit.under(f".{field_name}")
                     raise
             elif nullable and not has_default:
                 out[field_name] = None
             elif not has_default:  # with a default, fastavro writes the default
-                _fail(f"missing field `{field_name}` of {name}")
-        for key in value:
-            if key not in known:
-                _fail(f"unknown field `{key}`: {name} has no such field")
+                fail(f"missing field `{field_name}` of {name}")
+        if present != len(value):
+            known = {f[0] for f in fields}
+            for key in value:
+                if key not in known:
+                    fail(f"unknown field `{key}`: {name} has no such field")
         return out
 
     return check
@@ -338,13 +329,13 @@ def _record_check(name: str, fields: list[tuple[str, Check, bool, bool]]) -> Che
 def _array(item: Check) -> Check:
     def check(value: Any) -> Any:
         if not isinstance(value, list | tuple):
-            _fail(f"expected a list, got {_describe(value)}")
+            fail(f"expected a list, got {_describe(value)}")
         out = []
         for index, element in enumerate(value):
             try:
                 out.append(item(element))
-            except _Misfit as misfit:
-                misfit.path.insert(0, f"[{index}]")
+            except Misfit as misfit:
+                misfit.under(index)
                 raise
         return out
 
@@ -354,59 +345,19 @@ def _array(item: Check) -> Check:
 def _map(values: Check) -> Check:
     def check(value: Any) -> Any:
         if not isinstance(value, Mapping):
-            _fail(f"expected a map, got {_describe(value)}")
+            fail(f"expected a map, got {_describe(value)}")
         out = {}
         for key, element in value.items():
             if not isinstance(key, str):
-                _fail(f"a map key must be text, got {_describe(key)}")
+                fail(f"a map key must be text, got {_describe(key)}")
             try:
                 out[key] = values(element)
-            except _Misfit as misfit:
-                misfit.path.insert(0, f"[{json.dumps(key)}]")
+            except Misfit as misfit:
+                misfit.under(f"[{json.dumps(key)}]")
                 raise
         return out
 
     return check
-
-
-def _integer(what: str, low: int, high: int) -> Check:
-    def check(value: Any) -> Any:
-        if type(value) is not int:
-            _fail(f"expected {what}, got {_describe(value)}")
-        if not low <= value <= high:
-            _fail(f"expected {what} between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def _number(what: str, limit: float | None) -> Check:
-    def check(value: Any) -> Any:
-        if type(value) is not float and type(value) is not int:
-            _fail(f"expected {what}, got {_describe(value)}")
-        if limit is not None and abs(value) > limit:
-            _fail(f"expected {what} within ±{limit:.4g}, got {value}")
-        return float(value)
-
-    return check
-
-
-def _string(value: Any) -> Any:
-    if type(value) is not str:
-        _fail(f"expected text, got {_describe(value)}")
-    return value
-
-
-def _boolean(value: Any) -> Any:
-    if value is not True and value is not False:
-        _fail(f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _null(value: Any) -> Any:
-    if value is not None:
-        _fail(f"expected null, got {_describe(value)}")
-    return None
 
 
 def _bytes(value: Any) -> Any:
@@ -417,44 +368,13 @@ def _bytes(value: Any) -> Any:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             pass
-    _fail(f"expected bytes (or base64 text), got {_describe(value)}")
+    fail(f"expected bytes (or base64 text), got {_describe(value)}")
 
 
-_PRIMITIVES: Final[Mapping[str, Check]] = {
-    "null": _null,
-    "boolean": _boolean,
-    "int": _integer("an int", *_INT_RANGE),
-    "long": _integer("a long", *_LONG_RANGE),
-    "float": _number("a number (float)", _FLOAT_MAX),
-    "double": _number("a number", None),
-    "bytes": _bytes,
-    "string": _string,
-}
+_PRIMITIVES: Final[Mapping[str, Check]] = {**simple_checks(_describe, "text"), "bytes": _bytes}
 
 
-def _enum(symbols: tuple[str, ...]) -> Check:
-    allowed = frozenset(symbols)
-    listed = ", ".join(symbols)
-
-    def check(value: Any) -> Any:
-        if type(value) is not str or value not in allowed:
-            _fail(f"expected one of {listed}, got {_describe(value)}")
-        return value
-
-    return check
-
-
-def _fixed(size: int) -> Check:
-    def check(value: Any) -> Any:
-        data = _bytes(value)
-        if len(data) != size:
-            _fail(f"expected {size} bytes, got {len(data)} bytes")
-        return data
-
-    return check
-
-
-def _logical(logical: str, kind: Any, schema: Mapping[str, Any]) -> Check | None:
+def _logical(logical: str, kind: Any) -> Check | None:
     if kind == "long" and logical in ("timestamp-millis", "timestamp-micros"):
         return _timestamp(1000 if logical == "timestamp-millis" else 1_000_000)
     if kind == "int" and logical == "date":
@@ -471,7 +391,7 @@ def _logical(logical: str, kind: Any, schema: Mapping[str, Any]) -> Check | None
 def _timestamp(per_second: int) -> Check:
     unit = "milliseconds" if per_second == 1000 else "microseconds"
     what = f"a timestamp (a datetime, ISO-8601 text or epoch {unit})"
-    limit = _LONG_RANGE
+    limit = LONG_RANGE
 
     def check(value: Any) -> Any:
         kind = type(value)
@@ -479,43 +399,43 @@ def _timestamp(per_second: int) -> Check:
             return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         try:
             if kind is int and limit[0] <= value <= limit[1]:
-                return _EPOCH + timedelta(microseconds=value * (1_000_000 // per_second))
+                return EPOCH + timedelta(microseconds=value * (1_000_000 // per_second))
             if kind is str:
                 parsed = datetime.fromisoformat(value)
                 return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
         except (ValueError, OverflowError):
             pass
-        _fail(f"expected {what}, got {_describe(value)}")
+        fail(f"expected {what}, got {_describe(value)}")
 
     return check
 
 
 def _date(value: Any) -> Any:
     if isinstance(value, datetime):
-        _fail(f"expected a date, got a datetime ({value.isoformat()})")
+        fail(f"expected a date, got a datetime ({value.isoformat()})")
     if isinstance(value, date):
         return value
     try:
         if type(value) is int:
-            return _EPOCH_DAY + timedelta(days=value)
+            return EPOCH_DAY + timedelta(days=value)
         if type(value) is str:
             return date.fromisoformat(value)
     except (ValueError, OverflowError):
         pass
-    _fail(f"expected a date (ISO-8601 text or days since 1970-01-01), got {_describe(value)}")
+    fail(f"expected a date (ISO-8601 text or days since 1970-01-01), got {_describe(value)}")
 
 
 def _json_text(value: Any) -> Any:
     try:
         return dumps(value).decode()
     except PermanentError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _uuid(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
-    return _string(value)
+    return _PRIMITIVES["string"](value)
 
 
 def _decimal(value: Any) -> Any:
@@ -526,4 +446,4 @@ def _decimal(value: Any) -> Any:
             return Decimal(value)
         except InvalidOperation:
             pass
-    _fail(f"expected a decimal (a number or decimal text), got {_describe(value)}")
+    fail(f"expected a decimal (a number or decimal text), got {_describe(value)}")

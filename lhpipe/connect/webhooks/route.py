@@ -306,6 +306,9 @@ class WebhookRoute:
         self._method_not_allowed: dict[str, Problem] = {}
         self._too_large = problems.payload_too_large(webhook.max_body)
         self._answers: dict[int, Any] = {}
+        self._accepted_count = self._counter(202)
+        # Topic mode with no key expression: the body is needed only as the record's value.
+        self._body_only = webhook.topic is not None and self._key is None
 
     # -- the request ---------------------------------------------------------------------------
 
@@ -372,13 +375,21 @@ class WebhookRoute:
                     ),
                 )
                 return
+        payload: bytes | None = None
         try:
             body = self.body
             decoder = body.decoder
             if decoder is None or (self._needs_schema_id and body.schema_id is None):
                 decoder = await body.ready(needs_id=self.topic is not None)
-            value = decoder.decode(headers.get("content-type"), raw)
-            key = self._record_key(scope, headers, value, verdict, webhook_id)
+            if self._body_only and isinstance(decoder, SchemaBody):
+                # Nothing needs the body as a value: check it while writing it, in one pass.
+                assert body.schema_id is not None
+                value = None
+                payload = decoder.record(headers.get("content-type"), raw, body.schema_id)
+                key: str | None = default_key(webhook_id)
+            else:
+                value = decoder.decode(headers.get("content-type"), raw)
+                key = self._record_key(scope, headers, value, verdict, webhook_id)
         except BodyRejected as rejected:
             await self._refuse(send, rejected.problem)
             return
@@ -390,10 +401,13 @@ class WebhookRoute:
             log.error("webhook %s: %s", self.name, exc)
             await self._refuse(send, Problem(500, "the webhook cannot accept requests now"))
             return
+        except PermanentError as exc:  # fastavro could not write a checked body
+            await self._refuse(send, problems.bad_request(str(exc)))
+            return
         if self.direct is not None:
             await self._run_direct(send, headers, raw, webhook_id, key, value)
         else:
-            await self._produce(send, headers, raw, webhook_id, key, value)
+            await self._produce(send, headers, raw, webhook_id, key, value, payload)
 
     def _record_key(
         self,
@@ -431,31 +445,35 @@ class WebhookRoute:
         webhook_id: str,
         key: str | None,
         value: Any,
+        payload: bytes | None,
     ) -> None:
         producer = self.producer
         topic = self.topic
         assert producer is not None and topic is not None
-        content_type: bytes | None
         if self.body.is_schema:
-            decoder = self.body.decoder
-            schema_id = self.body.schema_id
-            assert isinstance(decoder, SchemaBody) and schema_id is not None
-            try:
-                payload = decoder.encode(schema_id, value)
-            except PermanentError as exc:
-                await self._refuse(send, problems.bad_request(str(exc)))
-                return
-            content_type = AVRO_CONTENT_TYPE
+            if payload is None:
+                decoder = self.body.decoder
+                schema_id = self.body.schema_id
+                assert isinstance(decoder, SchemaBody) and schema_id is not None
+                try:
+                    payload = decoder.encode(schema_id, value)
+                except PermanentError as exc:
+                    await self._refuse(send, problems.bad_request(str(exc)))
+                    return
+            record_headers = [
+                ("lhpipe.webhook", self._name_header),
+                ("lhpipe.webhook.id", webhook_id.encode("utf-8")),
+                ("content-type", AVRO_CONTENT_TYPE),
+            ]
         else:
             payload = raw
+            record_headers = [
+                ("lhpipe.webhook", self._name_header),
+                ("lhpipe.webhook.id", webhook_id.encode("utf-8")),
+            ]
             sent_type = headers.get("content-type")
-            content_type = None if sent_type is None else sent_type.encode("latin-1")
-        record_headers = [
-            ("lhpipe.webhook", self._name_header),
-            ("lhpipe.webhook.id", webhook_id.encode("utf-8")),
-        ]
-        if content_type is not None:
-            record_headers.append(("content-type", content_type))
+            if sent_type is not None:
+                record_headers.append(("content-type", sent_type.encode("latin-1")))
         try:
             # No timer of its own: the producer's records time out after the deadline
             # (librdkafka reports every record, delivered or not), and a timer per request
@@ -551,19 +569,16 @@ class WebhookRoute:
         return problem
 
     async def _accepted(self, send: Send, webhook_id: str) -> None:
-        body = orjson.dumps({"id": webhook_id})
+        body = b'{"id":' + orjson.dumps(webhook_id) + b"}"
         await send(
             {
                 "type": "http.response.start",
                 "status": 202,
-                "headers": [
-                    (b"content-type", _JSON),
-                    (b"content-length", str(len(body)).encode("ascii")),
-                ],
+                "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))],
             }
         )
         await send({"type": "http.response.body", "body": body})
-        self._count(202)
+        self._accepted_count.inc()
 
     async def _refuse(self, send: Send, problem: Problem, *, body_read: bool = True) -> None:
         body = problem.body()
@@ -581,11 +596,14 @@ class WebhookRoute:
         self._count(problem.status)
 
     def _count(self, status: int) -> None:
+        self._counter(status).inc()
+
+    def _counter(self, status: int) -> Any:
         counter = self._answers.get(status)
         if counter is None:
             counter = metrics.HTTP_REQUESTS.labels(self.name, str(status))
             self._answers[status] = counter
-        counter.inc()
+        return counter
 
 
 def _unavailable(detail: str) -> Problem:

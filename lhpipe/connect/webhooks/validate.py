@@ -51,27 +51,33 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-import struct
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, NoReturn, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
+from lhpipe.connect.avro_compile import (
+    Check,
+    Misfit,
+    SchemaWalker,
+    Segment,
+    branch_name,
+    enum_check,
+    fail,
+    named_types,
+    or_null,
+    simple_checks,
+)
+from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, JSON_BODY, WRITE_ERRORS, compile_writer
 from lhpipe.connect.registry import encode
 from lhpipe.connect.webhooks import problems
-from lhpipe.connect.webhooks.avro_writer import compile_writer
 from lhpipe.connect.webhooks.problems import FieldProblem, Problem
 from lhpipe.engine import _avro
 from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
 
 #: At most this many problems are reported for one body.
 MAX_PROBLEMS: Final = 20
-
-_INT_RANGE: Final = (-(2**31), 2**31 - 1)
-_LONG_RANGE: Final = (-(2**63), 2**63 - 1)
-_FLOAT_MAX: Final = 3.4028234663852886e38
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BodyRejected(Exception):
@@ -114,37 +120,60 @@ class SchemaBody:
     def __init__(self, name: str, avro: Mapping[str, Any]) -> None:
         self.name = name
         self.parsed = parse_avro_schema(avro)
-        named = self.parsed.get("__named_schemas", {}) if isinstance(self.parsed, dict) else {}
-        self._check = _Compiler(named).node(self.parsed)
+        self._check = _Compiler(named_types(self.parsed)).node(self.parsed)
         self._to_avro = _avro.converter(self.parsed, _write_rule)
-        self._writer = compile_writer(self.parsed)
+        # Checks while it writes, from the parsed JSON: the fast path of a record.
+        self._body_writer = compile_writer(self.parsed, JSON_BODY)
+        # Writes a checked body after to_avro (the slow path).
+        self._datum_writer = compile_writer(self.parsed, AVRO_DATUM)
 
     def decode(self, content_type: str | None, body: bytes) -> Any:
-        value = parse_json(content_type, body)
+        return self._checked(parse_json(content_type, body))
+
+    def _checked(self, value: Any) -> Any:
         try:
             return self._check(value)
-        except _Mismatch as mismatch:
-            found = tuple(mismatch.problems())
+        except Misfit as misfit:
+            found = tuple(_problems(misfit))
             raise BodyRejected(problems.bad_request(_summary(self.name, found), found)) from None
 
     def to_avro(self, value: Any) -> Any:
         """``value`` (from :meth:`decode`) as fastavro writes it: ``json`` fields as text."""
         return value if self._to_avro is None else self._to_avro(value)
 
-    def encode(self, schema_id: int, value: Any) -> bytes:
-        """``value`` (from :meth:`decode`) in the registry wire format with ``schema_id``: by
-        the schema's compiled writer (:mod:`.avro_writer`) when it has one, else by fastavro,
-        which also names what does not fit when the compiled writer fails (raises
-        :class:`~lhpipe.engine.errors.PermanentError`)."""
-        writer = self._writer
+    def record(self, content_type: str | None, body: bytes, schema_id: int) -> bytes:
+        """The record value of a request body, for a route that needs only that (no key
+        expression, no pipeline in the request): the body's JSON written as Avro by a writer
+        that checks as it writes (:data:`~lhpipe.connect.avro_writer.JSON_BODY`), in one pass.
+        A body that writer does not take goes the slow way, :meth:`decode` (which names every
+        problem: :class:`BodyRejected`) then :meth:`encode`, so both ways accept the same
+        bodies and write the same bytes."""
+        parsed = parse_json(content_type, body)
+        writer = self._body_writer
         if writer is not None:
             out = bytearray(WIRE_HEADER.pack(0, schema_id))
             try:
-                writer(out, value)
+                writer(out, parsed)
                 return bytes(out)
-            except (TypeError, ValueError, KeyError, AttributeError, OverflowError, struct.error):
+            except WRITE_ERRORS:
                 pass
-        return encode(schema_id, self.parsed, self.to_avro(value))
+        return self.encode(schema_id, self._checked(parsed))
+
+    def encode(self, schema_id: int, value: Any) -> bytes:
+        """``value`` (from :meth:`decode`) in the registry wire format with ``schema_id``: by
+        the schema's compiled writer (:mod:`lhpipe.connect.avro_writer`) when it has one, else
+        by fastavro, which also names what does not fit when the compiled writer fails (raises
+        :class:`~lhpipe.engine.errors.PermanentError`)."""
+        datum = self.to_avro(value)
+        writer = self._datum_writer
+        if writer is not None:
+            out = bytearray(WIRE_HEADER.pack(0, schema_id))
+            try:
+                writer(out, datum)
+                return bytes(out)
+            except WRITE_ERRORS:
+                pass
+        return encode(schema_id, self.parsed, datum)
 
 
 def body_decoder(body: str, avro: Mapping[str, Any] | None = None) -> BodyDecoder:
@@ -206,34 +235,13 @@ def _write_rule(logical: str) -> _avro.Convert | None:
 # Checking a JSON value against a parsed Avro schema
 # ---------------------------------------------------------------------------------------------
 
-#: A compiled check: the value as expressions see it, or :class:`_Mismatch`.
-Check = Callable[[Any], Any]
-Segment = str | int
 #: A record field: name, check, and the maker of its default (``None``: the field is required).
 _Field = tuple[str, Check, Callable[[], Any] | None]
 
 
-class _Mismatch(Exception):
-    """Problems found under one value: (path from that value, message) pairs. Raised only on
-    the failure path, so a matching body pays for no paths."""
-
-    def __init__(self, found: list[tuple[list[Segment], str]]) -> None:
-        super().__init__()
-        self.found = found
-
-    def under(self, segment: Segment) -> list[tuple[list[Segment], str]]:
-        """The same problems, seen from the parent that holds this value at ``segment``."""
-        for path, _ in self.found:
-            path.insert(0, segment)
-        return self.found
-
-    def problems(self) -> Iterator[FieldProblem]:
-        for path, message in self.found[:MAX_PROBLEMS]:
-            yield FieldProblem(_path_text(path), message)
-
-
-def _fail(message: str) -> NoReturn:
-    raise _Mismatch([([], message)])
+def _problems(misfit: Misfit) -> Iterator[FieldProblem]:
+    for path, message in misfit.found[:MAX_PROBLEMS]:
+        yield FieldProblem(_path_text(path), message)
 
 
 def _path_text(path: list[Segment]) -> str:
@@ -262,54 +270,23 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _expected(what: str) -> Check:
-    def fail(value: Any) -> NoReturn:
-        _fail(f"expected {what}, got {_describe(value)}")
+class _Compiler(SchemaWalker[Check]):
+    """Compiles a parsed schema to nested :data:`Check` closures, once per schema (JSON's
+    rules: the module docstring)."""
 
-    return fail
+    def primitive(self, name: str) -> Check:
+        return _PRIMITIVES[name]
 
-
-class _Compiler:
-    """Compiles a parsed schema to nested :data:`Check` closures, once per schema."""
-
-    def __init__(self, named: Mapping[str, Any]) -> None:
-        self.named = named
-        self.done: dict[str, Check] = {}
-
-    def node(self, schema: Any) -> Check:
-        if isinstance(schema, str):
-            return self._named(schema)
-        if isinstance(schema, list):
-            return self._union(schema)
-        kind = schema["type"]
-        logical = schema.get("logicalType")
+    def logical(self, kind: Any, logical: str, schema: Mapping[str, Any]) -> Check | None:
         if kind == "long" and logical in ("timestamp-millis", "timestamp-micros"):
             return _timestamp(1000 if logical == "timestamp-millis" else 1_000_000)
         if kind == "string" and logical == "json":
             return _any_json
-        if kind in ("record", "error"):
-            return self._record(schema)
-        if kind == "enum":
-            return _enum(schema["name"], tuple(schema["symbols"]))
-        if kind == "fixed":
-            return _fixed(int(schema["size"]))
-        if kind == "array":
-            return _array(self.node(schema["items"]))
-        if kind == "map":
-            return _map(self.node(schema["values"]))
-        return self.node(kind)
+        return None  # checked as its underlying type
 
-    def _named(self, name: str) -> Check:
-        primitive = _PRIMITIVES.get(name)
-        if primitive is not None:
-            return primitive
-        found = self.done.get(name)
-        return found if found is not None else self.node(self.named[name])
-
-    def _record(self, schema: Mapping[str, Any]) -> Check:
+    def record(self, schema: Mapping[str, Any]) -> Check:
         fields: list[_Field] = []
         check = _record(str(schema["name"]).rsplit(".", 1)[-1], fields)
-        # Registered before its fields are compiled, so a recursive reference finds it.
         self.done[str(schema["name"])] = check
         fields.extend(self._field(f) for f in schema["fields"])
         return check
@@ -326,35 +303,44 @@ class _Compiler:
             return str(field["name"]), self.node(schema), lambda: copy.deepcopy(default)
         return str(field["name"]), self.node(schema), lambda: default
 
-    def _union(self, branches: list[Any]) -> Check:
+    def union(self, branches: list[Any]) -> Check:
         others = [b for b in branches if b != "null"]
         if len(others) == 1 and len(branches) == 2:
-            inner = self.node(others[0])
-            return lambda value: None if value is None else inner(value)
+            return or_null(self.node(others[0]))
         checks = [self.node(b) for b in branches]
-        names = ", ".join(_branch_name(b) for b in branches)
+        names = ", ".join(branch_name(b) for b in branches)
 
         def first_match(value: Any) -> Any:
             for check in checks:
                 try:
                     return check(value)
-                except _Mismatch:
+                except Misfit:
                     continue
-            _fail(f"expected one of {names}, got {_describe(value)}")
+            fail(f"expected one of {names}, got {_describe(value)}")
 
         return first_match
+
+    def enum(self, schema: Mapping[str, Any]) -> Check:
+        return enum_check(tuple(schema["symbols"]), _describe)
+
+    def fixed(self, size: int) -> Check:
+        def check(value: Any) -> Any:
+            decoded = _bytes(value)
+            if len(decoded) != size:
+                fail(f"expected {size} bytes as base64 text, got {len(decoded)} bytes")
+            return decoded
+
+        return check
+
+    def array(self, items: Check) -> Check:
+        return _array(items)
+
+    def map(self, values: Check) -> Check:
+        return _map(values)
 
 
 def _nullable(schema: Any) -> bool:
     return schema == "null" or (isinstance(schema, list) and "null" in schema)
-
-
-def _branch_name(schema: Any) -> str:
-    if isinstance(schema, str):
-        return schema.rsplit(".", 1)[-1]
-    if isinstance(schema, dict):
-        return str(schema.get("logicalType") or schema.get("name") or schema.get("type"))
-    return "union"
 
 
 def _record(name: str, fields: list[_Field]) -> Check:
@@ -362,7 +348,7 @@ def _record(name: str, fields: list[_Field]) -> Check:
 
     def check(value: Any) -> Any:
         if type(value) is not dict:
-            _fail(f"expected an object ({name}), got {_describe(value)}")
+            fail(f"expected an object ({name}), got {_describe(value)}")
         out: dict[str, Any] = {}
         found: list[tuple[list[Segment], str]] = []
         present = 0
@@ -371,8 +357,8 @@ def _record(name: str, fields: list[_Field]) -> Check:
                 present += 1
                 try:
                     out[field_name] = field_check(value[field_name])
-                except _Mismatch as mismatch:
-                    found.extend(mismatch.under(field_name))
+                except Misfit as misfit:
+                    found.extend(misfit.under(field_name))
             elif default is not None:
                 out[field_name] = default()
             else:
@@ -381,7 +367,7 @@ def _record(name: str, fields: list[_Field]) -> Check:
             known = {f[0] for f in fields}
             found.extend(([k], "unknown field") for k in value if k not in known)
         if found:
-            raise _Mismatch(found)
+            raise Misfit(found)
         return out
 
     return check
@@ -390,18 +376,18 @@ def _record(name: str, fields: list[_Field]) -> Check:
 def _array(item: Check) -> Check:
     def check(value: Any) -> Any:
         if type(value) is not list:
-            _fail(f"expected an array, got {_describe(value)}")
+            fail(f"expected an array, got {_describe(value)}")
         out = []
         found: list[tuple[list[Segment], str]] = []
         for index, element in enumerate(value):
             try:
                 out.append(item(element))
-            except _Mismatch as mismatch:
-                found.extend(mismatch.under(index))
+            except Misfit as misfit:
+                found.extend(misfit.under(index))
                 if len(found) >= MAX_PROBLEMS:
                     break
         if found:
-            raise _Mismatch(found)
+            raise Misfit(found)
         return out
 
     return check
@@ -410,71 +396,30 @@ def _array(item: Check) -> Check:
 def _map(values: Check) -> Check:
     def check(value: Any) -> Any:
         if type(value) is not dict:
-            _fail(f"expected an object (a map), got {_describe(value)}")
+            fail(f"expected an object (a map), got {_describe(value)}")
         out = {}
         found: list[tuple[list[Segment], str]] = []
         for key, element in value.items():
             try:
                 out[key] = values(element)
-            except _Mismatch as mismatch:
-                found.extend(mismatch.under(key))
+            except Misfit as misfit:
+                found.extend(misfit.under(key))
                 if len(found) >= MAX_PROBLEMS:
                     break
         if found:
-            raise _Mismatch(found)
+            raise Misfit(found)
         return out
 
     return check
 
 
-def _integer(what: str, low: int, high: int) -> Check:
-    def check(value: Any) -> Any:
-        if type(value) is not int:
-            _fail(f"expected {what}, got {_describe(value)}")
-        if not low <= value <= high:
-            _fail(f"expected {what} between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def _number(what: str, limit: float | None) -> Check:
-    def check(value: Any) -> Any:
-        kind = type(value)
-        if kind is not float and kind is not int:
-            _fail(f"expected {what}, got {_describe(value)}")
-        if limit is not None and abs(value) > limit:
-            _fail(f"expected {what} within ±{limit:.4g}, got {value}")
-        return float(value)
-
-    return check
-
-
-def _string(value: Any) -> Any:
-    if type(value) is not str:
-        _fail(f"expected a string, got {_describe(value)}")
-    return value
-
-
-def _boolean(value: Any) -> Any:
-    if value is not True and value is not False:
-        _fail(f"expected true or false, got {_describe(value)}")
-    return value
-
-
-def _null(value: Any) -> Any:
-    if value is not None:
-        _fail(f"expected null, got {_describe(value)}")
-    return None
-
-
 def _bytes(value: Any) -> Any:
     if type(value) is not str:
-        _fail(f"expected bytes as base64 text, got {_describe(value)}")
+        fail(f"expected bytes as base64 text, got {_describe(value)}")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        _fail(f"expected bytes as base64 text, got {_describe(value)}")
+        fail(f"expected bytes as base64 text, got {_describe(value)}")
 
 
 def _any_json(value: Any) -> Any:
@@ -482,37 +427,9 @@ def _any_json(value: Any) -> Any:
 
 
 _PRIMITIVES: Final[Mapping[str, Check]] = {
-    "null": _null,
-    "boolean": _boolean,
-    "int": _integer("an int", *_INT_RANGE),
-    "long": _integer("a long", *_LONG_RANGE),
-    "float": _number("a number (float)", _FLOAT_MAX),
-    "double": _number("a number", None),
+    **simple_checks(_describe, "a string"),
     "bytes": _bytes,
-    "string": _string,
 }
-
-
-def _enum(name: str, symbols: tuple[str, ...]) -> Check:
-    allowed = frozenset(symbols)
-    listed = ", ".join(symbols)
-
-    def check(value: Any) -> Any:
-        if type(value) is not str or value not in allowed:
-            _fail(f"expected one of {listed}, got {_describe(value)}")
-        return value
-
-    return check
-
-
-def _fixed(size: int) -> Check:
-    def check(value: Any) -> Any:
-        decoded = _bytes(value)
-        if len(decoded) != size:
-            _fail(f"expected {size} bytes as base64 text, got {len(decoded)} bytes")
-        return decoded
-
-    return check
 
 
 def _timestamp(per_second: int) -> Check:
@@ -523,15 +440,15 @@ def _timestamp(per_second: int) -> Check:
         kind = type(value)
         try:
             if kind is int:
-                return _EPOCH + timedelta(microseconds=value * (1_000_000 // per_second))
+                return EPOCH + timedelta(microseconds=value * (1_000_000 // per_second))
             if kind is str:
                 parsed = datetime.fromisoformat(value)
                 if parsed.tzinfo is None:
                     return parsed.replace(tzinfo=UTC)
                 return parsed.astimezone(UTC)
         except (ValueError, OverflowError):
-            _fail(f"expected {what}, got {_describe(value)}")
-        _fail(f"expected {what}, got {_describe(value)}")
+            fail(f"expected {what}, got {_describe(value)}")
+        fail(f"expected {what}, got {_describe(value)}")
 
     return check
 
@@ -553,7 +470,7 @@ def _default_value(schema: Any, default: Any, named: Mapping[str, Any]) -> Any:
     logical = schema.get("logicalType")
     if kind == "long" and logical in ("timestamp-millis", "timestamp-micros"):
         per_second = 1000 if logical == "timestamp-millis" else 1_000_000
-        return _EPOCH + timedelta(microseconds=default * (1_000_000 // per_second))
+        return EPOCH + timedelta(microseconds=default * (1_000_000 // per_second))
     if kind == "string" and logical == "json" and isinstance(default, str):
         return orjson.loads(default)
     if kind in ("record", "error") and isinstance(default, dict):

@@ -15,9 +15,10 @@ import fastavro
 import pytest
 
 from lhpipe.connect.avro_encode import AvroValueEncoder, TopicSchemas
+from lhpipe.connect.avro_writer import AVRO_DATUM, compile_writer
 from lhpipe.connect.registry import RegistryPermanentError, RegistryTransientError
 from lhpipe.connect.topic_sender import TopicSender
-from lhpipe.engine.decode import WIRE_HEADER
+from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
 from lhpipe.engine.errors import PermanentError, TransientError
 from lhpipe.engine.plans import TopicPlan, TopicSchema
 
@@ -328,6 +329,25 @@ def test_coercions_of_timestamps_bytes_dates_and_numbers() -> None:
     for bad in ({"color": "BLUE"}, {"counts": {"a": "1"}}, {"small": 1e39}, {"day": "nope"}):
         with pytest.raises(PermanentError):
             AvroValueEncoder("Kinds", schema).encode(5, {**value, **bad})
+
+
+def test_the_compiled_writer_writes_fastavros_bytes_and_leaves_it_what_it_does_not_cover() -> None:
+    encoder = AvroValueEncoder("Summary", SUMMARY)
+    assert compile_writer(encoder.parsed, AVRO_DATUM) is not None
+
+    expected = io.BytesIO()
+    fastavro.schemaless_writer(expected, encoder.parsed, encoder.to_avro(VALUE))
+    assert encoder.encode(3, VALUE) == WIRE_HEADER.pack(0, 3) + expected.getvalue()
+
+    # a union of several types: fastavro writes it, and the value still reads back
+    either = {
+        "type": "record",
+        "name": "Either",
+        "fields": [{"name": "v", "type": ["null", "long", "string"]}],
+    }
+    assert compile_writer(parse_avro_schema(either), AVRO_DATUM) is None
+    for v in (None, 5, "five"):
+        assert read(AvroValueEncoder("Either", either).encode(1, {"v": v}), either)[1] == {"v": v}
 
 
 def test_a_recursive_schema_is_checked_all_the_way_down() -> None:

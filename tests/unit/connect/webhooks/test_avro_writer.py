@@ -4,6 +4,7 @@ value a checked body holds, and leave to fastavro the schemas they do not cover.
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import fastavro
@@ -12,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lhpipe.connect.avro_writer import AVRO_DATUM, JSON_BODY, compile_writer, write_long
 from lhpipe.connect.registry import encode
-from lhpipe.connect.webhooks.avro_writer import compile_writer, write_long
-from lhpipe.connect.webhooks.validate import SchemaBody
+from lhpipe.connect.webhooks.validate import BodyRejected, SchemaBody
 from lhpipe.engine.decode import parse_avro_schema
 from lhpipe.engine.errors import PermanentError
 
@@ -118,7 +119,7 @@ def checked(schema: dict[str, Any], body: dict[str, Any]) -> tuple[SchemaBody, A
 
 def test_every_kind_of_value_is_written_as_fastavro_writes_it() -> None:
     decoder, value = checked(EVERYTHING, BODY)
-    assert compile_writer(decoder.parsed) is not None
+    assert compile_writer(decoder.parsed, JSON_BODY) is not None
 
     written = decoder.encode(SCHEMA_ID, value)
 
@@ -198,7 +199,7 @@ def test_a_union_of_several_types_is_left_to_fastavro() -> None:
         "fields": [{"name": "v", "type": ["null", "long", "string"]}],
     }
     decoder = SchemaBody("Either", schema)
-    assert compile_writer(parse_avro_schema(schema)) is None
+    assert compile_writer(parse_avro_schema(schema), AVRO_DATUM) is None
 
     for v in (None, 5, "five"):
         value = decoder.decode("application/json", orjson.dumps({"v": v}))
@@ -213,3 +214,105 @@ def test_a_value_that_does_not_fit_is_refused_by_fastavro_naming_the_field() -> 
 
     assert refused.value.code == "ENCODE"
     assert "l" in str(refused.value)
+
+
+# -- the one-pass path: the body's JSON checked while it is written -------------------------------
+
+FULL_BODY: dict[str, Any] = {
+    **BODY,
+    "maybe_last": 3,
+    "address": {"city": "Berlin", "zip": None},
+}
+
+
+def test_a_body_written_in_one_pass_has_the_bytes_of_the_check_then_write_path() -> None:
+    decoder = SchemaBody("Everything", EVERYTHING)
+    for body in (BODY, FULL_BODY, {**FULL_BODY, "maybe": "x", "chain": None, "at_ms": -1}):
+        raw = orjson.dumps(body)
+        slow = decoder.encode(SCHEMA_ID, decoder.decode("application/json", raw))
+        assert decoder.record("application/json", raw, SCHEMA_ID) == slow
+    # the full body needs no default of the check: the writer takes the JSON as it is
+    out = bytearray()
+    writer = compile_writer(decoder.parsed, JSON_BODY)
+    assert writer is not None
+    writer(out, orjson.loads(orjson.dumps(FULL_BODY)))
+    assert (
+        bytes(out)
+        == decoder.encode(SCHEMA_ID, decoder.decode("application/json", orjson.dumps(FULL_BODY)))[
+            5:
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"i": 2**31},
+        {"i": True},
+        {"i": 1.0},
+        {"l": "1"},
+        {"f": 1e39},
+        {"d": "x"},
+        {"b": 1},
+        {"s": 5},
+        {"raw": "not base64!"},
+        {"raw": 5},
+        {"nothing": 0},
+        {"maybe": 3},
+        {"color": "BLUE"},
+        {"color": ["RED"]},
+        {"tag": "AAE="},
+        {"tags": "a"},
+        {"tags": ["a", 1]},
+        {"counts": []},
+        {"counts": {"k": "1"}},
+        {"at_ms": "yesterday"},
+        {"at_ms": 2**62},
+        {"at_us": 1.5},
+        {"day": "2024-05-01"},
+        {"address": {"town": "Bonn"}},
+        {"address": {"city": "Bonn", "street": "x"}},
+        {"previous": "Bonn"},
+        {"chain": {"n": 1, "next": {"n": "2"}}},
+        {"unknown": 1},
+    ],
+)
+def test_a_body_the_one_pass_writer_refuses_gets_the_checks_problems(
+    change: dict[str, Any],
+) -> None:
+    decoder = SchemaBody("Everything", EVERYTHING)
+    raw = orjson.dumps({**FULL_BODY, **change})
+
+    with pytest.raises(BodyRejected) as checked_:
+        decoder.decode("application/json", raw)
+    with pytest.raises(BodyRejected) as written:
+        decoder.record("application/json", raw, SCHEMA_ID)
+
+    assert written.value.problem == checked_.value.problem
+    assert written.value.problem.status == 400 and written.value.problem.errors
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(-(2**64), 2**64) | st.floats(allow_nan=False) | st.text(max_size=5) | st.none(),
+    st.lists(st.none() | st.integers(-(2**64), 2**64) | st.booleans(), max_size=4),
+    st.integers(-(2**63), 2**63) | st.text(max_size=30),
+)
+def test_generated_bodies_take_the_same_way_through_both_paths(
+    number: Any, items: list[Any], at: Any
+) -> None:
+    raw = json.dumps({"l": number, "d": 0.5, "s": "", "items": items, "at": at}).encode()
+    try:
+        slow: bytes | BodyRejected = SMALL_BODY.encode(
+            SCHEMA_ID, SMALL_BODY.decode("application/json", raw)
+        )
+    except BodyRejected as rejected:
+        slow = rejected
+    try:
+        fast: bytes | BodyRejected = SMALL_BODY.record("application/json", raw, SCHEMA_ID)
+    except BodyRejected as rejected:
+        fast = rejected
+    if isinstance(slow, BodyRejected):
+        assert isinstance(fast, BodyRejected) and fast.problem == slow.problem
+    else:
+        assert fast == slow

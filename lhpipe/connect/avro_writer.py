@@ -294,13 +294,15 @@ class _Compiler(SchemaWalker[Writer]):
                 raise _not_writable(value)
             missing = 0
             for name, write_field, absent in fields:
-                if name in value:
-                    write_field(out, value[name])
-                elif absent is not None:
+                try:
+                    field_value = value[name]
+                except KeyError:
+                    if absent is None:
+                        raise NotWritable(f"no {name}") from None
                     out += absent
                     missing += 1
-                else:
-                    raise NotWritable(f"no {name}")
+                    continue
+                write_field(out, field_value)
             if len(value) != len(fields) - missing:
                 raise NotWritable("a member that is not a field")
 

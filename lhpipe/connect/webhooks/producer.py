@@ -94,7 +94,11 @@ class GatewayProducer:
 
         try:
             self._producer.produce(
-                topic, value=value, key=key, headers=list(headers), on_delivery=report
+                topic,
+                value=value,
+                key=key,
+                headers=headers if type(headers) is list else list(headers),
+                on_delivery=report,
             )
         except BufferError:
             return self._produce_when_room(topic, value, key, list(headers), report, future)

@@ -11,6 +11,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
@@ -406,3 +407,19 @@ def test_the_authenticator_answers_401_with_a_challenge_and_a_generic_detail(sig
         "the request's signature is missing or does not match"
     )
     assert outcome.reason  # for the logs
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+@pytest.mark.parametrize("secret", ["k", "x" * 64, "y" * 65, "z" * 129, "grüße"])
+def test_the_custom_form_computes_the_standard_hmac_for_any_key_length(
+    algorithm: Literal["sha256", "sha512"], secret: str
+) -> None:
+    # The verifier derives the key pads itself: keys shorter than, as long as and longer than
+    # the hash's block (64 bytes for SHA-256, 128 for SHA-512) are all RFC 2104's HMAC.
+    auth = HmacAuth(secret=secret, header="X-Sig", algorithm=algorithm)
+    verifier = signature_verifier(auth, Settings(environ={}), "w")
+    body = b'{"event": "ping"}'
+    good = hmac.new(secret.encode(), body, algorithm).hexdigest()
+
+    assert verifier.verify({"x-sig": good}, body).ok
+    assert not verifier.verify({"x-sig": good}, body + b" ").ok

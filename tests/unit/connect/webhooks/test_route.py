@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import io
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
 from lhpipe.connect.registry import RegisteredSchema
-from lhpipe.connect.webhooks.route import WebhookRoute, default_key
+from lhpipe.connect.webhooks.route import WebhookRoute, default_key, new_webhook_id
 from lhpipe.engine import metrics
 from lhpipe.engine.decode import parse_avro_schema
 from lhpipe.engine.errors import PermanentError, TransientError
@@ -336,6 +337,16 @@ def test_the_webhook_id_is_the_idempotency_key_without_a_provider_id_else_a_new_
         b"order-7-attempt",
         *(i.encode() for i in ids),
     ]
+
+
+def test_a_new_webhook_id_is_a_random_version_4_uuid() -> None:
+    ids = [new_webhook_id() for _ in range(200)]
+
+    assert len(set(ids)) == 200
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 @pytest.mark.parametrize("key", ["", " leading-space", "x" * 256, "tab\there", "é"])

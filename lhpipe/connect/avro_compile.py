@@ -117,6 +117,50 @@ class SchemaWalker(Generic[T]):
         raise NotImplementedError
 
 
+class CheckWalker(SchemaWalker[Check]):
+    """A :class:`SchemaWalker` that compiles checks: unions, enums and fixed are checked the
+    same way by both value checks, in their own words (``describe``; ``fixed_what`` follows
+    "expected N bytes" in a message)."""
+
+    def __init__(self, named: Mapping[str, Any], describe: Describe, fixed_what: str) -> None:
+        super().__init__(named)
+        self.describe = describe
+        self.fixed_what = fixed_what
+
+    def union(self, branches: list[Any]) -> Check:
+        others = [b for b in branches if b != "null"]
+        if len(others) == 1 and len(branches) == 2:
+            return or_null(self.node(others[0]))
+        checks = [self.node(b) for b in branches]
+        names = ", ".join(branch_name(b) for b in branches)
+        describe = self.describe
+
+        def first_match(value: Any) -> Any:
+            for check in checks:
+                try:
+                    return check(value)
+                except Misfit:
+                    continue
+            fail(f"expected one of {names}, got {describe(value)}")
+
+        return first_match
+
+    def enum(self, schema: Mapping[str, Any]) -> Check:
+        return enum_check(tuple(schema["symbols"]), self.describe)
+
+    def fixed(self, size: int) -> Check:
+        as_bytes = self.primitive("bytes")
+        what = f"expected {size} bytes{self.fixed_what}"
+
+        def check(value: Any) -> Any:
+            data = as_bytes(value)
+            if len(data) != size:
+                fail(f"{what}, got {len(data)} bytes")
+            return data
+
+        return check
+
+
 def named_types(parsed: Any) -> Mapping[str, Any]:
     """The named types fastavro found while parsing ``parsed``."""
     return parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}

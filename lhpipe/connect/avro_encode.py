@@ -60,13 +60,10 @@ import fastavro
 from lhpipe.connect.avro_compile import (
     LONG_RANGE,
     Check,
+    CheckWalker,
     Misfit,
-    SchemaWalker,
-    branch_name,
-    enum_check,
     fail,
     named_types,
-    or_null,
     simple_checks,
 )
 from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, EPOCH_DAY, WRITE_ERRORS, compile_writer
@@ -110,7 +107,7 @@ class AvroValueEncoder:
     def __init__(self, name: str, avro: Mapping[str, Any]) -> None:
         self.name = name
         self.parsed = parse_avro_schema(avro)
-        self._check = _Compiler(named_types(self.parsed)).node(self.parsed)
+        self._check = _Compiler(named_types(self.parsed), _describe, "").node(self.parsed)
         self._writer = compile_writer(self.parsed, AVRO_DATUM)
 
     def to_avro(self, value: Any) -> Any:
@@ -235,7 +232,7 @@ class TopicSchemas:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Compiler(SchemaWalker[Check]):
+class _Compiler(CheckWalker):
     """Compiles a parsed schema into a check-and-convert over the engine's values (the module
     docstring; the Gateway's check of JSON bodies is :mod:`lhpipe.connect.webhooks.validate`)."""
 
@@ -254,39 +251,6 @@ class _Compiler(SchemaWalker[Check]):
             field_type = field["type"]
             nullable = isinstance(field_type, list) and "null" in field_type
             fields.append((field["name"], self.node(field_type), "default" in field, nullable))
-        return check
-
-    def union(self, branches: list[Any]) -> Check:
-        nullable = "null" in branches
-        checks = [self.node(b) for b in branches if b != "null"]
-        if nullable and len(checks) == 1:
-            return or_null(checks[0])
-        names = ", ".join(branch_name(b) for b in branches)
-
-        def check(value: Any) -> Any:
-            if value is None:
-                if nullable:
-                    return None
-                fail(f"expected one of {names}, got null")
-            for branch in checks:
-                try:
-                    return branch(value)
-                except Misfit:
-                    continue
-            fail(f"expected one of {names}, got {_describe(value)}")
-
-        return check
-
-    def enum(self, schema: Mapping[str, Any]) -> Check:
-        return enum_check(tuple(schema["symbols"]), _describe)
-
-    def fixed(self, size: int) -> Check:
-        def check(value: Any) -> Any:
-            data = _bytes(value)
-            if len(data) != size:
-                fail(f"expected {size} bytes, got {len(data)} bytes")
-            return data
-
         return check
 
     def array(self, items: Check) -> Check:

@@ -59,14 +59,11 @@ import orjson
 
 from lhpipe.connect.avro_compile import (
     Check,
+    CheckWalker,
     Misfit,
-    SchemaWalker,
     Segment,
-    branch_name,
-    enum_check,
     fail,
     named_types,
-    or_null,
     simple_checks,
 )
 from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, JSON_BODY, WRITE_ERRORS, compile_writer
@@ -120,7 +117,9 @@ class SchemaBody:
     def __init__(self, name: str, avro: Mapping[str, Any]) -> None:
         self.name = name
         self.parsed = parse_avro_schema(avro)
-        self._check = _Compiler(named_types(self.parsed)).node(self.parsed)
+        self._check = _Compiler(named_types(self.parsed), _describe, " as base64 text").node(
+            self.parsed
+        )
         self._to_avro = _avro.converter(self.parsed, _write_rule)
         # Checks while it writes, from the parsed JSON: the fast path of a record.
         self._body_writer = compile_writer(self.parsed, JSON_BODY)
@@ -211,7 +210,7 @@ def parse_json(content_type: str | None, body: bytes) -> Any:
     if content_type != "application/json" and not is_json_media_type(content_type):
         got = "no Content-Type" if not content_type else f"Content-Type {content_type}"
         raise BodyRejected(problems.unsupported_media_type(f"expected application/json, got {got}"))
-    if not body.strip():
+    if not body or body.isspace():  # isspace() stops at the first other byte; no copy
         raise BodyRejected(problems.bad_request("the body is empty; expected JSON"))
     try:
         return orjson.loads(body)
@@ -270,7 +269,7 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class _Compiler(SchemaWalker[Check]):
+class _Compiler(CheckWalker):
     """Compiles a parsed schema to nested :data:`Check` closures, once per schema (JSON's
     rules: the module docstring)."""
 
@@ -302,35 +301,6 @@ class _Compiler(SchemaWalker[Check]):
         if isinstance(default, list | dict):
             return str(field["name"]), self.node(schema), lambda: copy.deepcopy(default)
         return str(field["name"]), self.node(schema), lambda: default
-
-    def union(self, branches: list[Any]) -> Check:
-        others = [b for b in branches if b != "null"]
-        if len(others) == 1 and len(branches) == 2:
-            return or_null(self.node(others[0]))
-        checks = [self.node(b) for b in branches]
-        names = ", ".join(branch_name(b) for b in branches)
-
-        def first_match(value: Any) -> Any:
-            for check in checks:
-                try:
-                    return check(value)
-                except Misfit:
-                    continue
-            fail(f"expected one of {names}, got {_describe(value)}")
-
-        return first_match
-
-    def enum(self, schema: Mapping[str, Any]) -> Check:
-        return enum_check(tuple(schema["symbols"]), _describe)
-
-    def fixed(self, size: int) -> Check:
-        def check(value: Any) -> Any:
-            decoded = _bytes(value)
-            if len(decoded) != size:
-                fail(f"expected {size} bytes as base64 text, got {len(decoded)} bytes")
-            return decoded
-
-        return check
 
     def array(self, items: Check) -> Check:
         return _array(items)

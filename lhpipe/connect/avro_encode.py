@@ -66,7 +66,7 @@ from lhpipe.connect.avro_compile import (
     named_types,
     simple_checks,
 )
-from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, EPOCH_DAY, WRITE_ERRORS, compile_writer
+from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, EPOCH_DAY, compile_writer, wire_record
 from lhpipe.connect.jsonenc import dumps
 from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
 from lhpipe.engine.errors import PermanentError
@@ -127,14 +127,9 @@ class AvroValueEncoder:
         the value, else by fastavro (a union of several types, a decimal, an absent field
         with a default)."""
         datum = self.to_avro(value)
-        writer = self._writer
-        if writer is not None:
-            written = bytearray(WIRE_HEADER.pack(0, schema_id))
-            try:
-                writer(written, datum)
-                return bytes(written)
-            except WRITE_ERRORS:
-                pass
+        written = wire_record(self._writer, schema_id, datum)
+        if written is not None:
+            return written
         out = io.BytesIO()
         out.write(WIRE_HEADER.pack(0, schema_id))
         try:

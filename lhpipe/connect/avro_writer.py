@@ -42,6 +42,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from lhpipe.connect.avro_compile import FLOAT_MAX, INT_RANGE, LONG_RANGE, SchemaWalker, named_types
+from lhpipe.engine.decode import WIRE_HEADER
 
 #: Appends the Avro binary encoding of one value to ``out``.
 Writer = Callable[[bytearray, Any], None]
@@ -85,6 +86,19 @@ def compile_writer(parsed: Any, inputs: Inputs) -> Writer | None:
         return _Compiler(named_types(parsed), inputs).node(parsed)
     except (Unsupported, KeyError):  # KeyError: a name fastavro did not resolve
         return None
+
+
+def wire_record(writer: Writer | None, schema_id: int, value: Any) -> bytes | None:
+    """``value`` written by ``writer`` behind the registry wire header (magic byte 0, the
+    4-byte schema id), or ``None`` when there is no writer or it does not take the value."""
+    if writer is None:
+        return None
+    out = bytearray(WIRE_HEADER.pack(0, schema_id))
+    try:
+        writer(out, value)
+    except WRITE_ERRORS:
+        return None
+    return bytes(out)
 
 
 def write_long(out: bytearray, value: int) -> None:

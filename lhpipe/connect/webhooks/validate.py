@@ -66,12 +66,12 @@ from lhpipe.connect.avro_compile import (
     named_types,
     simple_checks,
 )
-from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, JSON_BODY, WRITE_ERRORS, compile_writer
+from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, JSON_BODY, compile_writer, wire_record
 from lhpipe.connect.registry import encode
 from lhpipe.connect.webhooks import problems
 from lhpipe.connect.webhooks.problems import FieldProblem, Problem
 from lhpipe.engine import _avro
-from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
+from lhpipe.engine.decode import parse_avro_schema
 
 #: At most this many problems are reported for one body.
 MAX_PROBLEMS: Final = 20
@@ -148,14 +148,9 @@ class SchemaBody:
         problem: :class:`BodyRejected`) then :meth:`encode`, so both ways accept the same
         bodies and write the same bytes."""
         parsed = parse_json(content_type, body)
-        writer = self._body_writer
-        if writer is not None:
-            out = bytearray(WIRE_HEADER.pack(0, schema_id))
-            try:
-                writer(out, parsed)
-                return bytes(out)
-            except WRITE_ERRORS:
-                pass
+        written = wire_record(self._body_writer, schema_id, parsed)
+        if written is not None:
+            return written
         return self.encode(schema_id, self._checked(parsed))
 
     def encode(self, schema_id: int, value: Any) -> bytes:
@@ -164,15 +159,8 @@ class SchemaBody:
         by fastavro, which also names what does not fit when the compiled writer fails (raises
         :class:`~lhpipe.engine.errors.PermanentError`)."""
         datum = self.to_avro(value)
-        writer = self._datum_writer
-        if writer is not None:
-            out = bytearray(WIRE_HEADER.pack(0, schema_id))
-            try:
-                writer(out, datum)
-                return bytes(out)
-            except WRITE_ERRORS:
-                pass
-        return encode(schema_id, self.parsed, datum)
+        written = wire_record(self._datum_writer, schema_id, datum)
+        return written if written is not None else encode(schema_id, self.parsed, datum)
 
 
 def body_decoder(body: str, avro: Mapping[str, Any] | None = None) -> BodyDecoder:

@@ -29,6 +29,9 @@ class OpenAccess:
     async def authenticate(self, headers: Headers, body: bytes) -> AuthOutcome:
         return self._ANYONE
 
+    def check(self, headers: Headers, body: bytes) -> AuthOutcome:
+        return self._ANYONE
+
 
 def build_authenticator(
     webhook: str, auth: Auth, settings: Settings, issuers: IssuerDirectory

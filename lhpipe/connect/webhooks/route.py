@@ -53,7 +53,12 @@ import orjson
 
 from lhpipe.check.program import PipelineInfo, Program, SchemaInfo, WebhookInfo
 from lhpipe.connect.webhooks import problems
-from lhpipe.connect.webhooks.outcome import Authenticated, Authenticator, Refused
+from lhpipe.connect.webhooks.outcome import (
+    Authenticated,
+    Authenticator,
+    ImmediateAuthenticator,
+    Refused,
+)
 from lhpipe.connect.webhooks.problems import PROBLEM_CONTENT_TYPE, Problem
 from lhpipe.connect.webhooks.validate import BodyDecoder, BodyRejected, SchemaBody, body_decoder
 from lhpipe.engine import metrics
@@ -312,6 +317,9 @@ class WebhookRoute:
         )
         # A schema body's records carry the registry's schema id (json and bytes have none).
         self._needs_schema_id = webhook.topic is not None and body.is_schema
+        self._check_now = (
+            authenticator.check if isinstance(authenticator, ImmediateAuthenticator) else None
+        )
         self._name_header = webhook.name.encode("utf-8")
         self._method_not_allowed: dict[str, Problem] = {}
         self._too_large = problems.payload_too_large(webhook.max_body)
@@ -352,7 +360,11 @@ class WebhookRoute:
         if raw is None or len(raw) > self.max_body:
             await self._refuse(send, self._too_large, body_read=False)
             return
-        outcome = await self.authenticator.authenticate(headers, raw)
+        check = self._check_now
+        if check is not None:
+            outcome = check(headers, raw)
+        else:
+            outcome = await self.authenticator.authenticate(headers, raw)
         if isinstance(outcome, Refused):
             log.info(
                 "webhook %s: refused (%d): %s", self.name, outcome.problem.status, outcome.reason
@@ -361,7 +373,7 @@ class WebhookRoute:
             return
         await self._accept(scope, send, headers, raw, outcome)
 
-    async def _accept(
+    async def _accept_when_ready(
         self,
         scope: Scope,
         send: Send,
@@ -369,6 +381,33 @@ class WebhookRoute:
         raw: bytes,
         verdict: Authenticated,
     ) -> None:
+        """:meth:`_accept` after the body's decoder (and schema id) is made ready."""
+        try:
+            await self.body.ready(needs_id=self.topic is not None)
+        except Unavailable as exc:
+            log.warning("webhook %s: %s", self.name, exc)
+            await self._refuse(send, _unavailable(str(exc)))
+            return
+        except Misconfigured as exc:
+            log.error("webhook %s: %s", self.name, exc)
+            await self._refuse(send, Problem(500, "the webhook cannot accept requests now"))
+            return
+        await self._accept(scope, send, headers, raw, verdict)
+
+    def _accept(
+        self,
+        scope: Scope,
+        send: Send,
+        headers: dict[str, str],
+        raw: bytes,
+        verdict: Authenticated,
+    ) -> Awaitable[None]:
+        """What answers an authenticated request. Not a coroutine itself: it returns the
+        coroutine that answers, one frame less to run and to resume per request."""
+        body = self.body
+        decoder = body.decoder
+        if decoder is None or (self._needs_schema_id and body.schema_id is None):
+            return self._accept_when_ready(scope, send, headers, raw, verdict)
         webhook_id = verdict.webhook_id
         if not webhook_id:  # none, or an empty provider header
             webhook_id = headers.get("idempotency-key")
@@ -377,20 +416,15 @@ class WebhookRoute:
             elif len(webhook_id) > MAX_IDEMPOTENCY_KEY or not _IDEMPOTENCY_KEY.fullmatch(
                 webhook_id
             ):
-                await self._refuse(
+                return self._refuse(
                     send,
                     problems.bad_request(
                         f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII "
                         "characters"
                     ),
                 )
-                return
         payload: bytes | None = None
         try:
-            body = self.body
-            decoder = body.decoder
-            if decoder is None or (self._needs_schema_id and body.schema_id is None):
-                decoder = await body.ready(needs_id=self.topic is not None)
             if self._body_only and isinstance(decoder, SchemaBody):
                 # Nothing needs the body as a value: check it while writing it, in one pass.
                 assert body.schema_id is not None
@@ -401,23 +435,12 @@ class WebhookRoute:
                 value = decoder.decode(headers.get("content-type"), raw)
                 key = self._record_key(scope, headers, value, verdict, webhook_id)
         except BodyRejected as rejected:
-            await self._refuse(send, rejected.problem)
-            return
-        except Unavailable as exc:
-            log.warning("webhook %s: %s", self.name, exc)
-            await self._refuse(send, _unavailable(str(exc)))
-            return
-        except Misconfigured as exc:
-            log.error("webhook %s: %s", self.name, exc)
-            await self._refuse(send, Problem(500, "the webhook cannot accept requests now"))
-            return
+            return self._refuse(send, rejected.problem)
         except PermanentError as exc:  # fastavro could not write a checked body
-            await self._refuse(send, problems.bad_request(str(exc)))
-            return
+            return self._refuse(send, problems.bad_request(str(exc)))
         if self.direct is not None:
-            await self._run_direct(send, headers, raw, webhook_id, key, value)
-        else:
-            await self._produce(send, headers, raw, webhook_id, key, value, payload)
+            return self._run_direct(send, headers, raw, webhook_id, key, value)
+        return self._produce(send, headers, raw, webhook_id, key, value, payload)
 
     def _record_key(
         self,

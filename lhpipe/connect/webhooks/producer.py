@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: this much to a request's latency.
 POLL_INTERVAL_SECONDS = 0.001
 #: How long the producer gathers records into one request to the broker (``linger.ms``).
-LINGER_MS = 3
+LINGER_MS = 2
 
 
 class GatewayProducer:
@@ -48,11 +48,11 @@ class GatewayProducer:
                 **client_config(settings),
                 "enable.idempotence": True,
                 "acks": "all",
-                # Batches of 3 ms rather than 1: under load the broker then took about 20
-                # instead of 30-90 µs of CPU per record and the producer's own thread 5 instead
-                # of 16-90, CPU that the request path needs on 2 cores; 5 ms saved little more
-                # and cost throughput (64 callers waiting). A request at 1,000/s waits ~1 ms
-                # longer (docs/webhooks.md).
+                # Batches of 2 ms rather than 1: at 1 ms the broker took 30-90 µs of CPU per
+                # record instead of about 20 and the producer's own thread 16-90 instead of 5,
+                # CPU that the request path needs on 2 cores. 3 ms cost no less broker CPU
+                # than 2 (44 and 38 µs a record in one bench each) but 8 % of the requests/s:
+                # 64 callers each wait for their batch (docs/webhooks.md).
                 "linger.ms": LINGER_MS,
                 # librdkafka leaves Nagle's algorithm on: a request to the broker sent while
                 # the previous one is unacknowledged would wait for the broker's delayed ACK

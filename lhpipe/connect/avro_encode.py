@@ -2,9 +2,13 @@
 converted where a conversion is safe, and written in the registry wire format.
 
 :class:`AvroValueEncoder` compiles one schema once into a check-and-convert function over the
-engine's plain values (:mod:`lhpipe.engine.plans`), then writes with fastavro's
-``schemaless_writer`` behind the wire header (magic byte 0, 4-byte big-endian schema id) that
-:func:`lhpipe.engine.decode.schema_id_of` reads. :class:`TopicSchemas` finds the schema id: the
+engine's plain values (:mod:`lhpipe.engine.plans`), then writes with the compiled writer the
+Gateway's webhooks use too (:mod:`lhpipe.connect.avro_writer`; fastavro's ``schemaless_writer``
+for what it does not cover) behind the wire header (magic byte 0, 4-byte big-endian schema id)
+that :func:`lhpipe.engine.decode.schema_id_of` reads. The walk over the schema and the checks
+that are the same for JSON bodies are shared with the Gateway (:mod:`lhpipe.connect.
+avro_compile`); what differs is what each accepts (below) and how each reports a misfit (here
+the first, with its path; the Gateway names every problem). :class:`TopicSchemas` finds the schema id: the
 schema is registered under the topic's subject ``<topic>-value`` (the registry's
 TopicNameStrategy, as the Gateway does for webhooks) on first use and cached per process.
 

@@ -6,11 +6,13 @@ engine's plain values (:mod:`lhpipe.engine.plans`), then writes with the compile
 Gateway's webhooks use too (:mod:`lhpipe.connect.avro_writer`; fastavro's ``schemaless_writer``
 for what it does not cover) behind the wire header (magic byte 0, 4-byte big-endian schema id)
 that :func:`lhpipe.engine.decode.schema_id_of` reads. The walk over the schema and the checks
-that are the same for JSON bodies are shared with the Gateway (:mod:`lhpipe.connect.
-avro_compile`); what differs is what each accepts (below) and how each reports a misfit (here
-the first, with its path; the Gateway names every problem). :class:`TopicSchemas` finds the schema id: the
-schema is registered under the topic's subject ``<topic>-value`` (the registry's
-TopicNameStrategy, as the Gateway does for webhooks) on first use and cached per process.
+that are the same for JSON bodies are shared with the Gateway
+(:mod:`lhpipe.connect.avro_compile`); what differs is what each accepts (below) and how each
+reports a misfit (here the first, with its path; the Gateway names every problem).
+
+:class:`TopicSchemas` finds the schema id: the schema is registered under the topic's subject
+``<topic>-value`` (the registry's TopicNameStrategy, as the Gateway does for webhooks) on first
+use and cached per process.
 
 What a schema accepts, type by type (the Gateway's rules for JSON bodies, plus the values only
 the engine has: datetimes, bytes):

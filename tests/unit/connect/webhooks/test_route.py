@@ -20,6 +20,8 @@ import pytest
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
 from lhpipe.connect.registry import RegisteredSchema
+from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Refused
+from lhpipe.connect.webhooks.problems import Problem
 from lhpipe.connect.webhooks.route import WebhookRoute, default_key, new_webhook_id
 from lhpipe.engine import metrics
 from lhpipe.engine.decode import parse_avro_schema
@@ -337,6 +339,47 @@ def test_the_webhook_id_is_the_idempotency_key_without_a_provider_id_else_a_new_
         b"order-7-attempt",
         *(i.encode() for i in ids),
     ]
+
+
+class WaitingAuthenticator:
+    """An auth form that waits before answering (as oauth does on its first token): the route
+    awaits it rather than checking at once."""
+
+    def __init__(self, outcome: AuthOutcome) -> None:
+        self.outcome = outcome
+        self.calls = 0
+
+    async def authenticate(self, headers: Mapping[str, str], body: bytes) -> AuthOutcome:
+        self.calls += 1
+        await asyncio.sleep(0)
+        return self.outcome
+
+
+def test_an_auth_form_that_waits_is_awaited_and_its_verdict_followed(
+    clients: FakeClients, producer: FakeProducer
+) -> None:
+    text = topic_webhook(body="Applicant")
+    built = route_of(gateway(text, clients, producer))
+    body = b'{"applicant_id": "a-1", "age": 30}'
+    headers = {"content-type": JSON_TYPE}
+
+    let_in = WaitingAuthenticator(Authenticated(webhook_id="evt-9"))
+    route = WebhookRoute(built.webhook, program_of(text), let_in, built.body, producer=producer)
+    accepted = call(route, headers=headers, chunks=[body])
+    turned_away = WaitingAuthenticator(Refused(Problem(401, "no"), "a test"))
+    route = WebhookRoute(
+        built.webhook, program_of(text), turned_away, built.body, producer=producer
+    )
+    refused = call(route, headers=headers, chunks=[body])
+
+    assert accepted is not None and accepted.status == 202 and accepted.json() == {"id": "evt-9"}
+    assert refused is not None and refused.status == 401
+    assert let_in.calls == 1 and turned_away.calls == 1
+    [record] = producer.records
+    assert record.key == b"evt-9" and record.value is not None
+    assert fastavro.schemaless_reader(
+        io.BytesIO(record.value[5:]), parse_avro_schema(clients.registry.registered[0][1]), None
+    ) == {"applicant_id": "a-1", "age": 30, "note": None}
 
 
 def test_a_new_webhook_id_is_a_random_version_4_uuid() -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import time
 from typing import Final, NamedTuple, Protocol
@@ -76,40 +75,24 @@ class SignatureVerifier(Protocol):
 
 
 class _Keyed:
-    """An HMAC (RFC 2104) keyed once: the hashes of the inner and outer key pads are computed
-    here, and each request copies them, which skips re-deriving the pads. Built from
-    :mod:`hashlib`'s objects rather than :class:`hmac.HMAC`, whose ``copy``, ``update`` and
-    ``digest`` are Python methods around the same C calls (1.6 µs instead of 3.2 µs a
-    request for a 431-byte body; tests check it against :func:`hmac.digest`).
+    """An HMAC keyed once with the standard library's :mod:`hmac`; each request copies it,
+    which skips re-deriving the key pads (3.2 µs a request for a 431-byte body). A hand-built
+    HMAC over :mod:`hashlib` measured 1.6 µs, but cryptography stays with the library made for
+    it.
 
-    The key lives only inside the hash objects, whose ``repr`` does not show it.
+    The key lives only inside the HMAC object, whose ``repr`` does not show it.
     """
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_mac",)
 
     def __init__(self, key: bytes, digest: str) -> None:
-        inner = hashlib.new(digest)
-        outer = hashlib.new(digest)
-        block = inner.block_size
-        if len(key) > block:
-            key = hashlib.new(digest, key).digest()
-        key = key.ljust(block, b"\0")
-        inner.update(key.translate(_INNER_PAD))
-        outer.update(key.translate(_OUTER_PAD))
-        self._inner = inner
-        self._outer = outer
+        self._mac = hmac.new(key, digestmod=digest)
 
     def digest(self, *parts: bytes) -> bytes:
-        inner = self._inner.copy()
+        mac = self._mac.copy()
         for part in parts:
-            inner.update(part)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
-
-
-_INNER_PAD: Final = bytes(x ^ 0x36 for x in range(256))
-_OUTER_PAD: Final = bytes(x ^ 0x5C for x in range(256))
+            mac.update(part)
+        return mac.digest()
 
 
 def _from_hex(text: str) -> bytes | None:

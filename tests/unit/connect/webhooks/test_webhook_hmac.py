@@ -414,8 +414,8 @@ def test_the_authenticator_answers_401_with_a_challenge_and_a_generic_detail(sig
 def test_the_custom_form_computes_the_standard_hmac_for_any_key_length(
     algorithm: Literal["sha256", "sha512"], secret: str
 ) -> None:
-    # The verifier derives the key pads itself: keys shorter than, as long as and longer than
-    # the hash's block (64 bytes for SHA-256, 128 for SHA-512) are all RFC 2104's HMAC.
+    # Keys shorter than, as long as and longer than the hash's block (64 bytes for SHA-256, 128
+    # for SHA-512) all give RFC 2104's HMAC.
     auth = HmacAuth(secret=secret, header="X-Sig", algorithm=algorithm)
     verifier = signature_verifier(auth, Settings(environ={}), "w")
     body = b'{"event": "ping"}'

@@ -157,7 +157,10 @@ async def _serve(
             watcher = loop.create_task(watch_and_reload(reloader, stop), name="hot-reload")
         await stop.wait()
         if watcher is not None:
-            await watcher  # a reload under way finishes before the drain
+            try:
+                await watcher  # a reload under way finishes before the drain
+            except Exception:  # the drain below must happen whatever became of the watcher
+                log.exception("hot reload: the watcher failed")
         await supervisor.stop(drain_seconds)
     except asyncio.CancelledError:
         return ExitCode.FINDINGS

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl
@@ -144,13 +144,8 @@ def default_key(webhook_id: str) -> str:
 
 
 def new_webhook_id() -> str:
-    """A random (version 4) UUID in its usual text form: what :func:`uuid.uuid4` gives, made
-    without the :class:`uuid.UUID` object (1.4 instead of 3.4 µs)."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    """A random (version 4) UUID in its usual text form."""
+    return str(uuid.uuid4())
 
 
 def subject_for(topic: str) -> str:

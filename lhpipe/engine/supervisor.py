@@ -218,16 +218,26 @@ class Supervisor:
                     fresh[name] = runner
         for name in diff.pipelines.removed:
             self._failed.pop(name, None)
-        if self.gateway is not None:
-            await self.gateway.reload(compiled, program, settings, self._shared)
-        elif compiled.routes:
-            await self._start_gateway()
+        # From here on every step reports its own failure and the next ones still run: a
+        # reload stopped half-way would leave pipelines that the next diff calls unchanged.
+        try:
+            if self.gateway is not None:
+                await self.gateway.reload(compiled, program, settings, self._shared)
+            elif compiled.routes:
+                await self._start_gateway()
+        except Exception:
+            log.exception("reload: the webhook routes could not be brought up to date")
         leaving = [
             self._runners[name]
             for name in (*diff.pipelines.changed, *diff.pipelines.removed)
             if name in self._runners
         ]
-        await asyncio.gather(*(runner.stop(deadline) for runner in leaving))
+        stopped = await asyncio.gather(
+            *(runner.stop(deadline) for runner in leaving), return_exceptions=True
+        )
+        for runner, outcome in zip(leaving, stopped, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("pipeline %s: the drain failed: %r", runner.name, outcome)
         for runner in leaving:
             del self._runners[runner.name]
         for name in diff.pipelines.removed:
@@ -383,6 +393,11 @@ class Supervisor:
         the ones an earlier run of it deployed (those marked as lhpipe's). With nothing
         declared that clean-up runs in the background: a process that does not use Kafka
         Connect neither waits for it nor reports it in ``/readyz``."""
+        if self.connectors is not None and self.connectors.settings != self.settings:
+            # Edited settings (the Connect URL, the owner, env() values): a manager made
+            # with them; the old one's background rounds end.
+            await self.connectors.close()
+            self.connectors = None
         if self.connectors is None:
             from lhpipe.connect.connectors import ConnectorManager
 

@@ -52,6 +52,8 @@ KAFKA_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS",)
 REGISTRY_SETTINGS = ("LHPIPE_REGISTRY_URL",)
 # The output topic's name (lhpipe.connect.lh_output), besides LHC_TENANT_ID.
 LH_OUTPUT_SETTINGS = ("LHPIPE_LH_OUTPUT_TOPIC", "LHPIPE_LH_CLUSTER_ID", "LHPIPE_LH_OUTPUT_LOOKBACK")
+# The poll source's state topic (in Kafka) and dedupe window.
+POLL_SETTINGS = ("LHPIPE_POLL_STATE_TOPIC", "LHPIPE_POLL_DEDUPE_WINDOW")
 LITTLEHORSE_SETTINGS = (
     "LHC_API_HOST",
     "LHC_API_PORT",
@@ -395,6 +397,9 @@ class _Compiler:
             names.update(KAFKA_SETTINGS)
             names.update(LITTLEHORSE_SETTINGS)
             names.update(LH_OUTPUT_SETTINGS)
+        if source.kind is ast.SourceKind.POLL:
+            names.update(KAFKA_SETTINGS)
+            names.update(POLL_SETTINGS)
         if source.kind is ast.SourceKind.CONNECTOR:
             names.update(CONNECT_SETTINGS)
             connector = self.program.connectors.get(source.connector or "")

@@ -211,6 +211,23 @@ connector files {
     assert declared.connectors.keys() == {"files"}
 
 
+def test_a_poll_pipeline_restarts_when_its_state_settings_change(tmp_path: Path) -> None:
+    from lhpipe.check.load import load
+    from lhpipe.graph.compile import compile_program
+
+    folder = write(
+        tmp_path / "poll",
+        'pipeline feed {\n  from poll "http://127.0.0.1:9/items" { every = 5s }\n  to log\n}\n',
+    )
+    program = load([str(folder)]).program
+    assert program is not None
+    first = compile_program(program, {"LHPIPE_POLL_STATE_TOPIC": "state-a"})
+    second = compile_program(program, {"LHPIPE_POLL_STATE_TOPIC": "state-b"})
+    same = compile_program(program, {"LHPIPE_POLL_STATE_TOPIC": "state-a", "OTHER": "x"})
+    assert diff_programs(first, second).pipelines.changed == ("feed",)
+    assert diff_programs(first, same).pipelines.unchanged == ("feed",)
+
+
 def test_a_direct_mode_pipeline_change_changes_its_webhook(tmp_path: Path) -> None:
     before = compiled_of(BEFORE, tmp_path)
     after = compiled_of(

@@ -53,15 +53,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol
-
-import fastavro
 
 from lhpipe.connect.avro_compile import (
     LONG_RANGE,
@@ -74,7 +71,8 @@ from lhpipe.connect.avro_compile import (
 )
 from lhpipe.connect.avro_writer import AVRO_DATUM, EPOCH, EPOCH_DAY, compile_writer, wire_record
 from lhpipe.connect.jsonenc import dumps
-from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
+from lhpipe.connect.registry import encode, topic_subject
+from lhpipe.engine.decode import parse_avro_schema
 from lhpipe.engine.errors import PermanentError
 from lhpipe.engine.plans import TopicSchema
 
@@ -136,16 +134,7 @@ class AvroValueEncoder:
         written = wire_record(self._writer, schema_id, datum)
         if written is not None:
             return written
-        out = io.BytesIO()
-        out.write(WIRE_HEADER.pack(0, schema_id))
-        try:
-            fastavro.schemaless_writer(out, self.parsed, datum)
-        except Exception as exc:  # what the checks above did not foresee: still this value's
-            raise PermanentError(
-                f"the value does not fit schema {self.name}: {type(exc).__name__}: {exc}",
-                code="ENCODE",
-            ) from exc
-        return out.getvalue()
+        return encode(schema_id, self.parsed, datum)
 
 
 class Registry(Protocol):
@@ -156,11 +145,6 @@ class Registry(Protocol):
     async def latest(self, subject: str) -> Any:
         """A :class:`~lhpipe.connect.registry.RegisteredSchema` (its ``avro``)."""
         ...
-
-
-def topic_subject(topic: str) -> str:
-    """The subject a topic's values are registered under (TopicNameStrategy)."""
-    return f"{topic}-value"
 
 
 class TopicSchemas:

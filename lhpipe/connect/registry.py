@@ -181,6 +181,12 @@ async def _parsed(avro: Any, what: str) -> Any:
         ) from exc
 
 
+def topic_subject(topic: str) -> str:
+    """The subject a topic's values are registered under (TopicNameStrategy, as Kafka's
+    serializers do by default): ``<topic>-value``."""
+    return f"{topic}-value"
+
+
 def encode(schema_id: int, parsed_schema: Any, value: Any) -> bytes:
     """``value`` in the registry wire format; raises :class:`PermanentError` (code
     ``ENCODE``) naming the field when the value does not fit the schema."""

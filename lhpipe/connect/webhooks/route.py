@@ -52,6 +52,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from lhpipe.check.program import PipelineInfo, Program, SchemaInfo, WebhookInfo
+from lhpipe.connect.registry import topic_subject
 from lhpipe.connect.webhooks import problems
 from lhpipe.connect.webhooks.outcome import (
     Authenticated,
@@ -148,11 +149,6 @@ def new_webhook_id() -> str:
     return str(uuid.uuid4())
 
 
-def subject_for(topic: str) -> str:
-    """The registry subject of a topic's values (TopicNameStrategy)."""
-    return f"{topic}-value"
-
-
 class BodySchema:
     """A webhook's body decoder and, for a schema body, the schema id its records carry; both
     made ready on first use (:meth:`ready`) and kept."""
@@ -202,7 +198,7 @@ class BodySchema:
             elif needs_id:
                 assert self._webhook.topic is not None
                 self.schema_id = await registry.register(
-                    subject_for(self._webhook.topic), schema.avro
+                    topic_subject(self._webhook.topic), schema.avro
                 )
         except TransientError as exc:
             raise Unavailable(f"the schema registry is unavailable: {exc}") from exc

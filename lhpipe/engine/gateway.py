@@ -147,6 +147,10 @@ class Gateway:
             return _Unavailable(
                 f"webhook {spec.name} is not configured correctly; see the lhpipe log", 60
             )
+        except Exception as exc:  # one webhook's defect must not keep the others from serving
+            log.exception("webhook %s: could not be built", spec.name)
+            failed[spec.name] = f"could not be built: {exc}"
+            return _Unavailable(f"webhook {spec.name} could not be built; see the lhpipe log", 60)
         built[spec.name] = route
         return route
 

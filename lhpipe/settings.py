@@ -56,6 +56,28 @@ class Settings:
             return self.file_values[name]
         return DEFAULTS.get(name, default)
 
+    def integer(
+        self,
+        name: str,
+        default: int,
+        *,
+        minimum: int = 0,
+        error: type[Exception] = SettingsError,
+    ) -> int:
+        """Setting ``name`` as a whole number of at least ``minimum`` (``default`` when unset);
+        otherwise ``error`` with a message that names the setting."""
+        text = self.get(name)
+        if text is None:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise error(f"{name} must be a whole number, not {text!r}") from None
+        if value < minimum:
+            floor = "must not be negative" if minimum == 0 else f"must be at least {minimum}"
+            raise error(f"{name} {floor}, not {value}")
+        return value
+
     def require(self, name: str) -> str:
         value = self.get(name)
         if value is None:

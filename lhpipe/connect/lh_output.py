@@ -340,16 +340,7 @@ def _time(stamp: Timestamp) -> datetime:
 
 def lookback(settings: Settings) -> int:
     """``LHPIPE_LH_OUTPUT_LOOKBACK``: records replayed per partition at assignment (0: none)."""
-    text = settings.get(LOOKBACK_SETTING)
-    if text is None:
-        return DEFAULT_LOOKBACK
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise PipelineNotRunnable(f"{LOOKBACK_SETTING} must be a whole number >= 0, not {text!r}")
-    return value
+    return settings.integer(LOOKBACK_SETTING, DEFAULT_LOOKBACK, error=PipelineNotRunnable)
 
 
 class OutputTopicSource(KafkaSource):

@@ -380,15 +380,4 @@ def source_parts(
 
 
 def _dedupe_window(settings: Settings) -> int:
-    text = settings.get(DEDUPE_WINDOW_SETTING)
-    if text is None:
-        return DEFAULT_DEDUPE_WINDOW
-    try:
-        value = int(text)
-    except ValueError:
-        raise PipelineNotRunnable(
-            f"{DEDUPE_WINDOW_SETTING} must be a whole number, not {text!r}"
-        ) from None
-    if value < 0:
-        raise PipelineNotRunnable(f"{DEDUPE_WINDOW_SETTING} must not be negative, not {value}")
-    return value
+    return settings.integer(DEDUPE_WINDOW_SETTING, DEFAULT_DEDUPE_WINDOW, error=PipelineNotRunnable)

@@ -461,15 +461,4 @@ class Supervisor:
 
 
 def _max_in_flight(settings: Settings) -> int:
-    text = settings.get(MAX_IN_FLIGHT_SETTING)
-    if text is None:
-        return DEFAULT_MAX_IN_FLIGHT
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingsError(
-            f"{MAX_IN_FLIGHT_SETTING} must be a whole number, not {text!r}"
-        ) from None
-    if value < 1:
-        raise SettingsError(f"{MAX_IN_FLIGHT_SETTING} must be at least 1, not {value}")
-    return value
+    return settings.integer(MAX_IN_FLIGHT_SETTING, DEFAULT_MAX_IN_FLIGHT, minimum=1)

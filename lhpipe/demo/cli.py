@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from littlehorse.config import LHConfig
 
+    from lhpipe.check.program import Program
     from lhpipe.settings import Settings
     from lhpipe.stack.addresses import StackAddresses
 
@@ -265,17 +266,24 @@ def lh_config(settings: Settings) -> LHConfig:
     return config
 
 
+def _program(paths: Sequence[str]) -> Program | None:
+    """The checked program of ``paths``, or ``None`` when the files do not load (left for the
+    engine to report)."""
+    from lhpipe.check.load import load
+
+    try:
+        return load(paths).program
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def create_topics(paths: Sequence[str], settings: Settings) -> list[str]:
     """Create the topics the pipelines and webhooks of ``paths`` read or write first, so
     consumers find them at once; returns those created. Files that do not load are left for
     the engine to report."""
-    from lhpipe.check.load import load
     from lhpipe.connect.kafka import ensure_topics
 
-    try:
-        program = load(paths).program
-    except (OSError, UnicodeDecodeError):
-        return []
+    program = _program(paths)
     if program is None:
         return []
     topics = {p.source.topic for p in program.pipelines.values() if p.source.topic}
@@ -286,14 +294,10 @@ def create_connector_files(paths: Sequence[str], settings: Settings) -> list[str
     """Create (empty, with their folder) the files that the FileStreamSource connectors of
     ``paths`` read and that do not exist yet, so that lines appended to them flow at once;
     returns every such file."""
-    from lhpipe.check.load import load
     from lhpipe.connect.connectors import FILE_STREAM_SOURCE, canonical_class
     from lhpipe.settings import SettingsError, resolve_text
 
-    try:
-        program = load(paths).program
-    except (OSError, UnicodeDecodeError):
-        return []
+    program = _program(paths)
     if program is None:
         return []
     files = []

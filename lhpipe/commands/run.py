@@ -133,7 +133,7 @@ async def _serve(
     except SettingsError as exc:
         log.error("%s", exc)
         return ExitCode.USAGE
-    app = EngineApp(supervisor.statuses)
+    app = EngineApp(supervisor.statuses, starting=True)
     publish_program(app, compiled)
     listener = HttpListener(app, port=port)
     try:
@@ -144,6 +144,7 @@ async def _serve(
     watcher: asyncio.Task[None] | None = None
     try:
         await supervisor.start(app)
+        app.starting = False  # /readyz may say 200 from now on
         heap.settle()  # start-up's objects out of the collector's way (lhpipe/engine/heap.py)
         log.info(
             "running %d pipeline(s) and %d webhook(s); /readyz on port %d",

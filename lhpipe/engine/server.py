@@ -122,7 +122,9 @@ class EngineApp:
 
     ``statuses`` is called on every ``/readyz`` and status-page request, so it must be cheap and
     must not block (the Supervisor keeps the current statuses at hand). ``routes`` holds the
-    webhook table; assign a new mapping to swap it.
+    webhook table; assign a new mapping to swap it. While ``starting`` is true (the listener
+    accepts connections before the pipelines are built), ``/readyz`` answers 503 whatever the
+    statuses say: an empty list of statuses is not a ready process.
     """
 
     def __init__(
@@ -131,8 +133,10 @@ class EngineApp:
         *,
         registry: CollectorRegistry = REGISTRY,
         routes: Mapping[str, ASGIApp] | None = None,
+        starting: bool = False,
     ) -> None:
         self.statuses = statuses
+        self.starting = starting
         self.registry = registry
         self.routes: Mapping[str, ASGIApp] = routes if routes is not None else {}
         self.program_hash: str | None = None
@@ -175,14 +179,16 @@ class EngineApp:
     async def _readyz(self, scope: Scope, send: Send, head: bool) -> None:
         statuses = list(self.statuses())
         not_ready = [status.name for status in statuses if not status.ready]
-        body = {
-            "ready": not not_ready,
+        ready = not not_ready and not self.starting
+        body: dict[str, object] = {
+            "ready": ready,
+            "starting": self.starting,
             "not_ready": not_ready,
             "pipelines": {status.name: status.to_json() for status in statuses},
         }
         if self.program_hash is not None:
             body["program"] = self.program_hash
-        await send_json(send, 503 if not_ready else 200, body, head=head)
+        await send_json(send, 200 if ready else 503, body, head=head)
 
     async def _metrics(self, scope: Scope, send: Send, head: bool) -> None:
         accept = ""

@@ -91,6 +91,20 @@ def test_readyz_reads_the_statuses_on_every_request() -> None:
     assert request(app, "GET", "/readyz").status_code == 200
 
 
+def test_readyz_is_503_while_starting_even_with_no_statuses_yet() -> None:
+    # The listener accepts connections before the Supervisor has built anything: an empty
+    # status list then must not read as "every pipeline is ready".
+    app = EngineApp(lambda: [], registry=CollectorRegistry(), starting=True)
+    response = request(app, "GET", "/readyz")
+    assert response.status_code == 503
+    assert response.json()["ready"] is False
+    assert response.json()["starting"] is True
+    app.starting = False
+    response = request(app, "GET", "/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"ready": True, "starting": False, "not_ready": [], "pipelines": {}}
+
+
 def test_metrics_is_the_prometheus_exposition_of_the_registry() -> None:
     registry = CollectorRegistry()
     records_in = Counter("lhpipe_records_in", "in", ["pipeline"], registry=registry)

@@ -106,7 +106,7 @@ async def _serve(
     from lhpipe.engine.reload import Reloader, publish_program
     from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
-    from lhpipe.engine.watch import watch_and_reload
+    from lhpipe.engine.watch import snapshot, watch_and_reload, watch_roots
     from lhpipe.settings import SettingsError
 
     loop = asyncio.get_running_loop()
@@ -128,6 +128,10 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
+    # The watched files as loaded: what is saved while the engine starts is reloaded once the
+    # watch begins (lhpipe/engine/watch.py).
+    baseline = snapshot(watch_roots(watch, program, settings)) if watch is not None else None
+
     try:
         supervisor = Supervisor(compiled, program, settings)
     except SettingsError as exc:
@@ -144,6 +148,15 @@ async def _serve(
     watcher: asyncio.Task[None] | None = None
     try:
         await supervisor.start(app)
+        if watch is not None:
+            err = stderr or sys.stderr
+            reloader = Reloader(watch, supervisor, app=app, stderr=err, color=wants_color(err))
+            armed = asyncio.Event()
+            watcher = loop.create_task(
+                watch_and_reload(reloader, stop, armed=armed, baseline=baseline),
+                name="hot-reload",
+            )
+            await armed.wait()  # a change saved once /readyz says 200 is never missed
         app.starting = False  # /readyz may say 200 from now on
         heap.settle()  # start-up's objects out of the collector's way (lhpipe/engine/heap.py)
         log.info(
@@ -152,10 +165,6 @@ async def _serve(
             len(compiled.routes),
             listener.port,
         )
-        if watch is not None:
-            err = stderr or sys.stderr
-            reloader = Reloader(watch, supervisor, app=app, stderr=err, color=wants_color(err))
-            watcher = loop.create_task(watch_and_reload(reloader, stop), name="hot-reload")
         await stop.wait()
         if watcher is not None:
             try:

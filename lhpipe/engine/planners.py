@@ -10,14 +10,19 @@ the senders of ``lhpipe.connect`` do. Errors are permanent: an
 Ids and idempotency (delivery.md):
 
 * ``run_wf`` id: ``id`` when written, else the ``wfRunId`` header, else the record key, else the
-  generated ``<pipeline>-<topic>-<partition>-<offset>``.
+  generated ``<pipeline>-<topic>-<partition>-<offset>``. A key that is the record's webhook id
+  (a webhook's default key) is made a valid id (:func:`webhook_id_as_id`): the webhook id plays
+  the role of the record's position, so it is treated like a generated id.
 * ``post_event`` guid: ``guid`` when written, else the ``guid`` header, else the generated id
   (never the key); ``wf_run_id``: written, else the ``wfRunId`` header, else the key. In a
   ``wf_run_id`` (and a ``run_wf`` ``parent``), ``a_b`` names child ``b`` of parent ``a``; the
   plan keeps the ``a_b`` text and every part is checked.
 * ``correlate`` key: written, else the ``correlationId`` header, else the record key.
-* Generated ids are lower-cased with ``_`` and ``.`` turned into ``-``; for a direct-mode
-  webhook the webhook id stands in for ``<topic>-<partition>-<offset>``.
+* Generated ids are lower-cased with ``_`` and ``.`` turned into ``-``. For a webhook delivery
+  (direct mode, or a record the Gateway produced: its ``lhpipe.webhook.id`` header) the webhook
+  id stands in for ``<topic>-<partition>-<offset>``, so a provider's retry of a delivery, which
+  is a new record at a new offset, still gets the same id and guid (delivery.md); any other
+  character an id does not allow becomes ``-`` too.
 * Every id and guid is checked against LittleHorse 1.x's ``[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?``
   before any call. Correlation keys are not ids (LittleHorse takes any text): they must only
   be non-empty.
@@ -28,8 +33,9 @@ key, count as not given (the next default applies); a key used as an id must be 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from lhpipe.check.program import PipelineInfo, Program, TargetInfo
 from lhpipe.check.rules import WF_RUN_ID
@@ -70,15 +76,30 @@ def compile_planner(target: TargetInfo, pipeline: PipelineInfo, program: Program
 # ---------------------------------------------------------------------------------------------
 
 
+_NOT_ID_CHARACTER: Final = re.compile(r"[^A-Za-z0-9-]")
+
+
 def normalise_id(text: str) -> str:
     """A generated id as LittleHorse wants it: lower case, ``_`` and ``.`` turned into ``-``."""
     return text.lower().replace("_", "-").replace(".", "-")
 
 
+def webhook_id_as_id(webhook_id: str) -> str:
+    """A webhook id as a LittleHorse id: every character an id does not allow turned into
+    ``-`` and leading and trailing ``-`` removed (``msg_2KWP`` → ``msg-2KWP``); ids of letters,
+    digits and inner hyphens (UUIDs) stay as they are. An id with no letter or digit at all
+    stays as it is (and is refused by :func:`check_id`)."""
+    safe = _NOT_ID_CHARACTER.sub("-", webhook_id).strip("-")
+    return safe or webhook_id
+
+
 def generated_id(pipeline: str, record: Record) -> str:
-    """``<pipeline>-<topic>-<partition>-<offset>`` (or ``<pipeline>-<webhook id>``),
-    normalised."""
-    return normalise_id(f"{pipeline}-{record.origin.coordinates()}")
+    """``<pipeline>-<topic>-<partition>-<offset>``, or ``<pipeline>-<webhook id>`` for a
+    webhook delivery, normalised."""
+    webhook_id = record.webhook_id()
+    if webhook_id is None:
+        return normalise_id(f"{pipeline}-{record.origin.coordinates()}")
+    return normalise_id(f"{pipeline}-{webhook_id_as_id(webhook_id)}")
 
 
 def check_id(text: str, what: str, *, allow_parent: bool = False) -> str:
@@ -200,6 +221,8 @@ def _run_wf(target: _Target) -> Planner:
         elif (wf_run_id := _header(record, "wfRunId")) is not None:
             check_id(wf_run_id, from_header)
         elif (wf_run_id := _key_text(env, label)) is not None:
+            if wf_run_id == record.webhook_id():  # a webhook's default key
+                wf_run_id = webhook_id_as_id(wf_run_id)
             check_id(wf_run_id, from_key)
         else:
             wf_run_id = check_id(generated_id(pipeline, record), from_generated)

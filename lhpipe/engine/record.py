@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The header the Gateway puts the webhook id in (delivery.md).
+WEBHOOK_ID_HEADER = "lhpipe.webhook.id"
+
 
 @dataclass(frozen=True, slots=True)
 class KafkaOrigin:
@@ -64,3 +67,10 @@ class Record:
             if hname == name and raw is not None:
                 return raw.decode("utf-8", errors="replace")
         return None
+
+    def webhook_id(self) -> str | None:
+        """The webhook id of a webhook delivery: run in direct mode, or produced by the
+        Gateway (its ``lhpipe.webhook.id`` header); None for any other record."""
+        if isinstance(self.origin, WebhookOrigin):
+            return self.origin.id
+        return self.header(WEBHOOK_ID_HEADER) or None

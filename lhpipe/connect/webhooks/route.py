@@ -18,8 +18,8 @@ the caller's view):
    UUID.
 5. **Body** (:mod:`.validate`) → ``415`` or ``400`` naming the fields.
 6. **Key**: the webhook's ``key`` expression over ``body``, ``headers``, ``query``, ``claims``
-   and ``request.id`` (an expression error → ``400``), by default the webhook id made safe as a
-   LittleHorse id (:func:`default_key`).
+   and ``request.id`` (an expression error → ``400``), by default the webhook id (a pipeline's
+   ``run_wf`` makes it a valid LittleHorse id: :func:`lhpipe.engine.planners.webhook_id_as_id`).
 7. **Topic mode**: the record is produced to ``topic``, and the answer waits for the broker's
    acknowledgement (``acks=all``, idempotent producer) for at most :data:`ACK_DEADLINE_SECONDS`
    (the producer's record timeout):
@@ -31,7 +31,7 @@ The record: key as computed (UTF-8), value in the registry wire format for a sch
 (magic byte, schema id, Avro), the body's bytes as received for ``json`` and ``bytes``, and
 the headers ``lhpipe.webhook`` (the webhook's name), ``lhpipe.webhook.id`` and
 ``content-type`` (the record value's media type: :data:`AVRO_CONTENT_TYPE` for a schema body,
-the request's ``Content-Type`` otherwise, when it sent one).
+the request's ``Content-Type`` otherwise, ``application/octet-stream`` when it sent none).
 
 A schema body's schema is registered on first use under ``<topic>-value`` (the
 TopicNameStrategy Kafka's serializers use by default), through the registry's Confluent API; a
@@ -83,6 +83,8 @@ log = logging.getLogger(__name__)
 #: Gateway's producer times its records out after this long (``message.timeout.ms``), so a
 #: record refused with 503 is not delivered later by a producer still retrying it.
 ACK_DEADLINE_SECONDS: Final = 5.0
+#: The record's ``content-type`` for a body sent without one (RFC 9110: unknown bytes).
+OCTET_STREAM: Final = b"application/octet-stream"
 #: How long a direct-mode request waits for its pipeline's targets (LittleHorse calls have a
 #: 10 s deadline each; webhook providers commonly give up after 10 to 30 s).
 DIRECT_DEADLINE_SECONDS: Final = 10.0
@@ -98,7 +100,6 @@ _CREDENTIALS: Final = frozenset({"authorization", "proxy-authorization", "cookie
 # delivers header names in lower case.
 _SINK_HEADERS: Final = {"wfrunid": "wfRunId", "correlationid": "correlationId"}
 _IDEMPOTENCY_KEY: Final = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
-_NOT_ID_CHARACTER: Final = re.compile(r"[^A-Za-z0-9-]")
 _JSON: Final = b"application/json"
 _CLOSE: Final = (b"connection", b"close")
 
@@ -133,15 +134,6 @@ class Unavailable(Exception):
 
 class Misconfigured(Exception):
     """The webhook cannot be served as configured (the registry refuses its schema): 500."""
-
-
-def default_key(webhook_id: str) -> str:
-    """The record key when the webhook has no ``key``: the webhook id with every character a
-    LittleHorse id does not allow turned into ``-`` (``msg_2KWP`` → ``msg-2KWP``), so that the
-    pipelines' default ``run_wf`` id (the key) is the same for every retry of a delivery and is
-    accepted by LittleHorse. An id with no letter or digit at all stays as it is."""
-    safe = _NOT_ID_CHARACTER.sub("-", webhook_id).strip("-")
-    return safe or webhook_id
 
 
 def new_webhook_id() -> str:
@@ -421,7 +413,7 @@ class WebhookRoute:
                 assert body.schema_id is not None
                 value = None
                 payload = decoder.record(headers.get("content-type"), raw, body.schema_id)
-                key: str | None = default_key(webhook_id)
+                key: str | None = webhook_id
             else:
                 value = decoder.decode(headers.get("content-type"), raw)
                 key = self._record_key(scope, headers, value, verdict, webhook_id)
@@ -443,7 +435,7 @@ class WebhookRoute:
     ) -> str | None:
         evaluate = self._key
         if evaluate is None:
-            return default_key(webhook_id)
+            return webhook_id
         env = {
             "body": body,
             "headers": headers,
@@ -496,8 +488,13 @@ class WebhookRoute:
                 ("lhpipe.webhook.id", webhook_id.encode("utf-8")),
             ]
             sent_type = headers.get("content-type")
-            if sent_type is not None:
-                record_headers.append(("content-type", sent_type.encode("latin-1")))
+            record_headers.append(
+                (
+                    "content-type",
+                    # A request without one (only a `bytes` body accepts that) is octet-stream.
+                    OCTET_STREAM if sent_type is None else sent_type.encode("latin-1"),
+                )
+            )
         try:
             # No timer of its own: the producer's records time out after the deadline
             # (librdkafka reports every record, delivered or not), and a timer per request

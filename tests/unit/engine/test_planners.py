@@ -113,13 +113,56 @@ def test_run_wf_bad_id_is_refused_before_any_call(
 
 def test_generated_id_that_is_still_invalid_is_refused() -> None:
     with pytest.raises(BadIdError, match="the generated id"):
-        plan('run_wf "order"', ORDER, origin=WebhookOrigin("hook", "evt 1"))
+        plan('run_wf "order"', ORDER, origin=KafkaOrigin("orders!", 0, 1))
 
 
 def test_webhook_id_stands_in_for_the_kafka_coordinates() -> None:
     result = plan('run_wf "order"', ORDER, origin=WebhookOrigin("stripe", "evt_1Ab.C"))
     assert isinstance(result, RunWfPlan)
     assert result.wf_run_id == "start-orders-evt-1ab-c"
+    result = plan('run_wf "order"', ORDER, origin=WebhookOrigin("hook", "order:7/try 2"))
+    assert isinstance(result, RunWfPlan)
+    assert result.wf_run_id == "start-orders-order-7-try-2"
+
+
+def test_a_gateway_record_generates_ids_from_its_webhook_id_not_its_offset() -> None:
+    # A provider's retry of a delivery is a second record at another offset: its guid must
+    # be the same (delivery.md: the webhook id plays the role of topic-partition-offset).
+    headers = {"lhpipe.webhook.id": "msg_2KWP", "wfRunId": "wf-1"}
+    guids = {
+        plan(
+            'post_event "paid"', ORDER, headers=headers, origin=KafkaOrigin("verdicts", 0, offset)
+        ).guid  # type: ignore[union-attr]
+        for offset in (10, 11)
+    }
+    assert guids == {"start-orders-msg-2kwp"}
+    plain = plan('post_event "paid"', ORDER, headers={"wfRunId": "wf-1"})
+    assert isinstance(plain, PostEventPlan) and plain.guid.startswith("start-orders-orders-")
+
+
+@pytest.mark.parametrize(
+    ("webhook_id", "wf_run_id"),
+    [
+        ("72d3162e-cc78-11e3-81ab-4c9367dc0958", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "msg-2KWPBgLlAfxdpx2AI54pPJ85f4W"),
+        ("evt_1NG8Du2eZvKYlo2CUI79vXWy", "evt-1NG8Du2eZvKYlo2CUI79vXWy"),
+        ("Order-42", "Order-42"),
+        ("order:7/attempt.2", "order-7-attempt-2"),
+    ],
+)
+def test_a_key_that_is_the_webhook_id_is_made_a_valid_run_wf_id(
+    webhook_id: str, wf_run_id: str
+) -> None:
+    headers = {"lhpipe.webhook.id": webhook_id}
+    result = plan('run_wf "order"', ORDER, key=webhook_id, headers=headers)
+    assert isinstance(result, RunWfPlan) and result.wf_run_id == wf_run_id
+    direct = plan('run_wf "order"', ORDER, key=webhook_id, origin=WebhookOrigin("w", webhook_id))
+    assert isinstance(direct, RunWfPlan) and direct.wf_run_id == wf_run_id
+
+
+def test_any_other_key_is_used_as_it_is() -> None:
+    with pytest.raises(BadIdError, match='the record key "msg_2KWP"'):
+        plan('run_wf "order"', ORDER, key="msg_2KWP", headers={"lhpipe.webhook.id": "other"})
 
 
 def test_run_wf_without_variables_takes_each_top_level_field() -> None:

@@ -46,14 +46,18 @@ class ExpressionChecker:
     def __init__(self, diagnostics: list[Diagnostic], types: dict[int, Type]) -> None:
         self.diagnostics = diagnostics
         self.types = types
+        self._env_allowed = False
 
     def check(self, expr: ast.Expr, scope: Scope, *, allow_env: bool = False) -> Type:
-        """The type of ``expr`` in ``scope``; ``allow_env`` when ``expr`` is a whole setting
-        value, where ``env()`` may be used."""
-        if allow_env and isinstance(expr, ast.Call) and expr.func.name == "env":
-            typ = self._env(expr, allowed=True, scope=scope)
-        else:
+        """The type of ``expr`` in ``scope``; ``allow_env`` when ``expr`` is a setting's value
+        (a value position), where ``env()`` may be used anywhere in it (``"Bearer
+        ${env("TOKEN")}"``); the steps' expressions (``where``, ``let``) may not use it."""
+        outer = self._env_allowed
+        self._env_allowed = allow_env
+        try:
             typ = self._check(expr, scope)
+        finally:
+            self._env_allowed = outer
         self.types[id(expr)] = typ
         return typ
 
@@ -217,7 +221,7 @@ class ExpressionChecker:
     def _call(self, expr: ast.Call, scope: Scope) -> Type:
         name = expr.func.name
         if name == "env":
-            return self._env(expr, allowed=False, scope=scope)
+            return self._env(expr, allowed=self._env_allowed, scope=scope)
         builtin = BUILTINS.get(name)
         arg_types = [self._sub(arg, scope) for arg in expr.args]
         if builtin is None:
@@ -265,9 +269,9 @@ class ExpressionChecker:
             self._report(
                 "LHP205",
                 expr.span,
-                "`env()` can only be the whole value of a setting",
-                'read the environment in a setting, e.g. `secret = env("NAME")`; '
-                "record expressions cannot depend on it",
+                "`env()` can only be used in a setting's value, not in `where` or `let`",
+                'read the environment in a setting, e.g. `secret = env("NAME")` or '
+                '`headers { authorization = "Bearer ${env("TOKEN")}" }`',
             )
         if not self._arity_ok(expr, 1, 2, 'env("NAME") or env("NAME", "default")'):
             return t.UNKNOWN

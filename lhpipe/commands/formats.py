@@ -172,22 +172,18 @@ def _annotation_text(diagnostic: Diagnostic) -> str:
 
 
 def format_github_annotation(diagnostic: Diagnostic) -> str:
-    """One ``::error …::message`` (or ``::warning``) workflow command.
-
-    GitHub accepts columns only for a single-line region, so a span over several lines is
-    annotated by its lines alone.
-    """
+    """One ``::error file=…,line=…,col=…,endLine=…,endColumn=…,title=CODE::message`` (or
+    ``::warning``) workflow command, exactly cli.md's shape: every property is always there
+    (GitHub uses the columns of a single-line span and ignores them otherwise) and the text is
+    the message alone (the hint is in the other formats)."""
     span = diagnostic.span
-    props = [f"file={_escape_property(span.file)}", f"line={span.line}"]
-    if span.end_line == span.line:
-        props.append(f"col={span.col}")
-        props.append(f"endLine={span.end_line}")
-        props.append(f"endColumn={span.end_col}")
-    else:
-        props.append(f"endLine={span.end_line}")
-    props.append(f"title={_escape_property(diagnostic.code)}")
+    props = (
+        f"file={_escape_property(span.file)},line={span.line},col={span.col},"
+        f"endLine={span.end_line},endColumn={span.end_col},"
+        f"title={_escape_property(diagnostic.code)}"
+    )
     command = "error" if diagnostic.severity is Severity.ERROR else "warning"
-    return f"::{command} {','.join(props)}::{_escape_data(_annotation_text(diagnostic))}"
+    return f"::{command} {props}::{_escape_data(diagnostic.message)}"
 
 
 def format_github(report: LintReport) -> str:

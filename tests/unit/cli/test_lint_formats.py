@@ -109,7 +109,7 @@ def test_json_of_a_clean_run_is_an_empty_array() -> None:
 def test_github_annotations() -> None:
     assert format_github(REPORT) == (
         "::error file=pipelines/p.lhp,line=3,col=8,endLine=3,endColumn=18,title=LHP202"
-        "::unknown field `agee` of Applicant%0Ahint: did you mean `age`?\n"
+        "::unknown field `agee` of Applicant\n"
         "::warning file=pipelines/p.lhp,line=1,col=1,endLine=1,endColumn=9,title=LHP302"
         "::webhook `w` has `auth = none`\n"
     )
@@ -124,10 +124,11 @@ def test_github_escapes_data_and_properties() -> None:
     )
 
 
-def test_github_omits_columns_for_a_multiline_span() -> None:
+def test_github_writes_every_property_for_a_multiline_span_too() -> None:
     multi = make("LHP003", Span(PATH, 2, 5, 4, 1), "unexpected end of file")
     assert format_github(LintReport([multi], {}, 1)) == (
-        "::error file=pipelines/p.lhp,line=2,endLine=4,title=LHP003::unexpected end of file\n"
+        "::error file=pipelines/p.lhp,line=2,col=5,endLine=4,endColumn=1,title=LHP003"
+        "::unexpected end of file\n"
     )
 
 

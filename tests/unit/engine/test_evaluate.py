@@ -466,6 +466,12 @@ def test_env_default_and_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         unset({})
 
 
+def test_env_inside_a_setting_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LHPIPE_TEST_ID", "Tok")
+    evaluator = _env_setting('"wf-${lower(env("LHPIPE_TEST_ID"))}-${value.n}"')
+    assert evaluator({"value": {"n": 3}}) == "wf-tok-3"
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 

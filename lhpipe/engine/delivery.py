@@ -254,9 +254,10 @@ async def plan_and_deliver(
         await target.delivery.deliver(plan)
 
 
-def _gave_up(error: TransientError, retries: int) -> TransientError:
-    """The last transient error, its message saying that the retries ran out."""
-    return TransientError(f"{error.message} (gave up after {retries} retries)", code=error.code)
+def _gave_up(error: TransientError, retries: int) -> PermanentError:
+    """The last transient error as a permanent one (delivery.md: once ``retry = N`` ran out it
+    "counts as permanent"), its code kept and its message saying that the retries ran out."""
+    return PermanentError(f"{error.message} (gave up after {retries} retries)", code=error.code)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -125,6 +125,7 @@ def test_retry_bounds_transient_retries_then_the_record_fails() -> None:
     assert failure.attempts == 3
     assert failure.error.code == "UNAVAILABLE"
     assert "gave up after 2 retries" in str(failure.error)
+    assert failure.error.error_class == "permanent"  # delivery.md: it then counts as permanent
     assert failure.target == "run_wf:wf"
 
 

@@ -713,9 +713,8 @@ class _Checker:
         source = self._source(decl.name.name, decl.source)
         is_lh_output = source.kind is ast.SourceKind.LH_OUTPUT
         webhook = self.webhooks.get(source.webhook) if source.webhook else None
-        has_record = source.kind is not ast.SourceKind.POLL and not (
-            webhook is not None and webhook.direct
-        )
+        # A polled item is a record of `poll:<pipeline>` (lhpipe/connect/poll_items.py).
+        has_record = not (webhook is not None and webhook.direct)
         scope = scopes.pipeline_scope(
             source.value_type,
             source.key_type,
@@ -888,7 +887,11 @@ class _Checker:
             self.report("LHP108", info.decl.span, "`from poll` needs `every`", "e.g. `every = 1m`")
         every_expr = self._setting(found, "every")
         every = self._duration(every_expr, "`every`", "LHP409") if every_expr else None
-        response_scope = Scope({"response": Binding(t.JSON)})
+        # The answer's JSON: `response`, also `value` (the name every source's expressions
+        # know) and `body` (an HTTP answer's body).
+        response_scope = Scope(
+            {"response": Binding(t.JSON), "value": Binding(t.JSON), "body": Binding(t.JSON)}
+        )
         for key in ("items", "cursor"):
             expr = self._setting(found, key)
             if expr is not None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -263,8 +264,9 @@ class PollSource:
         """The records of the items not seen before, and their ids."""
         records, ids = [], []
         seen = self._seen
+        arrived_ms = time.time_ns() // 1_000_000
         for item in items:
-            polled = self.requests.item(item, self._next_sequence, url)
+            polled = self.requests.item(item, self._next_sequence, url, arrived_ms)
             if polled.id in seen:
                 continue
             if self._window:

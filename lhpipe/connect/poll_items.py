@@ -5,7 +5,8 @@ the record each item becomes. No I/O here (:mod:`lhpipe.connect.poll` polls).
   scope. An interpolated value is percent-encoded (it is a value inside a URL: an opaque
   cursor such as ``a+b/c==`` must reach the server as written), and a null one, the cursor
   before the first answer, renders as nothing (``?after=${cursor}`` asks ``?after=``).
-* **Items.** ``items`` (over ``response``, the answer's JSON) gives the list of items; null
+* **Items.** ``items`` (over ``response``, the answer's JSON, also named ``value`` and
+  ``body``) gives the list of items; null
   means none. Without ``items``, an answer that is a list is the list of items, and any other
   answer is one item.
 * **Cursor.** ``cursor`` (over ``response``) gives the next cursor; null or ``""`` (or no
@@ -136,7 +137,7 @@ class PollRequests:
     def page(self, response: Any) -> PollPage:
         """The items and next cursor of an answer's JSON; :class:`ExpressionError` when
         ``items`` or ``cursor`` fails or ``items`` is not a list."""
-        env = {"response": response}
+        env = {"response": response, "value": response, "body": response}
         if self._items is None:
             items = response if isinstance(response, list) else [response]
         else:
@@ -150,8 +151,11 @@ class PollRequests:
         cursor = None if self._cursor is None else self._cursor(env)
         return PollPage(items, cursor)
 
-    def item(self, item: Any, sequence: int, url: str) -> PolledItem:
-        """The record of one item, ``sequence`` its offset under ``poll:<pipeline>``."""
+    def item(
+        self, item: Any, sequence: int, url: str, timestamp_ms: int | None = None
+    ) -> PolledItem:
+        """The record of one item, ``sequence`` its offset under ``poll:<pipeline>``,
+        ``timestamp_ms`` when its answer arrived (``record.timestamp``)."""
         value = json_text(item).encode("utf-8")
         problem = None
         if self._id is None:
@@ -171,6 +175,7 @@ class PollRequests:
             key=None,
             value=value,
             headers=((URL_HEADER, url.encode("utf-8")),),
+            timestamp_ms=timestamp_ms,
         )
         return PolledItem(item_id, record)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,6 +29,7 @@ from lhpipe.engine.commit import ContiguousCommitTracker
 from lhpipe.engine.errors import ExpressionError
 from lhpipe.engine.planners import generated_id
 from lhpipe.engine.record import Record
+from lhpipe.engine.steps import initial_env
 
 FEED = """
 pipeline feed {
@@ -455,6 +457,28 @@ def test_items_default_to_the_answer_and_a_null_cursor_keeps_the_old_one() -> No
     assert requests.page({"a": 1}).cursor is None
     feed = requests_of()
     assert feed.page({"items": None, "next": None}).items == []
+
+
+def test_a_polled_item_has_a_record_of_its_place_in_the_poller() -> None:
+    prog = program()
+    polled = PollRequests(prog.pipelines["feed"], prog).item({"id": "a"}, 5, "u", 1_700_000_000_000)
+    env = initial_env(polled.record, None, {"id": "a"}, prog.pipelines["feed"])
+    assert env["record"] == {
+        "topic": "poll:feed",
+        "partition": 0,
+        "offset": 5,
+        "timestamp": datetime.fromtimestamp(1_700_000_000, UTC),
+    }
+
+
+@pytest.mark.parametrize("name", ["response", "value", "body"])
+def test_items_and_cursor_name_the_answer_response_value_or_body(name: str) -> None:
+    text = (
+        f'pipeline p {{ from poll "http://x.test/a?c=${{cursor}}" {{ every = 1m  '
+        f"items = {name}.data  cursor = {name}.meta.next }} to log }}"
+    )
+    page = requests_of(text, "p").page({"data": [{"n": 1}], "meta": {"next": "c2"}})
+    assert page.items == [{"n": 1}] and page.cursor == "c2"
 
 
 @pytest.mark.parametrize(

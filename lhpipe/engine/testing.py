@@ -177,6 +177,8 @@ class _Run:
         source = self.pipeline.source
         key = self.given("key")
         value = self.given("value")
+        if key is None and source.kind is ast.SourceKind.LH_OUTPUT and isinstance(value, dict):
+            key = value.get("wf_run_id")  # as the output topic keys its records (lh_output.md)
         headers = tuple(
             (name.removeprefix("headers."), _header_bytes(self.given(name)))
             for name in self.test.given

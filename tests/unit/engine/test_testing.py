@@ -204,6 +204,24 @@ def test_lh_output_tests_see_the_value_as_the_event(tmp_path: Path) -> None:
     assert (code, out.splitlines()[-1]) == (0, "2 passed, 0 failed"), out
 
 
+def test_an_lh_output_test_without_a_key_has_the_wf_run_id_as_key(tmp_path: Path) -> None:
+    code, out, _ = run_text(
+        tmp_path,
+        """\
+        pipeline done {
+          from lh_output { kinds = [wf_run] }
+          to topic "done" { value = event.status }
+        }
+        test "keyed" {
+          pipeline = done
+          given { value = { kind = "wf_run", wf_run_id = "ann-1", status = "COMPLETED" } }
+          expect to topic "done" { key = "ann-1"  value = "COMPLETED" }
+        }
+        """,
+    )
+    assert (code, out.splitlines()[-1]) == (0, "1 passed, 0 failed"), out
+
+
 def test_a_bad_id_fails_the_test(tmp_path: Path) -> None:
     code, out, _ = run_text(
         tmp_path,

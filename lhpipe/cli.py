@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument(
         "--online",
         action="store_true",
-        help="also check WfSpecs, ExternalEventDefs and registry subjects (not built yet)",
+        help="also ask LittleHorse and the registry that every WfSpec, ExternalEventDef, "
+        "variable and registry subject exists and fits",
     )
 
     fmt = commands.add_parser("fmt", help="rewrite .lhp files in the canonical layout")

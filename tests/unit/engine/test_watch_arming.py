@@ -39,6 +39,30 @@ def folder_with(tmp_path: Path, **files: str) -> Path:
     return folder
 
 
+class Watching:
+    """A watch of ``folder`` started as ``lhpipe run --watch`` starts it: :meth:`start`
+    returns once it is armed; :meth:`stop` ends it."""
+
+    def __init__(self, folder: Path, target: Target, baseline: Any = None) -> None:
+        self.reloader = Reloader([str(folder)], target, stderr=io.StringIO())
+        self._stop = asyncio.Event()
+        self._baseline = baseline
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Reloader:
+        armed = asyncio.Event()
+        self._task = asyncio.create_task(
+            watch_and_reload(self.reloader, self._stop, armed=armed, baseline=self._baseline)
+        )
+        await armed.wait()
+        return self.reloader
+
+    async def stop(self) -> None:
+        assert self._task is not None
+        self._stop.set()
+        await asyncio.wait_for(self._task, 10)
+
+
 async def wait_for_reload(reloader: Reloader) -> None:
     for _ in range(200):
         if reloader.last is not None:
@@ -51,15 +75,11 @@ def test_a_change_saved_right_after_the_watch_is_armed_is_reloaded(tmp_path: Pat
     folder = folder_with(tmp_path, **{"first.lhp": FIRST})
 
     async def scenario() -> tuple[str, ...]:
-        target = Target(folder)
-        reloader = Reloader([str(folder)], target, stderr=io.StringIO())
-        stop, armed = asyncio.Event(), asyncio.Event()
-        watcher = asyncio.create_task(watch_and_reload(reloader, stop, armed=armed))
-        await armed.wait()
+        watching = Watching(folder, Target(folder))
+        reloader = await watching.start()
         (folder / "more.lhp").write_text(MORE, encoding="utf-8")  # no pause before the save
         await wait_for_reload(reloader)
-        stop.set()
-        await asyncio.wait_for(watcher, 10)
+        await watching.stop()
         assert reloader.last is not None and reloader.last.diff is not None
         return reloader.last.diff.pipelines.added
 
@@ -77,19 +97,14 @@ def test_files_saved_during_start_up_are_reloaded_before_the_watch_is_armed(
         # Saved while the engine was starting, before any watch existed.
         (folder / "gone.lhp").unlink()
         (folder / "more.lhp").write_text(MORE, encoding="utf-8")
-        reloader = Reloader([str(folder)], target, stderr=io.StringIO())
-        stop, armed = asyncio.Event(), asyncio.Event()
-        watcher = asyncio.create_task(
-            watch_and_reload(reloader, stop, armed=armed, baseline=baseline)
-        )
-        await armed.wait()
+        watching = Watching(folder, target, baseline)
+        reloader = await watching.start()
         outcome = reloader.last  # the catch-up ran before the watch said it was armed
         assert outcome is not None and outcome.diff is not None
         assert outcome.diff.pipelines.added == ("more",)
         assert outcome.diff.pipelines.removed == ("gone",)
         assert {Path(p).name for p in outcome.files} == {"gone.lhp", "more.lhp"}
-        stop.set()
-        await asyncio.wait_for(watcher, 10)
+        await watching.stop()
 
     asyncio.run(scenario())
 
@@ -100,16 +115,11 @@ def test_nothing_saved_during_start_up_means_no_reload(tmp_path: Path) -> None:
     async def scenario() -> None:
         target = Target(folder)
         baseline = snapshot(watch_roots([str(folder)], target.program, target.settings))
-        reloader = Reloader([str(folder)], target, stderr=io.StringIO())
-        stop, armed = asyncio.Event(), asyncio.Event()
-        watcher = asyncio.create_task(
-            watch_and_reload(reloader, stop, armed=armed, baseline=baseline)
-        )
-        await armed.wait()
+        watching = Watching(folder, target, baseline)
+        reloader = await watching.start()
         await asyncio.sleep(0.2)
         assert reloader.last is None
-        stop.set()
-        await asyncio.wait_for(watcher, 10)
+        await watching.stop()
 
     asyncio.run(scenario())
 

@@ -12,6 +12,9 @@ How answers are classified (one attempt per call; the engine's Delivery policy r
                                            the ``Retry-After`` header as ``retry_after``
 timeout (whole call over the deadline)     :class:`HttpTransientError` ``HTTP_TIMEOUT``
 connection refused, reset, DNS failure     :class:`HttpTransientError` ``HTTP_CONNECTION``
+401, 403, 407                              :class:`~lhpipe.engine.errors.PausedError`
+                                           ``HTTP_<status>``: credentials, as gRPC's
+                                           UNAUTHENTICATED and PERMISSION_DENIED (delivery.md)
 any other status (3xx, 4xx)                :class:`~lhpipe.engine.errors.PermanentError`
                                            ``HTTP_<status>``
 a URL httpx cannot use                     :class:`~lhpipe.engine.errors.PermanentError`
@@ -34,11 +37,13 @@ import httpx
 
 from lhpipe import __version__
 from lhpipe.connect.jsonenc import dumps
-from lhpipe.engine.errors import PermanentError, TransientError
+from lhpipe.engine.errors import PausedError, PermanentError, TransientError
 from lhpipe.engine.plans import HttpPlan, Plan
 
 DEFAULT_DEADLINE_SECONDS = 10.0
 _TRANSIENT_STATUSES = frozenset({408, 429})
+# Credentials refused: the pipeline pauses until they work again, nothing is dead-lettered.
+_PAUSED_STATUSES = frozenset({401, 403, 407})
 _BODY_EXCERPT = 200  # characters of an error answer kept in the error message
 
 
@@ -147,4 +152,6 @@ def _check_status(plan: HttpPlan, response: httpx.Response) -> None:
             code=f"HTTP_{status}",
             retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
+    if status in _PAUSED_STATUSES:
+        raise PausedError(message, code=f"HTTP_{status}")
     raise PermanentError(message, code=f"HTTP_{status}")

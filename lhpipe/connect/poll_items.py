@@ -182,11 +182,14 @@ class PollRequests:
 
 def poll_environment(record: Record, key: Any, value: Any) -> dict[str, Any]:
     """The names a polled record's expressions start with: ``value`` (the item), ``key``
-    (null) and ``headers`` (``lhpipe.poll.url``). An item whose ``id`` failed fails here."""
+    (null), ``headers`` (``lhpipe.poll.url``) and ``record`` (``poll:<pipeline>``, its
+    sequence, when its answer arrived). An item whose ``id`` failed fails here."""
+    from lhpipe.engine.steps import record_env
+
     origin = record.origin
     if isinstance(origin, PollOrigin) and origin.problem is not None:
         raise ExpressionError(origin.problem)
-    return {"value": value, "key": key, "headers": record.header_text()}
+    return record_env(record, key, value)
 
 
 def generated_part(item_id: str) -> str:

@@ -37,6 +37,15 @@ def initial_env(
     (:data:`lhpipe.check.scopes.EVENT`, :mod:`lhpipe.connect.lh_output`); without it (in
     ``lhpipe test``) ``event`` is the decoded value itself.
     """
+    env = record_env(record, key, value)
+    if pipeline.source.kind is ast.SourceKind.LH_OUTPUT:
+        env["event"] = value if event is None else event
+    return env
+
+
+def record_env(record: Record, key: Any, value: Any) -> dict[str, Any]:
+    """``value``, ``key``, ``headers`` and, for a record with Kafka coordinates (a polled
+    item has some too), ``record``."""
     env: dict[str, Any] = {"value": value, "key": key, "headers": record.header_text()}
     origin = record.origin
     if isinstance(origin, KafkaOrigin):
@@ -47,8 +56,6 @@ def initial_env(
             "offset": origin.offset,
             "timestamp": None if stamp is None else datetime.fromtimestamp(stamp / 1000, UTC),
         }
-    if pipeline.source.kind is ast.SourceKind.LH_OUTPUT:
-        env["event"] = value if event is None else event
     return env
 
 

@@ -462,7 +462,9 @@ def test_items_default_to_the_answer_and_a_null_cursor_keeps_the_old_one() -> No
 def test_a_polled_item_has_a_record_of_its_place_in_the_poller() -> None:
     prog = program()
     polled = PollRequests(prog.pipelines["feed"], prog).item({"id": "a"}, 5, "u", 1_700_000_000_000)
-    env = initial_env(polled.record, None, {"id": "a"}, prog.pipelines["feed"])
+    # As `lhpipe run` (the poll source's environment) and `lhpipe test` (the steps') see it.
+    env = poll_environment(polled.record, None, {"id": "a"})
+    assert env == initial_env(polled.record, None, {"id": "a"}, prog.pipelines["feed"])
     assert env["record"] == {
         "topic": "poll:feed",
         "partition": 0,
@@ -509,7 +511,12 @@ def test_an_item_whose_id_fails_becomes_a_failing_record() -> None:
         poll_environment(polled.record, None, {"n": 1})
     fine = requests.item({"id": 7}, 1, "u")
     env = poll_environment(fine.record, None, {"id": 7})
-    assert env == {"value": {"id": 7}, "key": None, "headers": {URL_HEADER: "u"}}
+    assert env == {
+        "value": {"id": 7},
+        "key": None,
+        "headers": {URL_HEADER: "u"},
+        "record": {"topic": "poll:feed", "partition": 0, "offset": 1, "timestamp": None},
+    }
     assert fine.id == "7"
 
 

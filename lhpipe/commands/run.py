@@ -19,7 +19,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -28,6 +28,7 @@ from lhpipe.commands.outcome import ExitCode, lint_exit
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
+    from lhpipe.engine.watch import Stamp
     from lhpipe.graph.model import CompiledProgram
     from lhpipe.settings import Settings
 
@@ -48,6 +49,13 @@ def run_engine(
     from lhpipe.settings import SettingsError, load_settings
 
     err = stderr or sys.stderr
+    early: dict[str, Stamp] | None = None
+    if watch:
+        from lhpipe.engine.watch import path_roots, snapshot
+
+        # The files before they are read: what is saved from now until the watch begins is
+        # reloaded then (lhpipe/engine/watch.py).
+        early = snapshot(path_roots(paths))
     try:
         result = load(paths)
     except OSError as exc:
@@ -85,6 +93,7 @@ def run_engine(
             port,
             drain_seconds or DRAIN_SECONDS,
             watch=list(paths) if watch else None,
+            early=early,
             stderr=err,
         )
     )
@@ -98,15 +107,17 @@ async def _serve(
     drain_seconds: float,
     *,
     watch: list[str] | None = None,
+    early: Mapping[str, Stamp] | None = None,
     stderr: TextIO | None = None,
 ) -> int:
     """Serve until the first signal, drain, and return the exit code (1 when a second
-    signal abandoned the drain). ``watch``: the paths to hot-reload from."""
+    signal abandoned the drain). ``watch``: the paths to hot-reload from; ``early``: their
+    files' snapshot taken before the program was read."""
     from lhpipe.engine import heap
     from lhpipe.engine.reload import Reloader, publish_program
     from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
-    from lhpipe.engine.watch import snapshot, watch_and_reload, watch_roots
+    from lhpipe.engine.watch import start_snapshot, watch_and_reload
     from lhpipe.settings import SettingsError
 
     loop = asyncio.get_running_loop()
@@ -128,9 +139,11 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
 
-    # The watched files as loaded: what is saved while the engine starts is reloaded once the
-    # watch begins (lhpipe/engine/watch.py).
-    baseline = snapshot(watch_roots(watch, program, settings)) if watch is not None else None
+    # The watched files as they were before the program was read (``early``), with those of
+    # the folders only the program names (a schema's .avsc elsewhere, lhpipe.toml's folder).
+    baseline = None
+    if watch is not None:
+        baseline = start_snapshot(watch, program, settings, early or {})
 
     try:
         supervisor = Supervisor(compiled, program, settings)

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,15 +54,25 @@ def _watch_filter(change: Change, path: str) -> bool:
 def watch_roots(paths: Sequence[str], program: Program, settings: Settings) -> list[Path]:
     """The folders to watch for ``paths`` (see the module docstring), existing ones only,
     without folders inside another one of the list."""
-    folders = []
-    for text in paths:
-        path = Path(text)
-        folders.append(path if path.is_dir() else path.parent)
+    folders = _path_folders(paths)
     if settings.file is not None:
         folders.append(settings.file.parent)
     for schema in program.schemas.values():
         if schema.file is not None:
             folders.append(schema.file.parent)
+    return _outermost(folders)
+
+
+def path_roots(paths: Sequence[str]) -> list[Path]:
+    """The folders of ``paths`` alone (what can be watched before the program is read)."""
+    return _outermost(_path_folders(paths))
+
+
+def _path_folders(paths: Sequence[str]) -> list[Path]:
+    return [path if path.is_dir() else path.parent for path in map(Path, paths)]
+
+
+def _outermost(folders: Sequence[Path]) -> list[Path]:
     resolved = sorted({folder.resolve() for folder in folders if folder.is_dir()})
     return [f for f in resolved if not any(o != f and f.is_relative_to(o) for o in resolved)]
 
@@ -89,6 +99,23 @@ def snapshot(roots: Sequence[Path]) -> dict[str, Stamp]:
     return files
 
 
+def start_snapshot(
+    paths: Sequence[str], program: Program, settings: Settings, early: Mapping[str, Stamp]
+) -> dict[str, Stamp]:
+    """The baseline of a run's first watch: ``early`` (the files under the folders of
+    ``paths``, listed before the program was read) and, listed now, the files of the other
+    folders the program names (a schema's ``.avsc`` elsewhere, the ``lhpipe.toml`` in use)."""
+    given = path_roots(paths)
+    later = snapshot(watch_roots(paths, program, settings))
+    files = {path: stamp for path, stamp in later.items() if not _under(path, given)}
+    files.update(early)
+    return files
+
+
+def _under(path: str, roots: Sequence[Path]) -> bool:
+    return any(Path(path).is_relative_to(root) for root in roots)
+
+
 def changed_paths(before: Mapping[str, Stamp], after: Mapping[str, Stamp]) -> list[str]:
     """The paths added, removed or modified between two snapshots, sorted."""
     paths = before.keys() | after.keys()
@@ -109,11 +136,11 @@ async def watch_and_reload(
 
     ``armed`` is set once the files are watched, so that a change saved from then on is never
     missed (``lhpipe run`` answers ``/readyz`` 200 only after it). ``baseline`` is a
-    :func:`snapshot` taken when the running program was loaded: the files saved between then
+    :func:`snapshot` taken before the running program was read: the files saved between then
     and the watch's start (start-up can take seconds) are reloaded before ``armed`` is set.
+    Every later start of a watch (the folders changed, or watching failed and is tried again)
+    catches up the same way, from a snapshot taken before the previous watch ended.
     """
-    from watchfiles import awatch
-
     # watchfiles logs every batch at INFO; the reload's own line says what changed.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
@@ -123,70 +150,102 @@ async def watch_and_reload(
             if not roots:
                 log.error("hot reload: none of %s exists any more; not watching", reloader.paths)
                 return
+            if baseline is None:
+                baseline = await asyncio.to_thread(snapshot, roots)
             log.info("hot reload: watching %s", ", ".join(str(root) for root in roots))
-            batches = awatch(
-                *roots,
-                watch_filter=_watch_filter,
-                debounce=debounce_ms,
-                step=step_ms,
-                stop_event=stop,
-                recursive=True,
-            )
+            watch = _Watch(reloader, stop, roots, step_ms, debounce_ms)
             try:
-                await _watch(reloader, stop, batches, roots, armed, baseline)
+                await watch.run(baseline, armed)
+                baseline = None  # caught up; the next watch starts from the files as they are
             except Exception:  # a watched folder vanished, inotify ran out of watches...
                 log.exception(
                     "hot reload: watching failed; watching again in %.0f s", RETRY_SECONDS
                 )
+                if watch.caught_up:  # what is saved from now on is caught up by the next watch
+                    baseline = await asyncio.to_thread(snapshot, roots)
                 if armed is not None:
                     armed.set()  # start-up does not wait for a watch that keeps failing
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), RETRY_SECONDS)
-            finally:
-                await batches.aclose()
-            baseline = None  # caught up once, at the first start
     finally:
         if armed is not None:
             armed.set()  # whoever waits for it must not wait for a watcher that ended
 
 
-async def _watch(
-    reloader: Reloader,
-    stop: asyncio.Event,
-    batches: AsyncGenerator[set[tuple[Change, str]], None],
-    roots: list[Path],
-    armed: asyncio.Event | None,
-    baseline: Mapping[str, Stamp] | None,
-) -> None:
-    """Reload on ``batches`` until ``stop`` is set or the folders to watch changed."""
-    upcoming: asyncio.Future[set[tuple[Change, str]]] = asyncio.ensure_future(anext(batches))
-    try:
-        # One turn of the loop runs the generator up to its first wait, past the creation of its
-        # notifier, which buffers every change from then on: the files are watched now.
-        await asyncio.sleep(0)
-        if baseline is not None:
-            missed = changed_paths(baseline, await asyncio.to_thread(snapshot, roots))
+class _Watch:
+    """One watch of ``roots``: reloads on its batches of changes until ``stop`` is set or the
+    folders to watch changed. Its notifier has its own stop event, so that ending a watch
+    (which ends watchfiles' worker thread) never stops the process."""
+
+    def __init__(
+        self,
+        reloader: Reloader,
+        stop: asyncio.Event,
+        roots: list[Path],
+        step_ms: int,
+        debounce_ms: int,
+    ) -> None:
+        self.reloader = reloader
+        self.stop = stop
+        self.roots = roots
+        self.step_ms = step_ms
+        self.debounce_ms = debounce_ms
+        self.caught_up = False
+
+    async def run(self, baseline: Mapping[str, Stamp], armed: asyncio.Event | None) -> None:
+        from watchfiles import awatch
+
+        ended = asyncio.Event()
+        batches = awatch(
+            *self.roots,
+            watch_filter=_watch_filter,
+            debounce=self.debounce_ms,
+            step=self.step_ms,
+            stop_event=ended,
+            recursive=True,
+        )
+        follow = asyncio.create_task(self._end_with_stop(ended))
+        upcoming: asyncio.Future[set[tuple[Change, str]]] = asyncio.ensure_future(anext(batches))
+        try:
+            # One turn of the loop runs the generator up to its first wait, past the creation
+            # of its notifier, which buffers every change from then on: the files are watched.
+            await asyncio.sleep(0)
+            if upcoming.done():  # the notifier could not be made: raise what stopped it
+                with contextlib.suppress(StopAsyncIteration):
+                    upcoming.result()
+                return
+            missed = changed_paths(baseline, await asyncio.to_thread(snapshot, self.roots))
             if missed:
-                log.info("hot reload: %d file(s) changed during start-up", len(missed))
-                await reloader.reload(missed)
-        if armed is not None:
-            armed.set()
-        while True:
-            try:
-                changes = await upcoming
-            except StopAsyncIteration:
-                return
-            outcome = await reloader.reload(sorted({path for _, path in changes}))
-            target = reloader.target
-            if stop.is_set():
-                return
-            if outcome.outcome == "ok" and roots != watch_roots(
-                reloader.paths, target.program, target.settings
-            ):
-                return  # watch the new set of folders
-            upcoming = asyncio.ensure_future(anext(batches))
-    finally:
-        if not upcoming.done():
-            upcoming.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await upcoming
+                log.info("hot reload: %d file(s) changed before the watch began", len(missed))
+                await self.reloader.reload(missed)
+            self.caught_up = True
+            if armed is not None:
+                armed.set()
+            if missed and self._folders_changed():
+                return  # the catch-up needs other folders watched
+            while not self.stop.is_set():
+                try:
+                    changes = await upcoming
+                except StopAsyncIteration:
+                    return
+                outcome = await self.reloader.reload(sorted({path for _, path in changes}))
+                if outcome.outcome == "ok" and self._folders_changed():
+                    return  # watch the new set of folders
+                upcoming = asyncio.ensure_future(anext(batches))
+        finally:
+            # Never cancelled: watchfiles would set its stop event, and its thread notices the
+            # event within one step anyway.
+            ended.set()
+            follow.cancel()
+            await asyncio.wait([upcoming])
+            if not upcoming.cancelled():
+                upcoming.exception()  # retrieved (the batch or the error no longer matters)
+            await batches.aclose()
+
+    async def _end_with_stop(self, ended: asyncio.Event) -> None:
+        await self.stop.wait()
+        ended.set()
+
+    def _folders_changed(self) -> bool:
+        target = self.reloader.target
+        return self.roots != watch_roots(self.reloader.paths, target.program, target.settings)

@@ -9,8 +9,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+import watchfiles.main
+
+from lhpipe.engine import watch as watch_module
 from lhpipe.engine.reload import Reloader, diff_programs, load_program
-from lhpipe.engine.watch import changed_paths, snapshot, watch_and_reload, watch_roots
+from lhpipe.engine.watch import (
+    changed_paths,
+    path_roots,
+    snapshot,
+    start_snapshot,
+    watch_and_reload,
+    watch_roots,
+)
 
 FIRST = 'pipeline first {\n  from topic "a"\n  to log\n}\n'
 MORE = 'pipeline more {\n  from topic "m"\n  to log\n}\n'
@@ -71,12 +82,32 @@ async def wait_for_reload(reloader: Reloader) -> None:
     raise AssertionError("no reload happened")
 
 
-def test_a_change_saved_right_after_the_watch_is_armed_is_reloaded(tmp_path: Path) -> None:
+class CountedNotifier:
+    """watchfiles' notifier, counting how many were made; the first ``failures`` fail."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.made = 0
+        self.failures = failures
+        self.real = watchfiles.main.RustNotify
+
+    def __call__(self, *args: Any) -> Any:
+        self.made += 1
+        if self.made <= self.failures:
+            raise OSError("inotify watch limit reached")
+        return self.real(*args)
+
+
+def test_a_change_saved_right_after_the_watch_is_armed_is_reloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = folder_with(tmp_path, **{"first.lhp": FIRST})
+    notifiers = CountedNotifier()
+    monkeypatch.setattr(watchfiles.main, "RustNotify", notifiers)
 
     async def scenario() -> tuple[str, ...]:
         watching = Watching(folder, Target(folder))
         reloader = await watching.start()
+        assert notifiers.made == 1  # armed means the notifier exists and buffers changes
         (folder / "more.lhp").write_text(MORE, encoding="utf-8")  # no pause before the save
         await wait_for_reload(reloader)
         await watching.stop()
@@ -152,3 +183,76 @@ def test_snapshot_lists_watched_files_and_changed_paths_compares_them(tmp_path: 
     (folder / "b.lhp").write_text(MORE, encoding="utf-8")
     changed = changed_paths(before, snapshot([folder]))
     assert [Path(p).name for p in changed] == ["a.lhp", "b.lhp", "lhpipe.toml", "s.avsc"]
+
+
+def test_a_watch_that_cannot_start_is_tried_again_and_catches_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = folder_with(tmp_path, **{"first.lhp": FIRST})
+    notifiers = CountedNotifier(failures=1)
+    monkeypatch.setattr(watchfiles.main, "RustNotify", notifiers)
+    monkeypatch.setattr(watch_module, "RETRY_SECONDS", 0.2)
+
+    async def scenario() -> None:
+        target = Target(folder)
+        baseline = snapshot(watch_roots([str(folder)], target.program, target.settings))
+        watching = Watching(folder, target, baseline)
+        reloader = await watching.start()  # armed even so: start-up does not wait for ever
+        (folder / "more.lhp").write_text(MORE, encoding="utf-8")  # before the second try
+        await wait_for_reload(reloader)
+        assert notifiers.made == 2
+        assert reloader.last is not None and reloader.last.diff is not None
+        assert reloader.last.diff.pipelines.added == ("more",)
+        await watching.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_watch_never_stops_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = folder_with(tmp_path, **{"first.lhp": FIRST})
+    monkeypatch.setattr(watch_module, "RETRY_SECONDS", 0.2)
+    real_snapshot = watch_module.snapshot
+    calls = 0
+
+    def failing_once(roots: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the catch-up of the first watch, its notifier already made
+            raise OSError("a folder vanished")
+        return real_snapshot(roots)
+
+    monkeypatch.setattr(watch_module, "snapshot", failing_once)
+
+    async def scenario() -> None:
+        target = Target(folder)
+        stop, armed = asyncio.Event(), asyncio.Event()
+        reloader = Reloader([str(folder)], target, stderr=io.StringIO())
+        baseline = real_snapshot(watch_roots([str(folder)], target.program, target.settings))
+        watcher = asyncio.create_task(
+            watch_and_reload(reloader, stop, armed=armed, baseline=baseline)
+        )
+        await armed.wait()
+        await asyncio.sleep(0.5)  # the failed watch ended and the next one began
+        assert not stop.is_set() and not watcher.done()
+        (folder / "more.lhp").write_text(MORE, encoding="utf-8")
+        await wait_for_reload(reloader)
+        stop.set()
+        await asyncio.wait_for(watcher, 10)
+
+    asyncio.run(scenario())
+
+
+def test_the_start_snapshot_lists_the_given_folders_as_they_were_before_reading(
+    tmp_path: Path,
+) -> None:
+    folder = folder_with(tmp_path, **{"first.lhp": FIRST})
+    early = snapshot(path_roots([str(folder)]))
+    (folder / "more.lhp").write_text(MORE, encoding="utf-8")  # while the program is read
+    target = Target(folder)
+    baseline = start_snapshot([str(folder)], target.program, target.settings, early)
+    changed = changed_paths(
+        baseline, snapshot(watch_roots([str(folder)], target.program, target.settings))
+    )
+    assert [Path(p).name for p in changed] == ["more.lhp"]

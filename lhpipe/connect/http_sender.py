@@ -12,9 +12,9 @@ How answers are classified (one attempt per call; the engine's Delivery policy r
                                            the ``Retry-After`` header as ``retry_after``
 timeout (whole call over the deadline)     :class:`HttpTransientError` ``HTTP_TIMEOUT``
 connection refused, reset, DNS failure     :class:`HttpTransientError` ``HTTP_CONNECTION``
-401, 403, 407                              :class:`~lhpipe.engine.errors.PausedError`
+401, 407                                   :class:`~lhpipe.engine.errors.PausedError`
                                            ``HTTP_<status>``: credentials, as gRPC's
-                                           UNAUTHENTICATED and PERMISSION_DENIED (delivery.md)
+                                           UNAUTHENTICATED (delivery.md)
 any other status (3xx, 4xx)                :class:`~lhpipe.engine.errors.PermanentError`
                                            ``HTTP_<status>``
 a URL httpx cannot use                     :class:`~lhpipe.engine.errors.PermanentError`
@@ -43,7 +43,8 @@ from lhpipe.engine.plans import HttpPlan, Plan
 DEFAULT_DEADLINE_SECONDS = 10.0
 _TRANSIENT_STATUSES = frozenset({408, 429})
 # Credentials refused: the pipeline pauses until they work again, nothing is dead-lettered.
-_PAUSED_STATUSES = frozenset({401, 403, 407})
+# (403 stays permanent: it is as often a refusal of one record's resource as of the caller.)
+_PAUSED_STATUSES = frozenset({401, 407})
 _BODY_EXCERPT = 200  # characters of an error answer kept in the error message
 
 

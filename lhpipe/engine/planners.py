@@ -14,7 +14,8 @@ Ids and idempotency (delivery.md):
   (a webhook's default key) is made a valid id (:func:`webhook_id_as_id`): the webhook id plays
   the role of the record's position, so it is treated like a generated id.
 * ``post_event`` guid: ``guid`` when written, else the ``guid`` header, else the generated id
-  (never the key); ``wf_run_id``: written, else the ``wfRunId`` header, else the key. In a
+  (never the key); ``wf_run_id``: written, else the ``wfRunId`` header, else the key (made a
+  valid id like ``run_wf``'s when it is the record's webhook id). In a
   ``wf_run_id`` (and a ``run_wf`` ``parent``), ``a_b`` names child ``b`` of parent ``a``; the
   plan keeps the ``a_b`` text and every part is checked.
 * ``correlate`` key: written, else the ``correlationId`` header, else the record key.
@@ -33,6 +34,7 @@ key, count as not given (the next default applies); a key used as an id must be 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -88,9 +90,11 @@ def webhook_id_as_id(webhook_id: str) -> str:
     """A webhook id as a LittleHorse id: every character an id does not allow turned into
     ``-`` and leading and trailing ``-`` removed (``msg_2KWP`` → ``msg-2KWP``); ids of letters,
     digits and inner hyphens (UUIDs) stay as they are. An id with no letter or digit at all
-    stays as it is (and is refused by :func:`check_id`)."""
+    (an ``Idempotency-Key`` of ``***``) becomes ``h`` and 32 hex digits of its SHA-256."""
     safe = _NOT_ID_CHARACTER.sub("-", webhook_id).strip("-")
-    return safe or webhook_id
+    if safe:
+        return safe
+    return "h" + hashlib.sha256(webhook_id.encode("utf-8")).hexdigest()[:32]
 
 
 def generated_id(pipeline: str, record: Record) -> str:
@@ -284,6 +288,8 @@ def _post_event(target: _Target) -> Planner:
         elif (wf_run_id := _header(record, "wfRunId")) is not None:
             check_id(wf_run_id, id_header, allow_parent=True)
         elif (wf_run_id := _key_text(env, label)) is not None:
+            if wf_run_id == record.webhook_id():  # a webhook's default key, as for run_wf
+                wf_run_id = webhook_id_as_id(wf_run_id)
             check_id(wf_run_id, id_key, allow_parent=True)
         else:
             raise PermanentError(

@@ -108,7 +108,7 @@ def test_retry_after_as_an_http_date() -> None:
     assert parse_retry_after("soon", now=now) is None
 
 
-@pytest.mark.parametrize("status", [401, 403, 407])
+@pytest.mark.parametrize("status", [401, 407])
 def test_refused_credentials_pause_the_pipeline(status: int) -> None:
     with pytest.raises(PausedError) as caught:
         send_with(lambda request: httpx.Response(status, text="token expired"))
@@ -116,7 +116,7 @@ def test_refused_credentials_pause_the_pipeline(status: int) -> None:
     assert "token expired" in caught.value.message
 
 
-@pytest.mark.parametrize("status", [400, 404, 409, 413, 422, 301])
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 413, 422, 301])
 def test_other_statuses_are_permanent_with_the_status_as_code(status: int) -> None:
     with pytest.raises(PermanentError) as caught:
         send_with(lambda request: httpx.Response(status, json={"error": "field `id` unknown"}))

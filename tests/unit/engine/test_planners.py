@@ -160,6 +160,20 @@ def test_a_key_that_is_the_webhook_id_is_made_a_valid_run_wf_id(
     assert isinstance(direct, RunWfPlan) and direct.wf_run_id == wf_run_id
 
 
+def test_post_event_makes_a_webhook_default_key_a_valid_wf_run_id_too() -> None:
+    headers = {"lhpipe.webhook.id": "evt_1NG8"}
+    result = plan('post_event "paid"', ORDER, key="evt_1NG8", headers=headers)
+    assert isinstance(result, PostEventPlan) and result.wf_run_id == "evt-1NG8"
+
+
+def test_a_webhook_id_without_a_letter_or_digit_is_hashed() -> None:
+    first = plan('run_wf "order"', ORDER, origin=WebhookOrigin("hook", "***"))
+    second = plan('run_wf "order"', ORDER, origin=WebhookOrigin("hook", "+++"))
+    assert isinstance(first, RunWfPlan) and isinstance(second, RunWfPlan)
+    assert first.wf_run_id.startswith("start-orders-h") and len(first.wf_run_id) == 46
+    assert first.wf_run_id != second.wf_run_id
+
+
 def test_any_other_key_is_used_as_it_is() -> None:
     with pytest.raises(BadIdError, match='the record key "msg_2KWP"'):
         plan('run_wf "order"', ORDER, key="msg_2KWP", headers={"lhpipe.webhook.id": "other"})

@@ -178,6 +178,8 @@ class Guide:
             readyz = self._readyz()
             if readyz is None:
                 continue
+            if readyz.get("starting"):
+                continue  # the program is not built yet: no pipeline to report on
             answered_at = answered_at or time.monotonic()
             states = [p.get("state") for p in readyz.get("pipelines", {}).values()]
             if "starting" in states and time.monotonic() - answered_at < SETTLE_SECONDS:

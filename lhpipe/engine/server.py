@@ -10,8 +10,9 @@ Built-in routes, answered for ``GET`` and ``HEAD`` (other methods: 405):
 ``/healthz``
     200 ``{"alive": true}`` while the process runs.
 ``/readyz``
-    200 when every pipeline is ready, else 503; the body is
-    ``{"ready": bool, "not_ready": [names], "pipelines": {name: PipelineStatus.to_json()}}``,
+    200 when every pipeline is ready and the process has finished starting, else 503; the body
+    is ``{"ready": bool, "starting": bool, "not_ready": [names], "pipelines": {name:
+    PipelineStatus.to_json()}}``,
     plus ``"program": "<hash>"`` (the running program's hash, which hot reload changes) once
     :attr:`EngineApp.program_hash` is set.
 ``/metrics``
@@ -201,7 +202,9 @@ class EngineApp:
         )
 
     async def _status_page(self, scope: Scope, send: Send, head: bool) -> None:
-        page = render_status_page(list(self.statuses()), pipeline_counters(self.registry))
+        page = render_status_page(
+            list(self.statuses()), pipeline_counters(self.registry), starting=self.starting
+        )
         await send_response(send, 200, page.encode("utf-8"), _HTML, head=head)
 
 
@@ -239,10 +242,14 @@ def pipeline_counters(registry: CollectorRegistry) -> dict[str, dict[str, float]
 
 
 def render_status_page(
-    statuses: list[PipelineStatus], counters: Mapping[str, Mapping[str, float]]
+    statuses: list[PipelineStatus],
+    counters: Mapping[str, Mapping[str, float]],
+    *,
+    starting: bool = False,
 ) -> str:
     """The HTML of ``/``: one table row per pipeline; every name and detail is escaped."""
     ready = all(status.ready for status in statuses)
+    headline = "starting" if starting else "ready" if ready else "not ready"
     columns = list(_PAGE_COUNTERS.values())
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     rows = []
@@ -271,7 +278,7 @@ table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
 .num{{text-align:right}} .ok td:first-child{{color:#060}} .bad td:first-child{{color:#a00}}
 </style></head><body>
-<h1>lhpipe: {"ready" if ready else "not ready"}</h1>
+<h1>lhpipe: {headline}</h1>
 <p><a href=/readyz>/readyz</a> · <a href=/metrics>/metrics</a> · <a href=/healthz>/healthz</a></p>
 <table><tr><th>pipeline</th><th>state</th><th>source</th><th>targets</th><th>detail</th>{head}</tr>
 {body}

@@ -153,6 +153,13 @@ def test_status_page_shows_states_and_counters_per_pipeline() -> None:
     assert "UNAUTHENTICATED: token expired" in page
 
 
+def test_status_page_says_starting_while_the_process_starts() -> None:
+    app = EngineApp(lambda: [], registry=CollectorRegistry(), starting=True)
+    assert "<h1>lhpipe: starting</h1>" in request(app, "GET", "/").text
+    app.starting = False
+    assert "<h1>lhpipe: ready</h1>" in request(app, "GET", "/").text
+
+
 def test_status_page_escapes_names_and_details() -> None:
     evil = PipelineStatus(
         "p<script>", State.FAILED, False, {"to_http:<b>": False}, detail='"x" & <img>'

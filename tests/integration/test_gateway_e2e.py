@@ -20,6 +20,7 @@ import pytest
 from engine_run import (
     LhpipeRun,
     count_wf_runs,
+    external_events_of,
     read_all,
     settled_wf_run_count,
     unique,
@@ -36,7 +37,13 @@ from gateway_support import (
     schema_id_of,
     standard_headers,
 )
-from lh import lh_config, register_wf_spec, variable_value
+from lh import (
+    lh_config,
+    register_external_event_def,
+    register_wf_spec,
+    run_wf,
+    variable_value,
+)
 from littlehorse.config import LHConfig
 from littlehorse.model import WfRunId
 from littlehorse.workflow import Workflow, WorkflowThread
@@ -56,6 +63,7 @@ class Running:
     kyc_flow: str
     verdict_flow: str
     direct_flow: str
+    paid_event: str
     run: LhpipeRun
 
 
@@ -81,6 +89,8 @@ def running(stack: StackAddresses, tmp_path_factory: pytest.TempPathFactory) -> 
     config = lh_config(stack)
     kyc_flow, verdict_flow, direct_flow = register_flows(config)
     kyc_topic, verdict_topic = unique("g2-kyc-applicants"), unique("g2-verdicts")
+    paid_event, paid_topic = unique("g2-paid"), unique("g2-payments")
+    register_external_event_def(config, paid_event)
     folder = write_pipelines(
         tmp_path_factory.mktemp("e2e"),
         f"""
@@ -119,6 +129,17 @@ pipeline direct_kyc {{
   from webhook direct_intake
   run_wf "{direct_flow}" {{ variables {{ applicant_id = value.applicant_id  age = value.age }} }}
 }}
+
+webhook paid_in {{
+  path = "/hooks/paid"
+  auth = hmac {{ preset = standard_webhooks  secret = env("VERIFIER_SECRET") }}
+  topic = "{paid_topic}"
+}}
+
+pipeline payments {{
+  from webhook paid_in
+  post_event "{paid_event}" {{ wf_run_id = value.order  content = value.status }}
+}}
 """,
     )
     env = {
@@ -137,6 +158,7 @@ pipeline direct_kyc {{
             kyc_flow,
             verdict_flow,
             direct_flow,
+            paid_event,
             run,
         )
         assert run.terminate() == 0, run.log()
@@ -227,6 +249,34 @@ def test_a_providers_retry_of_the_same_delivery_creates_one_wf_run(running: Runn
     wait_until(lambda: wf_run_exists(running.config, wf_run_id), 60, "the WfRun")
     assert settled_wf_run_count(running.config, running.verdict_flow, 1) == 1
     assert variable_value(running.config, wf_run_id, "approved") is True
+
+
+def test_a_providers_retry_posts_one_external_event(running: Running) -> None:
+    # post_event's guid, unwritten, comes from the webhook id, not from the record's offset:
+    # the retry is a second record at another offset, but the same event (delivery.md).
+    def waits_for_payment(wf: WorkflowThread) -> None:
+        wf.wait_for_event(running.paid_event)
+
+    wf_spec = register_wf_spec(running.config, Workflow(unique("g2-order"), waits_for_payment))
+    order = run_wf(running.config, wf_spec)
+    message_id = f"msg_{uuid.uuid4().hex}"
+    body = json.dumps({"order": order, "status": "paid"}).encode()
+
+    answers = []
+    for _ in "12":
+        answers.append(
+            httpx.post(
+                f"{running.url}/hooks/paid",
+                headers=standard_headers(body, message_id),
+                content=body,
+            ).status_code
+        )
+        time.sleep(1.1)  # the retry is signed again, with a later timestamp
+
+    assert answers == [202, 202]
+    wait_until(lambda: running.run.stats("payments")["acknowledged"] == 2, 60, "both records done")
+    events = external_events_of(running.config, order).results
+    assert [e.id.guid for e in events] == [f"payments-{message_id.replace('_', '-').lower()}"]
 
 
 def test_a_direct_mode_webhook_answers_once_its_wf_run_exists(running: Running) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from free_ports import free_port
 from littlehorse.config import LHConfig
 from littlehorse.model import (
     ExternalEventList,
@@ -34,12 +34,6 @@ from lhpipe.stack.addresses import StackAddresses
 LHPIPE = str(Path(sys.executable).with_name("lhpipe"))
 START_TIMEOUT_SECONDS = 60.0
 SEARCH_INDEX_TIMEOUT_SECONDS = 240.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unique(prefix: str) -> str:

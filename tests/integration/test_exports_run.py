@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from free_ports import free_port
 
 from lhpipe.stack.addresses import StackAddresses
 
@@ -74,13 +74,6 @@ def create_topics(stack: StackAddresses, *topics: str) -> None:
     )
     for future in futures.values():
         future.result(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(what: str, condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:

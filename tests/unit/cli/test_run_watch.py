@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from free_ports import free_port
 
 from lhpipe.check.load import load
 from lhpipe.engine.watch import is_watched, watch_roots
@@ -31,12 +31,6 @@ def webhook(name: str, path: str) -> str:
         f'webhook {name} {{\n  path = "{path}"\n  auth = none\n}}\n\n'
         f"pipeline {name}_run {{\n  from webhook {name}\n  to log\n}}\n"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from free_ports import free_port
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from lhpipe.engine.server import (
@@ -214,13 +215,6 @@ def test_builtin_routes_win_over_the_route_table() -> None:
     assert request(app, "GET", "/healthz").json() == {"alive": True}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_the_listener_serves_on_a_real_port_and_stops() -> None:
     async def go() -> tuple[int, dict[str, Any], bool]:
         listener = HttpListener(app_with(RUNNING), host="127.0.0.1", port=0)
@@ -239,7 +233,7 @@ def test_the_listener_serves_on_a_real_port_and_stops() -> None:
 
 
 def test_a_port_in_use_fails_start_with_oserror() -> None:
-    port = _free_port()
+    port = free_port()
 
     async def go() -> None:
         first = HttpListener(app_with(RUNNING), host="127.0.0.1", port=port)

@@ -147,14 +147,19 @@ class Registry(Protocol):
         ...
 
 
+#: How a ``from registry`` schema is known in :class:`TopicSchemas` (then its subject).
+REGISTRY_IDENTITY: Final = "registry:"
+
+
 class TopicSchemas:
     """Schema ids and encoders of the ``to topic`` targets of one process.
 
     On first use of a (topic, schema): a registry schema (``from registry "subject"``) is read
     as the subject's latest version; the schema is then registered under ``<topic>-value``
     (registering a schema the subject already has returns its id) and its encoder compiled.
-    The result is kept for the life of the process; a failure is not kept, so the next
-    attempt asks again. Concurrent first uses share one registration.
+    The result is kept for the life of the process (a hot reload forgets the ``from registry``
+    ones: :meth:`forget_registry_schemas`); a failure is not kept, so the next attempt asks
+    again. Concurrent first uses share one registration.
     """
 
     def __init__(self, registry: Callable[[], Registry]) -> None:
@@ -164,6 +169,14 @@ class TopicSchemas:
         # A planner hands the same TopicSchema to every plan: its identity text is computed
         # once per object (the object is kept, so its id is not reused).
         self._identities: dict[int, tuple[TopicSchema, str]] = {}
+
+    def forget_registry_schemas(self) -> None:
+        """Forget what was read from registry subjects (``from registry``), so that the next
+        use reads the subject's latest version again (a hot reload does this); schemas written
+        in the files stay known."""
+        for known in (self._ready, self._found):
+            for key in [key for key in known if key[1].startswith(REGISTRY_IDENTITY)]:
+                del known[key]
 
     async def encode(self, topic: str, schema: TopicSchema, value: Any) -> bytes:
         """``value`` as the record value for ``topic`` (the registry wire format)."""
@@ -195,7 +208,7 @@ class TopicSchemas:
             text = (
                 json.dumps(schema.avro, sort_keys=True)
                 if schema.avro is not None
-                else f"registry:{schema.subject}"
+                else f"{REGISTRY_IDENTITY}{schema.subject}"
             )
             known = (schema, text)
             self._identities[id(schema)] = known

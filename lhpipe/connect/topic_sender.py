@@ -55,6 +55,12 @@ class TopicSender:
         self._producer = producer
         self._schemas = None if registry is None else TopicSchemas(registry)
 
+    def forget_registry_schemas(self) -> None:
+        """The next record with a ``from registry`` schema reads its subject's latest version
+        again (hot reload)."""
+        if self._schemas is not None:
+            self._schemas.forget_registry_schemas()
+
     async def send(self, plan: Plan) -> None:
         """Produce the record and return once the brokers have it."""
         if not isinstance(plan, TopicPlan):

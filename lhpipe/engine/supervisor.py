@@ -95,6 +95,15 @@ class _Shared:
             self.registry = SchemaRegistry.from_settings(self.settings)
         return self.registry
 
+    def forget_registry_schemas(self) -> None:
+        """``to topic``'s ``from registry`` schemas are read again on next use (a reload may
+        follow a new version in the registry)."""
+        from lhpipe.connect.topic_sender import TopicSender
+
+        sender = self.senders.get(ast.TargetKind.TOPIC)
+        if isinstance(sender, TopicSender):
+            sender.forget_registry_schemas()
+
     def sender(self, kind: ast.TargetKind) -> Sender:
         existing = self.senders.get(kind)
         if existing is not None:
@@ -206,6 +215,8 @@ class Supervisor:
         if settings != self.settings:
             self._retired.append(self._shared)
             self._shared = _Shared(settings)
+        else:
+            self._shared.forget_registry_schemas()
         self.compiled, self.program, self.settings = compiled, program, settings
         self._sync_in_flight_limit()
         fresh: dict[str, PipelineRunner] = {}

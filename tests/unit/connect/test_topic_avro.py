@@ -4,6 +4,7 @@ registered under ``<topic>-value``, and the values that do not fit (permanent er
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -202,6 +203,26 @@ def test_a_registry_schema_is_read_from_its_subject_then_registered_for_the_topi
     )
     assert registry.registered == [("out-value", SUMMARY)]
     assert read(producer.records[0][1], SUMMARY)[1]["id"] == "a-1"
+
+
+def test_registry_schemas_are_read_again_after_forget_but_file_schemas_stay_known() -> None:
+    registry, producer = FakeRegistry(), FakeProducer()
+    registry.subjects["shared-summary"] = SUMMARY
+    remote = TopicSchema("Remote", subject="shared-summary")
+    newer = copy.deepcopy(SUMMARY)
+    newer["fields"].append({"name": "region", "type": ["null", "string"], "default": None})
+
+    async def work() -> None:
+        sender = sender_for(registry, producer)
+        await sender.send(TopicPlan("out", None, VALUE, schema=remote))
+        registry.subjects["shared-summary"] = newer  # a new version, then a reload
+        await sender.send(TopicPlan("out", None, VALUE, schema=remote))
+        sender.forget_registry_schemas()
+        await sender.send(TopicPlan("out", None, VALUE, schema=remote))
+
+    asyncio.run(work())
+    assert [avro for _, avro in registry.registered] == [SUMMARY, newer]
+    assert read(producer.records[2][1], newer)[1]["region"] is None
 
 
 def test_a_missing_registry_subject_is_permanent() -> None:

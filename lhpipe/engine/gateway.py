@@ -123,6 +123,8 @@ class Gateway:
         self._app: EngineApp | None = None
         self._ensured: set[str] = set()  # topics known to exist
         self._retired: list[Any] = []  # own producers of earlier settings (hot reload)
+        # The shared clients and the producer each built route was made with.
+        self._built_with: dict[str, tuple[SharedClients, Any]] = {}
 
     # -- building ------------------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class Gateway:
             failed[spec.name] = f"could not be built: {exc}"
             return _Unavailable(f"webhook {spec.name} could not be built; see the lhpipe log", 60)
         built[spec.name] = route
+        self._built_with[spec.name] = (self.clients, route.producer)
         return route
 
     def install(self, app: EngineApp) -> None:
@@ -279,6 +282,7 @@ class Gateway:
             table[spec.path] = handler
         await self._prepare([built[name] for name in fresh if name in built])
         self._built = built
+        self._built_with = {name: self._built_with[name] for name in built}
         self.failed = failed
         self.routes = table
         if self._app is not None:
@@ -333,6 +337,23 @@ class Gateway:
             if producer is not None:
                 await producer.close()
         await self.issuers.aclose()
+
+    def uses(self, clients: SharedClients) -> bool:
+        """Whether a route in the table was built with ``clients``."""
+        return any(used is clients for used, _ in self._built_with.values())
+
+    def has_retired(self) -> bool:
+        return bool(self._retired)
+
+    async def release_retired(self) -> None:
+        """Close the own producers of earlier settings that no route writes with any more."""
+        in_use = {id(producer) for _, producer in self._built_with.values()}
+        for producer in [p for p in self._retired if id(p) not in in_use]:
+            self._retired = [other for other in self._retired if other is not producer]
+            try:
+                await producer.close()
+            except Exception:
+                log.exception("closing a producer of earlier settings failed")
 
     # -- status --------------------------------------------------------------------------------
 

@@ -55,6 +55,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How long after a reload the clients of earlier settings that nothing uses any more are
+#: closed: a request that began on a replaced webhook route finishes well within it (direct
+#: mode waits at most 10 s).
+RETIRE_GRACE_SECONDS = 30.0
+
 MAX_IN_FLIGHT_SETTING = "LHPIPE_MAX_IN_FLIGHT"
 HEALTH_INTERVAL_SECONDS = 5.0
 
@@ -167,6 +172,8 @@ class Supervisor:
         self._health: asyncio.Task[None] | None = None
         self._app: EngineApp | None = None
         self._retired: list[_Shared] = []  # clients of earlier settings (hot reload)
+        self._runner_clients: dict[str, _Shared] = {}  # the clients each runner was built with
+        self._release: asyncio.Task[None] | None = None
         self._dead_letter_topics: set[str] = set()  # known to exist
         self.gateway: Gateway | None = None
         self.connectors: ConnectorManager | None = None
@@ -183,6 +190,7 @@ class Supervisor:
             runner = self._build_reported(spec)
             if runner is not None:
                 self._runners[name] = runner
+                self._runner_clients[name] = self._shared
         self._app = app
         await self._create_dead_letter_topics(self._runners)
         await self._sync_connectors()
@@ -251,15 +259,44 @@ class Supervisor:
                 log.error("pipeline %s: the drain failed: %r", runner.name, outcome)
         for runner in leaving:
             del self._runners[runner.name]
+            del self._runner_clients[runner.name]
         for name in diff.pipelines.removed:
             with contextlib.suppress(KeyError):  # a pipeline that never ran has no gauge
                 metrics.IN_FLIGHT.remove(name)
         self._runners.update(fresh)
+        self._runner_clients.update(dict.fromkeys(fresh, self._shared))
         await self._create_dead_letter_topics(fresh)
         await self._sync_connectors()
         for name in fresh:
             await self.start_pipeline(name)
+        if self._retired or (self.gateway is not None and self.gateway.has_retired()):
+            self._schedule_release()
         return diff
+
+    def _schedule_release(self) -> None:
+        """Close, a while from now, the clients of earlier settings that nothing uses any more
+        (:data:`RETIRE_GRACE_SECONDS`: requests that began on a replaced route finish first)."""
+        if self._release is None or self._release.done():
+            self._release = asyncio.get_running_loop().create_task(self._release_later())
+
+    async def _release_later(self) -> None:
+        await asyncio.sleep(RETIRE_GRACE_SECONDS)
+        await self.release_retired()
+
+    async def release_retired(self) -> None:
+        """Close the retired shared clients that no runner and no webhook route was built with
+        (and the Gateway's retired producers likewise)."""
+        if self.gateway is not None:
+            await self.gateway.release_retired()
+        used = {id(clients) for clients in self._runner_clients.values()}
+        for shared in list(self._retired):
+            if id(shared) in used or (self.gateway is not None and self.gateway.uses(shared)):
+                continue
+            self._retired = [other for other in self._retired if other is not shared]
+            try:
+                await shared.close()
+            except Exception:
+                log.exception("closing the clients of earlier settings failed")
 
     async def stop(self, deadline: float = DRAIN_SECONDS) -> None:
         """Drain every runner at once within ``deadline`` seconds, then close the clients."""
@@ -268,6 +305,10 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health
             self._health = None
+        if self._release is not None:
+            self._release.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._release
         if self.gateway is not None:
             # First: the webhooks stop taking requests while the pipelines drain.
             await self.gateway.close()

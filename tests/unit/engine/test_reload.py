@@ -438,6 +438,43 @@ def test_an_edited_settings_file_restarts_what_reads_the_setting(
     asyncio.run(scenario())
 
 
+def test_clients_of_earlier_settings_are_closed_once_nothing_uses_them(
+    tmp_path: Path, journal: list[str]
+) -> None:
+    folder = write(tmp_path / "pipelines", BEFORE)
+    first = loaded(folder)
+    closed: list[str] = []
+
+    async def scenario() -> None:
+        supervisor = Supervisor(first.compiled, first.program, first.settings)
+        await supervisor.start()
+        reloader = Reloader([str(folder)], supervisor, stderr=io.StringIO())
+        earlier = supervisor._shared
+
+        async def close() -> None:
+            closed.append("earlier")
+
+        earlier.close = close  # type: ignore[method-assign]
+        # New settings: new clients for what is rebuilt; the unchanged runners and routes
+        # keep the earlier ones, which must stay open.
+        (folder / "lhpipe.toml").write_text('RELOAD_TEST_TAG = "b"\n', encoding="utf-8")
+        assert (await reloader.reload()).outcome == "ok"
+        await supervisor.release_retired()
+        assert closed == []
+        # Everything replaced: nothing is built with the earlier clients any more.
+        write(
+            folder, 'pipeline other {\n  from topic "reload-other" { value = json }\n  to log\n}\n'
+        )
+        outcome = await reloader.reload()
+        assert outcome.diff is not None and outcome.diff.pipelines.added == ("other",)
+        await supervisor.release_retired()
+        assert closed == ["earlier"]
+        await supervisor.stop(deadline=1)
+        assert closed == ["earlier"]  # not closed a second time
+
+    asyncio.run(scenario())
+
+
 def test_the_watcher_reloads_on_watched_files_only_and_stops_when_told(tmp_path: Path) -> None:
     from lhpipe.engine.watch import watch_and_reload
 

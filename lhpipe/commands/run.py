@@ -20,11 +20,10 @@ import logging
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from lhpipe.commands.formats import LintReport, format_text, wants_color
-from lhpipe.commands.outcome import ExitCode, lint_exit
+from lhpipe.commands.formats import wants_color
+from lhpipe.commands.outcome import ExitCode
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
@@ -44,9 +43,7 @@ def run_engine(
     stderr: TextIO | None = None,
 ) -> int:
     """Run the pipelines of ``paths`` until a signal; return the exit code."""
-    from lhpipe.check.load import load
-    from lhpipe.commands.lint import describe_os_error
-    from lhpipe.settings import SettingsError, load_settings
+    from lhpipe.engine.reload import ProgramRejected, load_program
 
     err = stderr or sys.stderr
     early: dict[str, Stamp] | None = None
@@ -57,39 +54,24 @@ def run_engine(
         # reloaded then (lhpipe/engine/watch.py).
         early = snapshot(path_roots(paths))
     try:
-        result = load(paths)
-    except OSError as exc:
-        print(f"lhpipe run: {describe_os_error(exc)}", file=err)
-        return ExitCode.USAGE
-    except UnicodeDecodeError as exc:
-        print(f"lhpipe run: a file is not UTF-8 text: {exc}", file=err)
-        return ExitCode.USAGE
-    if not result.sources:
-        print(f"lhpipe run: no .lhp files found in {', '.join(paths)}", file=err)
-        return ExitCode.USAGE
-    if result.diagnostics:
-        report = LintReport(result.diagnostics, result.sources, len(result.sources))
-        err.write(format_text(report, color=wants_color(err)))
+        loaded = load_program(paths, color=wants_color(err))
+    except ProgramRejected as exc:
+        err.write(exc.report)
         err.flush()
-    if result.program is None or lint_exit(result.diagnostics, strict=False) is not ExitCode.OK:
-        return ExitCode.FINDINGS
-    try:
-        settings = load_settings([Path(p) for p in paths])
-    except SettingsError as exc:
-        print(f"lhpipe run: {exc}", file=err)
-        return ExitCode.USAGE
+        return exc.exit_code
+    if loaded.warnings:
+        err.write(loaded.warnings)
+        err.flush()
 
     from lhpipe.engine.logs import configure_logging
     from lhpipe.engine.runner import DRAIN_SECONDS
-    from lhpipe.graph.compile import compile_program
 
     configure_logging(err)
-    compiled = compile_program(result.program, {**settings.file_values, **settings.environ})
     return asyncio.run(
         _serve(
-            compiled,
-            result.program,
-            settings,
+            loaded.compiled,
+            loaded.program,
+            loaded.settings,
             port,
             drain_seconds or DRAIN_SECONDS,
             watch=list(paths) if watch else None,

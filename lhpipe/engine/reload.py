@@ -132,12 +132,14 @@ def diff_programs(before: CompiledProgram, after: CompiledProgram) -> ProgramDif
 
 class ProgramRejected(Exception):
     """The files do not make a program that can run; ``report`` is what to print (lint's text
-    format for diagnostics, one line for anything else)."""
+    format for diagnostics, one line for anything else); ``exit_code`` is what ``lhpipe run``
+    exits with when this happens at start (1 for findings, 2 for anything else)."""
 
-    def __init__(self, reason: str, report: str) -> None:
+    def __init__(self, reason: str, report: str, exit_code: int) -> None:
         super().__init__(reason)
         self.reason = reason
         self.report = report
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,24 +168,25 @@ def load_program(paths: Sequence[str], *, color: bool = False) -> LoadedProgram:
         result = load(paths)
     except OSError as exc:
         reason = describe_os_error(exc)
-        raise ProgramRejected(reason, f"lhpipe run: {reason}\n") from exc
+        raise ProgramRejected(reason, f"lhpipe run: {reason}\n", ExitCode.USAGE) from exc
     except UnicodeDecodeError as exc:
         reason = f"a file is not UTF-8 text: {exc}"
-        raise ProgramRejected(reason, f"lhpipe run: {reason}\n") from exc
+        raise ProgramRejected(reason, f"lhpipe run: {reason}\n", ExitCode.USAGE) from exc
     if not result.sources:
         reason = f"no .lhp files found in {', '.join(paths)}"
-        raise ProgramRejected(reason, f"lhpipe run: {reason}\n")
+        raise ProgramRejected(reason, f"lhpipe run: {reason}\n", ExitCode.USAGE)
     report = ""
     if result.diagnostics:
         lint = LintReport(result.diagnostics, result.sources, len(result.sources))
         report = format_text(lint, color=color)
     if result.program is None or lint_exit(result.diagnostics, strict=False) is not ExitCode.OK:
         errors = sum(1 for d in result.diagnostics if d.is_error)
-        raise ProgramRejected(f"{errors} error(s) in the files", report)
+        raise ProgramRejected(f"{errors} error(s) in the files", report, ExitCode.FINDINGS)
     try:
         settings = load_settings([Path(p) for p in paths])
     except SettingsError as exc:
-        raise ProgramRejected(str(exc), f"lhpipe run: {exc}\n") from exc
+        # The warnings too: nothing else prints them when the settings are refused.
+        raise ProgramRejected(str(exc), f"{report}lhpipe run: {exc}\n", ExitCode.USAGE) from exc
     compiled = compile_program(result.program, {**settings.file_values, **settings.environ})
     return LoadedProgram(compiled, result.program, settings, report)
 

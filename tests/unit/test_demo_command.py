@@ -412,9 +412,9 @@ def test_a_stand_in_whose_port_is_taken_is_reported_and_the_other_serves() -> No
     assert f"cannot listen on http://127.0.0.1:{stand_ins.crm.port}" in problems[0]
 
 
-def test_the_guide_shows_what_reached_the_stand_ins() -> None:
-    stand_ins = StandIns(CRM_TOKEN, PARTNER_TOKEN)
-    text = guide_text(
+def guide_with(stand_ins: StandIns) -> str:
+    """The guide of a demo on port 18080 where every example runs, with ``stand_ins``."""
+    return guide_text(
         port=18080,
         applicant_id="ann-123abc",
         paths=["pipelines/"],
@@ -422,6 +422,11 @@ def test_the_guide_shows_what_reached_the_stand_ins() -> None:
         stack=StackAddresses(),
         stand_ins=stand_ins,
     )
+
+
+def test_the_guide_shows_what_reached_the_stand_ins() -> None:
+    stand_ins = StandIns(CRM_TOKEN, PARTNER_TOKEN)
+    text = guide_with(stand_ins)
     ids = [a["id"] for a in stand_ins.partner_api.applications()]
     assert f"demo wfruns {' '.join(ids)}" in text
     assert f"curl -s {stand_ins.crm.url}\n" in text
@@ -435,14 +440,6 @@ def test_the_guide_shows_what_reached_the_stand_ins() -> None:
 
 
 def test_the_guide_does_not_print_the_users_own_partner_token() -> None:
-    stand_ins = StandIns(CRM_TOKEN, "Bearer my-real-token")
-    text = guide_text(
-        port=18080,
-        applicant_id="ann-123abc",
-        paths=["pipelines/"],
-        not_running={},
-        stack=StackAddresses(),
-        stand_ins=stand_ins,
-    )
+    text = guide_with(StandIns(CRM_TOKEN, "Bearer my-real-token"))
     assert "my-real-token" not in text
     assert '"Authorization: $PARTNER_API_TOKEN"' in text

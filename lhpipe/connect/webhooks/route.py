@@ -73,7 +73,7 @@ from lhpipe.engine.delivery import (
 )
 from lhpipe.engine.errors import DeliveryError, PermanentError, TransientError
 from lhpipe.engine.evaluate import Evaluator, compile_expr
-from lhpipe.engine.record import Record, WebhookOrigin
+from lhpipe.engine.record import WEBHOOK_ID_HEADER, Record, WebhookOrigin
 from lhpipe.engine.senders import RecordProducer
 from lhpipe.engine.steps import Steps, initial_env
 
@@ -478,14 +478,14 @@ class WebhookRoute:
                     return
             record_headers = [
                 ("lhpipe.webhook", self._name_header),
-                ("lhpipe.webhook.id", webhook_id.encode("utf-8")),
+                (WEBHOOK_ID_HEADER, webhook_id.encode("utf-8")),
                 ("content-type", AVRO_CONTENT_TYPE),
             ]
         else:
             payload = raw
             record_headers = [
                 ("lhpipe.webhook", self._name_header),
-                ("lhpipe.webhook.id", webhook_id.encode("utf-8")),
+                (WEBHOOK_ID_HEADER, webhook_id.encode("utf-8")),
             ]
             sent_type = headers.get("content-type")
             record_headers.append(
@@ -533,7 +533,7 @@ class WebhookRoute:
             if name not in _CREDENTIALS
         ]
         record_headers.append(("lhpipe.webhook", self._name_header))
-        record_headers.append(("lhpipe.webhook.id", webhook_id.encode("utf-8")))
+        record_headers.append((WEBHOOK_ID_HEADER, webhook_id.encode("utf-8")))
         record = Record(
             origin=WebhookOrigin(self.name, webhook_id),
             key=None if key is None else key.encode("utf-8"),

@@ -96,6 +96,7 @@ async def _serve(
     signal abandoned the drain). ``watch``: the paths to hot-reload from; ``early``: their
     files' snapshot taken before the program was read."""
     from lhpipe.engine import heap
+    from lhpipe.engine.gateway import starting_routes
     from lhpipe.engine.reload import Reloader, publish_program
     from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
@@ -132,7 +133,7 @@ async def _serve(
     except SettingsError as exc:
         log.error("%s", exc)
         return ExitCode.USAGE
-    app = EngineApp(supervisor.statuses, starting=True)
+    app = EngineApp(supervisor.statuses, starting=True, routes=starting_routes(compiled))
     publish_program(app, compiled)
     listener = HttpListener(app, port=port)
     try:

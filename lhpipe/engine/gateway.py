@@ -90,6 +90,14 @@ class _Unavailable:
         await send({"type": "http.response.body", "body": body})
 
 
+def starting_routes(compiled: CompiledProgram) -> dict[str, ASGIApp]:
+    """The table of a process that is still starting: every path ``compiled`` declares answers
+    503 with ``Retry-After: 1`` until the Gateway installs its routes, so a provider that calls
+    during start-up retries instead of taking a 404 for "this endpoint is gone"."""
+    starting = _Unavailable("lhpipe is starting; try again shortly", 1)
+    return dict.fromkeys((spec.path for spec in compiled.routes.values()), starting)
+
+
 class Gateway:
     """The webhook routes of ``compiled`` (see the module docstring).
 

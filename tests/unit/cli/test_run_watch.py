@@ -97,7 +97,9 @@ def engine(tmp_path: Path) -> Iterator[tuple[Engine, Path]]:
     (folder / "a.lhp").write_text(webhook("hook_a", "/hooks/a"), encoding="utf-8")
     running = Engine(folder)
     try:
-        wait_for(running.readyz, "lhpipe to answer /readyz")
+        # Ready, not merely answering: while starting, /readyz says 503 and the routes are not
+        # installed yet.
+        wait_for(lambda: (running.readyz() or {}).get("ready"), "lhpipe to be ready")
         yield running, folder
     finally:
         if running.process.poll() is None:

@@ -15,6 +15,7 @@ import pytest
 
 from lhpipe.check.program import Program
 from lhpipe.engine import metrics, sources
+from lhpipe.engine.gateway import starting_routes
 from lhpipe.engine.reload import (
     LoadedProgram,
     ProgramRejected,
@@ -167,6 +168,29 @@ async def apost(app: EngineApp, path: str) -> int:
 
 def compiled_of(text: str, tmp_path: Path) -> CompiledProgram:
     return loaded(write(tmp_path / f"p{abs(hash(text))}", text)).compiled
+
+
+# -- start-up ---------------------------------------------------------------------------------
+
+
+def test_declared_paths_answer_503_with_retry_after_until_the_gateway_installs_its_routes(
+    tmp_path: Path,
+) -> None:
+    """The listener accepts requests before the Gateway is built (``lhpipe run``): a provider
+    calling then is told to come back, not that the endpoint is gone."""
+    app = EngineApp(lambda: [], starting=True, routes=starting_routes(compiled_of(AFTER, tmp_path)))
+
+    async def ask(path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lhpipe") as client:
+            return await client.post(path, json={"n": 1})
+
+    for path in ("/hooks/a", "/hooks/b"):
+        response = asyncio.run(ask(path))
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["detail"] == "lhpipe is starting; try again shortly"
+    assert asyncio.run(ask("/hooks/gone")).status_code == 404
 
 
 # -- the diff --------------------------------------------------------------------------------

@@ -8,6 +8,10 @@ files do not), including files added or deleted after the start.
 Debounced: changes are collected until :data:`STEP_MS` pass with no new one (at most
 :data:`DEBOUNCE_MS` after the first), then one reload runs. Changes saved while a reload runs
 are collected meanwhile and make the next one, so reloads never overlap and bursts coalesce.
+A changed file that is empty or missing is given up to :data:`SETTLE_SECONDS` to be written
+first: a save that truncates the file and then writes it (``Path.write_text``, many editors), or
+that deletes it and writes it again, can fall into two batches, and an empty ``.lhp`` file or
+``lhpipe.toml`` is a valid program whose reload would stop what the file declares.
 After a successful reload the folders are worked out again (a schema may now read an ``.avsc``
 file elsewhere).
 """
@@ -39,6 +43,9 @@ STEP_MS = 30
 DEBOUNCE_MS = 500
 WATCHED_SUFFIXES = (".lhp", ".avsc")
 RETRY_SECONDS = 1.0
+#: How long a changed file that is empty or missing may take to be written before the reload.
+SETTLE_SECONDS = 0.5
+SETTLE_POLL_SECONDS = 0.01
 
 
 def is_watched(path: str) -> bool:
@@ -120,6 +127,23 @@ def changed_paths(before: Mapping[str, Stamp], after: Mapping[str, Stamp]) -> li
     """The paths added, removed or modified between two snapshots, sorted."""
     paths = before.keys() | after.keys()
     return sorted(path for path in paths if before.get(path) != after.get(path))
+
+
+def _unwritten(path: str) -> bool:
+    """Empty or missing: possibly a save caught between its truncation and its write."""
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return True
+
+
+async def settle(paths: Sequence[str], seconds: float = SETTLE_SECONDS) -> None:
+    """Wait while one of ``paths`` is empty or missing, at most ``seconds`` (a file deleted or
+    emptied on purpose is reloaded as it is, that much later)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while any(_unwritten(path) for path in paths) and loop.time() < deadline:
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
 
 
 async def watch_and_reload(
@@ -217,6 +241,7 @@ class _Watch:
             missed = changed_paths(baseline, await asyncio.to_thread(snapshot, self.roots))
             if missed:
                 log.info("hot reload: %d file(s) changed before the watch began", len(missed))
+                await settle(missed)
                 await self.reloader.reload(missed)
             self.caught_up = True
             if armed is not None:
@@ -228,7 +253,9 @@ class _Watch:
                     changes = await upcoming
                 except StopAsyncIteration:
                     return
-                outcome = await self.reloader.reload(sorted({path for _, path in changes}))
+                changed = sorted({path for _, path in changes})
+                await settle(changed)
+                outcome = await self.reloader.reload(changed)
                 if outcome.outcome == "ok" and self._folders_changed():
                     return  # watch the new set of folders
                 upcoming = asyncio.ensure_future(anext(batches))

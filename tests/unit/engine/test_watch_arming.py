@@ -256,3 +256,64 @@ def test_the_start_snapshot_lists_the_given_folders_as_they_were_before_reading(
         baseline, snapshot(watch_roots([str(folder)], target.program, target.settings))
     )
     assert [Path(p).name for p in changed] == ["more.lhp"]
+
+
+class RecordingTarget(Target):
+    """A :class:`Target` that keeps every diff it was reloaded with."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.diffs: list[Any] = []
+
+    async def reload(self, compiled: Any, program: Any, settings: Any) -> Any:
+        diff = await super().reload(compiled, program, settings)
+        self.diffs.append(diff)
+        return diff
+
+
+def test_a_save_that_truncates_then_writes_later_never_reloads_the_empty_file(
+    tmp_path: Path,
+) -> None:
+    """``write_text`` and many editors truncate, then write. Past the debounce step apart, the
+    two land in two batches; the empty file must not be reloaded as a program without its
+    pipeline (that would stop it and start it again)."""
+    folder = folder_with(tmp_path, **{"first.lhp": FIRST, "more.lhp": MORE})
+    edited = MORE.replace('"m"', '"m2"')
+
+    async def scenario() -> None:
+        target = RecordingTarget(folder)
+        watching = Watching(folder, target)
+        reloader = await watching.start()
+        with (folder / "more.lhp").open("w", encoding="utf-8") as file:
+            file.flush()  # truncated, nothing written yet
+            await asyncio.sleep(0.2)  # several debounce steps: the truncation is a batch
+            file.write(edited)
+        await wait_for_reload(reloader)
+        for _ in range(40):  # the write's own batch may follow: let it run
+            await asyncio.sleep(0.05)
+        await watching.stop()
+        assert target.diffs, "no reload happened"
+        for diff in target.diffs:
+            assert diff.pipelines.removed == ()
+            assert diff.pipelines.added == ()
+        assert target.diffs[0].pipelines.changed == ("more",)
+
+    asyncio.run(scenario())
+
+
+def test_a_file_emptied_on_purpose_is_reloaded_after_the_settling_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = folder_with(tmp_path, **{"first.lhp": FIRST, "more.lhp": MORE})
+    monkeypatch.setattr(watch_module, "SETTLE_SECONDS", 0.2)
+
+    async def scenario() -> None:
+        target = RecordingTarget(folder)
+        watching = Watching(folder, target)
+        reloader = await watching.start()
+        (folder / "more.lhp").write_text("", encoding="utf-8")
+        await wait_for_reload(reloader)
+        await watching.stop()
+        assert target.diffs[0].pipelines.removed == ("more",)
+
+    asyncio.run(scenario())

@@ -108,13 +108,28 @@ def read_all(stack: StackAddresses, topic: str, expected: int, timeout: float = 
             for message in consumer.consume(num_messages=500, timeout=0.5):
                 if message.error() is None:
                     messages.append(message)
-            if len(messages) >= expected and settle_until is None:
+            # Counting starts once the reader has its partitions and has read up to their end:
+            # before that, "no record yet" (expected=0) would say nothing.
+            if len(messages) >= expected and settle_until is None and _read_to_end(consumer):
                 settle_until = time.monotonic() + 3.0
             if settle_until is not None and time.monotonic() > settle_until:
                 break
     finally:
         consumer.close()
     return messages
+
+
+def _read_to_end(consumer: Consumer) -> bool:
+    """Whether ``consumer`` has an assignment and its position is at the end of each
+    partition (an empty partition counts as read)."""
+    assigned = consumer.assignment()
+    if not assigned:
+        return False
+    for position in consumer.position(assigned):
+        low, high = consumer.get_watermark_offsets(position, timeout=5, cached=False)
+        if high > low and position.offset < high:
+            return False
+    return True
 
 
 def committed(stack: StackAddresses, group: str, topic: str, partitions: int = 1) -> list[int]:
@@ -206,7 +221,7 @@ class LhpipeRun:
     def readyz(self) -> tuple[int, dict[str, Any]] | None:
         """``/readyz``'s status and body, or None while nothing answers."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=3) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=10) as r:
                 return int(r.status), json.loads(r.read())
         except urllib.error.HTTPError as exc:
             return int(exc.code), json.loads(exc.read())
@@ -224,8 +239,8 @@ class LhpipeRun:
         return body
 
     def stats(self, pipeline: str) -> dict[str, Any]:
-        answer = self.readyz()
-        assert answer is not None
+        # Called in polling loops on a busy machine: one slow answer is asked again.
+        answer = wait_until(self.readyz, 60, "/readyz to answer")
         stats: dict[str, Any] = answer[1]["pipelines"][pipeline]["stats"]
         return stats
 

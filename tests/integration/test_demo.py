@@ -182,7 +182,7 @@ def test_the_printed_instructions_run_a_kyc_wf_run_to_completion(
 
     # crm_export posted both completed WfRuns to the CRM stand-in, which records them.
     def at_the_crm() -> dict[str, Any]:
-        customers = httpx.get(CRM_URL, timeout=5).json()["customers"]
+        customers = httpx.get(CRM_URL, timeout=30).json()["customers"]
         found = {c["wf_run_id"]: c["body"] for c in customers}
         return found if {applicant_id, first} <= set(found) else {}
 
@@ -199,7 +199,10 @@ def _ready(demo: Demo) -> dict[str, Any] | None:
     """``/readyz``'s body once it answers 200."""
     if demo.process.poll() is not None:
         raise AssertionError(f"lhpipe demo exited with {demo.process.returncode}\n{demo.logs()}")
-    answer = httpx.get(f"{demo.url}/readyz", timeout=5)
+    try:
+        answer = httpx.get(f"{demo.url}/readyz", timeout=10)
+    except httpx.TransportError:  # not listening yet, or slow: asked again
+        return None
     if answer.status_code != 200:
         return None
     body: dict[str, Any] = answer.json()

@@ -156,10 +156,22 @@ def test_records_reach_every_export_and_the_listener_reports_it(
             wait_for("the file", lambda: len(file_lines()) >= 3, process)
             exported = read_topic(stack, target, 3)
 
+            # The endpoint records a request before answering it: the metrics and /readyz are
+            # read once they have caught up with the last answer.
             base = f"http://127.0.0.1:{port}"
-            ready = httpx.get(f"{base}/readyz")
-            metrics = httpx.get(f"{base}/metrics").text
-            page = httpx.get(f"{base}/").text
+            http_label = f"to_http:{endpoint.url}"
+            out_labels = f'pipeline="{pipeline}",target="{http_label}"'
+            out_line = f"lhpipe_records_out_total{{{out_labels}}} 3.0"
+            seen: dict[str, Any] = {}
+
+            def caught_up() -> bool:
+                seen["ready"] = httpx.get(f"{base}/readyz", timeout=30)
+                seen["metrics"] = httpx.get(f"{base}/metrics", timeout=30).text
+                return seen["ready"].status_code == 200 and out_line in seen["metrics"]
+
+            wait_for("the metrics and /readyz", caught_up, process)
+            ready, metrics = seen["ready"], seen["metrics"]
+            page = httpx.get(f"{base}/", timeout=30).text
         finally:
             process.send_signal(signal.SIGTERM)
             exit_code = process.wait(timeout=60)
@@ -192,8 +204,7 @@ def test_records_reach_every_export_and_the_listener_reports_it(
 
     assert ready.status_code == 200
     assert ready.json()["pipelines"][pipeline]["state"] == "running"
-    http_label = f"to_http:{endpoint.url}"
-    assert f'lhpipe_records_out_total{{pipeline="{pipeline}",target="{http_label}"}} 3.0' in metrics
+    assert out_line in metrics
     assert f'lhpipe_retries_total{{pipeline="{pipeline}",target="{http_label}"}} 1.0' in metrics
     assert f'lhpipe_records_in_total{{pipeline="{pipeline}"}} 3.0' in metrics
     assert pipeline in page

@@ -7,6 +7,7 @@ direct-mode webhook runs its pipeline inside the request: the WfRun exists when 
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -51,6 +52,12 @@ from littlehorse.workflow import Workflow, WorkflowThread
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration
+
+# The first request of a webhook fetches Keycloak's keys and waits for Kafka's acknowledgement;
+# a direct-mode one runs a WfRun: httpx's default 5 s is short on a loaded machine.
+HTTP_TIMEOUT_SECONDS = 30.0
+http_post = functools.partial(httpx.post, timeout=HTTP_TIMEOUT_SECONDS)
+http_get = functools.partial(httpx.get, timeout=HTTP_TIMEOUT_SECONDS)
 
 
 @dataclass
@@ -180,7 +187,7 @@ def test_a_keycloak_authenticated_webhook_becomes_one_wf_run_with_its_variables(
     body = json.dumps({"applicant_id": "ann-1", "age": 30, "note": "first"}).encode()
     headers = {**bearer(token), "idempotency-key": delivery}
 
-    answers = [httpx.post(f"{running.url}/hooks/kyc", headers=headers, content=body) for _ in "12"]
+    answers = [http_post(f"{running.url}/hooks/kyc", headers=headers, content=body) for _ in "12"]
 
     assert [(a.status_code, a.json()) for a in answers] == [(202, {"id": delivery})] * 2
     # Both requests are records (Kafka holds what it acknowledged), with the same id and key.
@@ -196,9 +203,9 @@ def test_a_keycloak_authenticated_webhook_becomes_one_wf_run_with_its_variables(
     value = records[0].value()
     schema_id = schema_id_of(value)
     registry = running.stack.ccompat_url
-    latest = httpx.get(f"{registry}/subjects/{running.kyc_topic}-value/versions/latest").json()
+    latest = http_get(f"{registry}/subjects/{running.kyc_topic}-value/versions/latest").json()
     assert latest["id"] == schema_id
-    by_id = json.loads(httpx.get(f"{registry}/schemas/ids/{schema_id}").json()["schema"])
+    by_id = json.loads(http_get(f"{registry}/schemas/ids/{schema_id}").json()["schema"])
     assert [f["name"] for f in by_id["fields"]] == ["applicant_id", "age", "note"]
     decoded = fastavro.schemaless_reader(io.BytesIO(value[5:]), fastavro.parse_schema(by_id))
     assert decoded == {"applicant_id": "ann-1", "age": 30, "note": "first"}
@@ -215,7 +222,7 @@ def test_a_request_without_any_id_gets_a_new_uuid_and_its_own_wf_run(running: Ru
     before = count_wf_runs(running.config, running.kyc_flow)
     body = json.dumps({"applicant_id": "bob-2", "age": 41}).encode()
 
-    answer = httpx.post(f"{running.url}/hooks/kyc", headers=bearer(token), content=body)
+    answer = http_post(f"{running.url}/hooks/kyc", headers=bearer(token), content=body)
 
     assert answer.status_code == 202
     new_id = answer.json()["id"]
@@ -230,11 +237,11 @@ def test_a_providers_retry_of_the_same_delivery_creates_one_wf_run(running: Runn
     message_id = f"msg_{uuid.uuid4().hex}"  # a Standard Webhooks id, underscore included
     body = b'{"approved": true}'
 
-    first = httpx.post(
+    first = http_post(
         f"{running.url}/hooks/verdict", headers=standard_headers(body, message_id), content=body
     )
     time.sleep(1.1)  # the provider's retry is signed again, with a later timestamp
-    retry = httpx.post(
+    retry = http_post(
         f"{running.url}/hooks/verdict", headers=standard_headers(body, message_id), content=body
     )
 
@@ -265,7 +272,7 @@ def test_a_providers_retry_posts_one_external_event(running: Running) -> None:
     answers = []
     for _ in "12":
         answers.append(
-            httpx.post(
+            http_post(
                 f"{running.url}/hooks/paid",
                 headers=standard_headers(body, message_id),
                 content=body,
@@ -283,7 +290,7 @@ def test_a_direct_mode_webhook_answers_once_its_wf_run_exists(running: Running) 
     delivery = str(uuid.uuid4())
     body = json.dumps({"applicant_id": "cy-3", "age": 25}).encode()
 
-    first = httpx.post(
+    first = http_post(
         f"{running.url}/hooks/direct", headers=github_headers(body, delivery), content=body
     )
 
@@ -291,7 +298,7 @@ def test_a_direct_mode_webhook_answers_once_its_wf_run_exists(running: Running) 
     assert wf_run_exists(running.config, delivery)  # no waiting: 202 came after LittleHorse's
     assert variable_value(running.config, delivery, "applicant_id") == "cy-3"
     assert variable_value(running.config, delivery, "age") == 25
-    again = httpx.post(
+    again = http_post(
         f"{running.url}/hooks/direct", headers=github_headers(body, delivery), content=body
     )
     assert again.status_code == 202
@@ -302,7 +309,7 @@ def test_a_direct_mode_request_the_workflow_cannot_take_is_422(running: Running)
     body = json.dumps({"applicant_id": "has_underscore", "age": 1}).encode()
     headers = {**github_headers(body, "not_a_valid_id"), "wfRunId": "bad_id_"}
 
-    answer = httpx.post(f"{running.url}/hooks/direct", headers=headers, content=body)
+    answer = http_post(f"{running.url}/hooks/direct", headers=headers, content=body)
 
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"

@@ -160,8 +160,13 @@ pipeline {pipeline} {{
         acknowledged = wait_until(
             lambda: (n := first.stats(pipeline)["acknowledged"]) >= 300 and n, 90, "300 items"
         )
-        # Let a state or two reach Kafka (the runner commits every second), then kill.
-        time.sleep(1.5)
+        # Wait until a state with a cursor reached Kafka (the runner commits every second),
+        # then kill.
+        wait_until(
+            lambda: (state := poll_state(stack, pipeline)) is not None and int(state["cursor"]) > 0,
+            60,
+            "a poll state in Kafka",
+        )
         first.kill()
     assert acknowledged < ITEMS, "the kill must land while items flow"
     written = poll_state(stack, pipeline)

@@ -16,6 +16,7 @@ import json
 import re
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -89,9 +90,18 @@ def numbers(ids: set[str], prefix: str) -> set[int]:
     return {int(i.removeprefix(prefix)) for i in ids if i.startswith(prefix)}
 
 
+def metrics_text(run: LhpipeRun) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=10) as answer:
+            text: str = answer.read().decode()
+            return text
+    except (urllib.error.URLError, OSError):
+        return None
+
+
 def reloads(run: LhpipeRun) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    # Called in polling loops while the machine is saturated: one slow answer is asked again.
+    text = wait_until(lambda: metrics_text(run), 60, "/metrics to answer")
     found = re.findall(r'^lhpipe_reloads_total\{outcome="(\w+)"\} (\S+)$', text, re.M)
     return {outcome: float(value) for outcome, value in found}
 
@@ -105,8 +115,7 @@ def save_and_wait(run: LhpipeRun, outcome: str, change: Callable[[], None]) -> N
 
 
 def program_hash(run: LhpipeRun) -> str:
-    answer = run.readyz()
-    assert answer is not None
+    answer = wait_until(run.readyz, 60, "/readyz to answer")
     return str(answer[1]["program"])
 
 

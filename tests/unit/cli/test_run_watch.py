@@ -56,7 +56,7 @@ class Engine:
             stderr=subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"},
         )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=5)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
 
     def status(self, path: str) -> int:
         return self.http.post(path, json={"x": 1}).status_code

@@ -516,8 +516,9 @@ def test_the_watcher_reloads_on_watched_files_only_and_stops_when_told(tmp_path:
     async def scenario() -> list[str]:
         reloader = Reloader([str(folder)], Target(), stderr=io.StringIO())
         stop = asyncio.Event()
-        watcher = asyncio.create_task(watch_and_reload(reloader, stop))
-        await asyncio.sleep(0.3)  # the watcher is set up
+        armed = asyncio.Event()
+        watcher = asyncio.create_task(watch_and_reload(reloader, stop, armed=armed))
+        await armed.wait()  # the files are watched from here on
         (folder / ".pipelines.lhp.swp").write_text("x", encoding="utf-8")
         (folder / "notes.md").write_text("x", encoding="utf-8")
         await asyncio.sleep(0.5)

@@ -22,12 +22,15 @@ class LoadResult:
 
     ``program`` is ``None`` when any diagnostic is an error; ``diagnostics`` are sorted by
     (file, line, col, code); ``sources`` maps each path (as used in spans) to its text, for
-    rendering carets under spans.
+    rendering carets under spans. ``schema_files`` are the ``.avsc`` files the schemas of the
+    parsed files name (``schema S from "x.avsc"``), whether they could be read or not: what
+    ``--watch`` must watch even while the program is rejected.
     """
 
     program: Program | None
     diagnostics: tuple[Diagnostic, ...]
     sources: Mapping[str, str]
+    schema_files: tuple[Path, ...] = ()
 
     @property
     def has_errors(self) -> bool:
@@ -93,4 +96,16 @@ def load_texts(sources: Mapping[str, str]) -> LoadResult:
         program=None if has_errors else program,
         diagnostics=tuple(diagnostics),
         sources=dict(sources),
+        schema_files=_schema_files(parsed),
+    )
+
+
+def _schema_files(files: Sequence[ast.File]) -> tuple[Path, ...]:
+    """The ``.avsc`` paths named by the schemas of ``files``, relative to each file's folder
+    (as the checker reads them)."""
+    return tuple(
+        Path(file.path).parent / decl.file.text
+        for file in files
+        for decl in file.decls
+        if isinstance(decl, ast.SchemaDecl) and decl.file is not None
     )

@@ -133,13 +133,18 @@ def diff_programs(before: CompiledProgram, after: CompiledProgram) -> ProgramDif
 class ProgramRejected(Exception):
     """The files do not make a program that can run; ``report`` is what to print (lint's text
     format for diagnostics, one line for anything else); ``exit_code`` is what ``lhpipe run``
-    exits with when this happens at start (1 for findings, 2 for anything else)."""
+    exits with when this happens at start (1 for findings, 2 for anything else);
+    ``schema_files`` are the ``.avsc`` files the rejected files name (a save that named a file
+    not written yet: ``--watch`` watches its folder, so that writing it is noticed)."""
 
-    def __init__(self, reason: str, report: str, exit_code: int) -> None:
+    def __init__(
+        self, reason: str, report: str, exit_code: int, schema_files: Sequence[Path] = ()
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.report = report
         self.exit_code = exit_code
+        self.schema_files = tuple(schema_files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +186,9 @@ def load_program(paths: Sequence[str], *, color: bool = False) -> LoadedProgram:
         report = format_text(lint, color=color)
     if result.program is None or lint_exit(result.diagnostics, strict=False) is not ExitCode.OK:
         errors = sum(1 for d in result.diagnostics if d.is_error)
-        raise ProgramRejected(f"{errors} error(s) in the files", report, ExitCode.FINDINGS)
+        raise ProgramRejected(
+            f"{errors} error(s) in the files", report, ExitCode.FINDINGS, result.schema_files
+        )
     try:
         settings = load_settings([Path(p) for p in paths])
     except SettingsError as exc:
@@ -268,6 +275,8 @@ class Reloader:
         self.loader = loader
         self.program_hash = publish_program(app, target.compiled)
         self.last: ReloadOutcome | None = None
+        #: The ``.avsc`` files named by the files as last saved, when they were rejected.
+        self.rejected_schema_files: tuple[Path, ...] = ()
         self._lock = asyncio.Lock()
         self._warnings = ""
 
@@ -280,6 +289,7 @@ class Reloader:
                 loaded = await asyncio.to_thread(self.loader, self.paths, color=self.color)
             except ProgramRejected as exc:
                 self._print(exc.report)
+                self.rejected_schema_files = exc.schema_files
                 return self._finish(
                     "failed", started, files, reason=f"the program was rejected: {exc.reason}"
                 )
@@ -295,6 +305,7 @@ class Reloader:
                 log.exception("reload: applying the new program failed")
                 return self._finish("failed", started, files, reason=f"applying failed: {exc}")
             self.program_hash = publish_program(self.app, loaded.compiled)
+            self.rejected_schema_files = ()
             for kind, specs in (("pipeline", diff.pipelines), ("webhook", diff.webhooks)):
                 for change in CHANGES:
                     count = len(specs.names(change))

@@ -58,10 +58,14 @@ def _watch_filter(change: Change, path: str) -> bool:
     return is_watched(path)
 
 
-def watch_roots(paths: Sequence[str], program: Program, settings: Settings) -> list[Path]:
+def watch_roots(
+    paths: Sequence[str], program: Program, settings: Settings, extra: Sequence[Path] = ()
+) -> list[Path]:
     """The folders to watch for ``paths`` (see the module docstring), existing ones only,
-    without folders inside another one of the list."""
+    without folders inside another one of the list. ``extra`` files' folders are watched too
+    (the ``.avsc`` files a rejected save named)."""
     folders = _path_folders(paths)
+    folders.extend(path.parent for path in extra)
     if settings.file is not None:
         folders.append(settings.file.parent)
     for schema in program.schemas.values():
@@ -169,8 +173,7 @@ async def watch_and_reload(
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     try:
         while not stop.is_set():
-            target = reloader.target
-            roots = watch_roots(reloader.paths, target.program, target.settings)
+            roots = reloader_roots(reloader)
             if not roots:
                 log.error("hot reload: none of %s exists any more; not watching", reloader.paths)
                 return
@@ -180,7 +183,10 @@ async def watch_and_reload(
             watch = _Watch(reloader, stop, roots, step_ms, debounce_ms)
             try:
                 await watch.run(baseline, armed)
-                baseline = None  # caught up; the next watch starts from the files as they are
+                # Caught up. A watch that ended because the folders changed hands over the files
+                # as they were before its last reload read them; else the next watch starts
+                # from the files as they are.
+                baseline = watch.next_baseline
             except Exception:  # a watched folder vanished, inotify ran out of watches...
                 log.exception(
                     "hot reload: watching failed; watching again in %.0f s", RETRY_SECONDS
@@ -215,6 +221,9 @@ class _Watch:
         self.step_ms = step_ms
         self.debounce_ms = debounce_ms
         self.caught_up = False
+        #: Set when the watch ended because the folders to watch changed (see
+        #: :meth:`_folders_changed`): the baseline of the next watch.
+        self.next_baseline: dict[str, Stamp] | None = None
 
     async def run(self, baseline: Mapping[str, Stamp], armed: asyncio.Event | None) -> None:
         from watchfiles import awatch
@@ -238,15 +247,17 @@ class _Watch:
                 with contextlib.suppress(StopAsyncIteration):
                     upcoming.result()
                 return
-            missed = changed_paths(baseline, await asyncio.to_thread(snapshot, self.roots))
+            current = await asyncio.to_thread(snapshot, self.roots)
+            missed = changed_paths(baseline, current)
             if missed:
                 log.info("hot reload: %d file(s) changed before the watch began", len(missed))
                 await settle(missed)
+                current = await asyncio.to_thread(snapshot, self.roots)
                 await self.reloader.reload(missed)
             self.caught_up = True
             if armed is not None:
                 armed.set()
-            if missed and self._folders_changed():
+            if missed and self._folders_changed(current):
                 return  # the catch-up needs other folders watched
             while not self.stop.is_set():
                 try:
@@ -255,8 +266,9 @@ class _Watch:
                     return
                 changed = sorted({path for _, path in changes})
                 await settle(changed)
-                outcome = await self.reloader.reload(changed)
-                if outcome.outcome == "ok" and self._folders_changed():
+                before = await asyncio.to_thread(snapshot, self.roots)
+                await self.reloader.reload(changed)
+                if self._folders_changed(before):
                     return  # watch the new set of folders
                 upcoming = asyncio.ensure_future(anext(batches))
         finally:
@@ -273,6 +285,22 @@ class _Watch:
         await self.stop.wait()
         ended.set()
 
-    def _folders_changed(self) -> bool:
-        target = self.reloader.target
-        return self.roots != watch_roots(self.reloader.paths, target.program, target.settings)
+    def _folders_changed(self, before: Mapping[str, Stamp]) -> bool:
+        """Whether the last reload changed the folders to watch; if so, sets
+        :attr:`next_baseline` to ``before`` (this watch's files, listed before that reload read
+        them) within the new folders. The files of newly watched folders are not in it: the
+        next watch counts them as changed and reloads once more, so that nothing saved there
+        while this reload ran is missed."""
+        roots = reloader_roots(self.reloader)
+        if roots == self.roots:
+            return False
+        self.next_baseline = {path: stamp for path, stamp in before.items() if _under(path, roots)}
+        return True
+
+
+def reloader_roots(reloader: Reloader) -> list[Path]:
+    """The folders to watch for ``reloader``'s running program and its last rejected save."""
+    target = reloader.target
+    return watch_roots(
+        reloader.paths, target.program, target.settings, reloader.rejected_schema_files
+    )

@@ -317,3 +317,86 @@ def test_a_file_emptied_on_purpose_is_reloaded_after_the_settling_time(
         assert target.diffs[0].pipelines.removed == ("more",)
 
     asyncio.run(scenario())
+
+
+AVRO_N = '{"type": "record", "name": "S", "fields": [{"name": "n", "type": "int"}]}'
+AVRO_NM = (
+    '{"type": "record", "name": "S", "fields": [{"name": "n", "type": "int"}, '
+    '{"name": "m", "type": "int"}]}'
+)
+
+
+def with_schema(avsc: str, field: str) -> str:
+    return (
+        f'schema S from "{avsc}"\n\n'
+        f'pipeline first {{\n  from topic "a" {{ value = S }}\n  where value.{field} > 1\n'
+        "  to log\n}\n"
+    )
+
+
+async def wait_for_outcome(reloader: Reloader, outcome: str, after: Any) -> Any:
+    for _ in range(200):
+        last = reloader.last
+        if last is not None and last is not after and last.outcome == outcome:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no reload ended {outcome}")
+
+
+def test_an_avsc_file_written_after_a_save_that_named_it_is_noticed(tmp_path: Path) -> None:
+    """The save names a file in a folder nothing watches yet and is rejected (no such file);
+    writing the file then must reload, though the running program never named that folder."""
+    folder = folder_with(tmp_path, **{"first.lhp": FIRST})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    async def scenario() -> None:
+        target = RecordingTarget(folder)
+        watching = Watching(folder, target)
+        reloader = await watching.start()
+        (folder / "first.lhp").write_text(with_schema("../elsewhere/s.avsc", "n"), "utf-8")
+        rejected = await wait_for_outcome(reloader, "failed", None)
+        assert reloader.rejected_schema_files == (folder / "../elsewhere/s.avsc",)
+        # Written at once: whether the watch of the new folder has begun or not, it is seen.
+        (elsewhere / "s.avsc").write_text(AVRO_N, encoding="utf-8")
+        await wait_for_outcome(reloader, "ok", rejected)
+        await watching.stop()
+        assert target.diffs[-1].pipelines.changed == ("first",)
+        assert "S" in target.program.schemas
+        assert reloader.rejected_schema_files == ()
+
+    asyncio.run(scenario())
+
+
+def test_a_schema_saved_in_a_newly_watched_folder_during_the_reload_is_not_missed(
+    tmp_path: Path,
+) -> None:
+    """The reload that starts reading ``elsewhere/`` is slow; the schema there is changed while
+    it runs, before any watch covers that folder. The next watch reloads it."""
+    folder = folder_with(tmp_path, **{"first.lhp": FIRST})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "s.avsc").write_text(AVRO_N, encoding="utf-8")
+
+    class SlowTarget(RecordingTarget):
+        async def reload(self, compiled: Any, program: Any, settings: Any) -> Any:
+            diff = await super().reload(compiled, program, settings)
+            if len(self.diffs) == 1:  # the program was read: change its schema now
+                (elsewhere / "s.avsc").write_text(AVRO_NM, encoding="utf-8")
+            return diff
+
+    async def scenario() -> None:
+        target = SlowTarget(folder)
+        watching = Watching(folder, target)
+        await watching.start()
+        (folder / "first.lhp").write_text(with_schema("../elsewhere/s.avsc", "n"), "utf-8")
+        for _ in range(200):
+            if len(target.diffs) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await watching.stop()
+        assert len(target.diffs) >= 2, "the schema changed during the reload was missed"
+        fields = [f["name"] for f in target.program.schemas["S"].avro["fields"]]
+        assert fields == ["n", "m"]
+
+    asyncio.run(scenario())

@@ -12,8 +12,10 @@ A changed file that is empty or missing is given up to :data:`SETTLE_SECONDS` to
 first: a save that truncates the file and then writes it (``Path.write_text``, many editors), or
 that deletes it and writes it again, can fall into two batches, and an empty ``.lhp`` file or
 ``lhpipe.toml`` is a valid program whose reload would stop what the file declares.
-After a successful reload the folders are worked out again (a schema may now read an ``.avsc``
-file elsewhere).
+After every reload the folders are worked out again: a schema may now read an ``.avsc`` file
+elsewhere, and a rejected save may name one that is not written yet (its folder is watched so
+that writing it is noticed). The next watch starts from the files as they were before that
+reload read them, and counts the files of newly watched folders as changed.
 """
 
 from __future__ import annotations

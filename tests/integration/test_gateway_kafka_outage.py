@@ -204,11 +204,12 @@ webhook hooks {{
         sender.join(60)
         assert run.process.poll() is None  # the same lhpipe process throughout
 
-    during = [a for a in load.answers if stopped_at < a[4] < restarted_at - ANSWER_BOUND_SECONDS]
     statuses = {a[1] for a in load.answers}
     assert statuses <= {202, 503}, statuses
-    refused = [a for a in during if a[1] == 503]
-    assert refused, "no request was refused while Kafka was down"
+    # Kafka was down only between the stop and the restart: every 503 is a refusal of that
+    # outage (a request sent while the broker was shutting down may be one too).
+    refused = [a for a in load.answers if a[1] == 503]
+    assert any(a[4] + a[2] > stopped_at for a in refused), "no request refused while Kafka was down"
     assert all(a[3] is not None and int(a[3]) > 0 for a in load.answers if a[1] == 503)
     slowest = max(a[2] for a in refused)
     assert slowest < ANSWER_BOUND_SECONDS, f"a 503 took {slowest:.1f} s"

@@ -254,7 +254,10 @@ pipeline {pipeline} {{
                 answer = run.readyz()
                 if answer is None or answer[0] != 503:
                     return None
-                status: dict[str, Any] = answer[1]["pipelines"][pipeline]
+                # 503 while starting too, before the pipeline is listed.
+                status: dict[str, Any] | None = answer[1]["pipelines"].get(pipeline)
+                if status is None:
+                    return None
                 detail = status["detail"] or ""
                 return status if "HTTP 503" in detail else None
 

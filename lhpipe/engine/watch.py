@@ -143,11 +143,11 @@ def _unwritten(path: str) -> bool:
         return True
 
 
-async def settle(paths: Sequence[str], seconds: float = SETTLE_SECONDS) -> None:
-    """Wait while one of ``paths`` is empty or missing, at most ``seconds`` (a file deleted or
-    emptied on purpose is reloaded as it is, that much later)."""
+async def settle(paths: Sequence[str]) -> None:
+    """Wait while one of ``paths`` is empty or missing, at most :data:`SETTLE_SECONDS` (a file
+    deleted or emptied on purpose is reloaded as it is, that much later)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
+    deadline = loop.time() + SETTLE_SECONDS
     while any(_unwritten(path) for path in paths) and loop.time() < deadline:
         await asyncio.sleep(SETTLE_POLL_SECONDS)
 
@@ -249,17 +249,19 @@ class _Watch:
                 with contextlib.suppress(StopAsyncIteration):
                     upcoming.result()
                 return
-            current = await asyncio.to_thread(snapshot, self.roots)
-            missed = changed_paths(baseline, current)
+            # ``read``: the files as they were when the running program was read (listed just
+            # before each reload reads them).
+            read = await asyncio.to_thread(snapshot, self.roots)
+            missed = changed_paths(baseline, read)
             if missed:
                 log.info("hot reload: %d file(s) changed before the watch began", len(missed))
                 await settle(missed)
-                current = await asyncio.to_thread(snapshot, self.roots)
+                read = await asyncio.to_thread(snapshot, self.roots)
                 await self.reloader.reload(missed)
             self.caught_up = True
             if armed is not None:
                 armed.set()
-            if missed and self._folders_changed(current):
+            if missed and self._folders_changed(read):
                 return  # the catch-up needs other folders watched
             while not self.stop.is_set():
                 try:
@@ -269,6 +271,13 @@ class _Watch:
                 changed = sorted({path for _, path in changes})
                 await settle(changed)
                 before = await asyncio.to_thread(snapshot, self.roots)
+                if not changed_paths(read, before):
+                    # The rest of a save the last reload already read (its write, after the
+                    # truncation that triggered it): no second reload, no second report.
+                    log.debug("hot reload: %s as already read; nothing to do", changed)
+                    upcoming = asyncio.ensure_future(anext(batches))
+                    continue
+                read = before
                 await self.reloader.reload(changed)
                 if self._folders_changed(before):
                     return  # watch the new set of folders

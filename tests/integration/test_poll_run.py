@@ -39,6 +39,9 @@ pytestmark = pytest.mark.integration
 
 ITEMS = 1_000
 PAGE = 25
+#: Pages after this item wait until the feed's ``gate`` opens: the first process is killed
+#: with items still to do, however fast the machine.
+GATE_AFTER = 600
 
 
 class Feed(ThreadingHTTPServer):
@@ -51,6 +54,7 @@ class Feed(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _FeedHandler)
         self.asked: list[str] = []
         self.lock = threading.Lock()
+        self.gate = threading.Event()
 
     @property
     def url(self) -> str:
@@ -66,6 +70,8 @@ class _FeedHandler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.asked.append(after_text)
         after = int(after_text) if after_text else 0
+        if after >= GATE_AFTER:
+            self.server.gate.wait(120)
         numbers = range(after + 1, min(after + PAGE, ITEMS) + 1)
         body = json.dumps(
             {
@@ -91,6 +97,7 @@ def feed() -> Iterator[Feed]:
     try:
         yield server
     finally:
+        server.gate.set()
         server.shutdown()
         server.server_close()
 
@@ -168,6 +175,7 @@ pipeline {pipeline} {{
             "a poll state in Kafka",
         )
         first.kill()
+    feed.gate.set()
     assert acknowledged < ITEMS, "the kill must land while items flow"
     written = poll_state(stack, pipeline)
     assert written is not None, "the first process wrote no state"

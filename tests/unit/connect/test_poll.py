@@ -285,13 +285,17 @@ def test_a_failed_request_is_asked_again_at_the_next_tick_without_moving_the_cur
     feed, store, sink = Feed(total=50, page=100), Store(), Sink()
     feed.failures = [failure]
     seen: list[tuple[bool, str | None]] = []
+    poll_ref: list[PollSource] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if len(feed.requests) == 1:  # the retry: what the source said after the failure
+            seen.append((poll_ref[0].connected(), poll_ref[0].error))
+        return feed(request)
 
     async def scenario() -> None:
-        poll = source(feed, store, sink)
+        poll = source(handler, store, sink)
+        poll_ref.append(poll)
         poll.start()
-        await until(lambda: len(feed.requests) == 1, "the failed request")
-        await asyncio.sleep(0.01)
-        seen.append((poll.connected(), poll.error))
         await until(lambda: len(sink.records) == 50, "the items after the retry")
         seen.append((poll.connected(), poll.error))
         await poll.stop(sink.tracker.committable)

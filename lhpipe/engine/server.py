@@ -2,8 +2,8 @@
 
 One port serves everything (cli.md). The application is a raw ASGI callable with no framework
 underneath, because the webhook routes that share it are a hot path and a framework layer can
-halve a server's ceiling (performance.md). It runs on uvicorn (httptools, uvloop) inside the
-engine's own event loop, as a task next to the pipelines.
+halve a server's ceiling (performance.md). It runs on uvicorn (httptools) inside the engine's
+own event loop (asyncio's, not uvloop: docs/webhooks.md), as a task next to the pipelines.
 
 Built-in routes, answered for ``GET`` and ``HEAD`` (other methods: 405):
 

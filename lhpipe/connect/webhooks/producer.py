@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: this much to a request's latency.
 POLL_INTERVAL_SECONDS = 0.001
 #: How long the producer gathers records into one request to the broker (``linger.ms``).
-LINGER_MS = 2
+LINGER_MS = 1
 
 
 class GatewayProducer:
@@ -48,11 +48,11 @@ class GatewayProducer:
                 **client_config(settings),
                 "enable.idempotence": True,
                 "acks": "all",
-                # Batches of 2 ms rather than 1: at 1 ms the broker took 30-90 µs of CPU per
-                # record instead of about 20 and the producer's own thread 16-90 instead of 5,
-                # CPU that the request path needs on 2 cores. 3 ms cost no less broker CPU
-                # than 2 (44 and 38 µs a record in one bench each) but 8 % of the requests/s:
-                # 64 callers each wait for their batch (docs/webhooks.md).
+                # Batches of 1 ms: every caller waits for its batch, so requests/s follow the
+                # latency (docs/webhooks.md). With the broker's heap settings of the stack, its
+                # CPU per record was the same at 1 and 2 ms (17.5 and 16.9 µs over a whole
+                # bench) and lhpipe served 15,494 instead of 11,294 requests/s; 0.5 ms bought
+                # nothing more. (Before those settings 1 ms had cost the broker 30-90 µs.)
                 "linger.ms": LINGER_MS,
                 # librdkafka leaves Nagle's algorithm on: a request to the broker sent while
                 # the previous one is unacknowledged would wait for the broker's delayed ACK

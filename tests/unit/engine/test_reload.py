@@ -159,11 +159,14 @@ def loaded(folder: Path) -> LoadedProgram:
     return load_program([str(folder)])
 
 
-async def apost(app: EngineApp, path: str) -> int:
+async def apost_answer(app: EngineApp, path: str) -> httpx.Response:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://lhpipe") as client:
-        response = await client.post(path, json={"n": 1})
-        return response.status_code
+        return await client.post(path, json={"n": 1})
+
+
+async def apost(app: EngineApp, path: str) -> int:
+    return (await apost_answer(app, path)).status_code
 
 
 def compiled_of(text: str, tmp_path: Path) -> CompiledProgram:
@@ -179,18 +182,12 @@ def test_declared_paths_answer_503_with_retry_after_until_the_gateway_installs_i
     """The listener accepts requests before the Gateway is built (``lhpipe run``): a provider
     calling then is told to come back, not that the endpoint is gone."""
     app = EngineApp(lambda: [], starting=True, routes=starting_routes(compiled_of(AFTER, tmp_path)))
-
-    async def ask(path: str) -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://lhpipe") as client:
-            return await client.post(path, json={"n": 1})
-
     for path in ("/hooks/a", "/hooks/b"):
-        response = asyncio.run(ask(path))
+        response = asyncio.run(apost_answer(app, path))
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
         assert response.json()["detail"] == "lhpipe is starting; try again shortly"
-    assert asyncio.run(ask("/hooks/gone")).status_code == 404
+    assert asyncio.run(apost(app, "/hooks/gone")) == 404
 
 
 # -- the diff --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import watchfiles.main
 
 from lhpipe.engine import watch as watch_module
-from lhpipe.engine.reload import Reloader, diff_programs, load_program
+from lhpipe.engine.reload import Reloader, ReloadOutcome, diff_programs, load_program
 from lhpipe.engine.watch import (
     changed_paths,
     path_roots,
@@ -74,12 +74,16 @@ class Watching:
         await asyncio.wait_for(self._task, 10)
 
 
-async def wait_for_reload(reloader: Reloader) -> None:
+async def wait_for_reload(
+    reloader: Reloader, outcome: str | None = None, after: ReloadOutcome | None = None
+) -> ReloadOutcome:
+    """The first reload other than ``after`` that ended as ``outcome`` (any, when None)."""
     for _ in range(200):
-        if reloader.last is not None:
-            return
+        last = reloader.last
+        if last is not None and last is not after and outcome in (None, last.outcome):
+            return last
         await asyncio.sleep(0.05)
-    raise AssertionError("no reload happened")
+    raise AssertionError(f"no reload ended {outcome or 'at all'}")
 
 
 class CountedNotifier:
@@ -334,15 +338,6 @@ def with_schema(avsc: str, field: str) -> str:
     )
 
 
-async def wait_for_outcome(reloader: Reloader, outcome: str, after: Any) -> Any:
-    for _ in range(200):
-        last = reloader.last
-        if last is not None and last is not after and last.outcome == outcome:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no reload ended {outcome}")
-
-
 def test_an_avsc_file_written_after_a_save_that_named_it_is_noticed(tmp_path: Path) -> None:
     """The save names a file in a folder nothing watches yet and is rejected (no such file);
     writing the file then must reload, though the running program never named that folder."""
@@ -355,11 +350,11 @@ def test_an_avsc_file_written_after_a_save_that_named_it_is_noticed(tmp_path: Pa
         watching = Watching(folder, target)
         reloader = await watching.start()
         (folder / "first.lhp").write_text(with_schema("../elsewhere/s.avsc", "n"), "utf-8")
-        rejected = await wait_for_outcome(reloader, "failed", None)
+        rejected = await wait_for_reload(reloader, "failed")
         assert reloader.rejected_schema_files == (folder / "../elsewhere/s.avsc",)
         # Written at once: whether the watch of the new folder has begun or not, it is seen.
         (elsewhere / "s.avsc").write_text(AVRO_N, encoding="utf-8")
-        await wait_for_outcome(reloader, "ok", rejected)
+        await wait_for_reload(reloader, "ok", rejected)
         await watching.stop()
         assert target.diffs[-1].pipelines.changed == ("first",)
         assert "S" in target.program.schemas

@@ -44,6 +44,7 @@ from lhpipe.connect.connect_rest import (
     ConnectRest,
     ConnectRestError,
 )
+from lhpipe.connect.ownership import Callback, Lease
 from lhpipe.engine.decode import Decoder
 from lhpipe.engine.errors import DecodeError
 from lhpipe.engine.status import PipelineStatus, State
@@ -167,9 +168,14 @@ class ConnectorManager:
         settings: Settings,
         rest: ConnectRest | None = None,
         create_topics: Callable[[Settings, Iterable[str]], object] | None = None,
+        lease: Callable[[Callback, Callback], Lease] | None = None,
     ) -> None:
         self.settings = settings
         self.owner = settings.get(OWNER_SETTING) or DEFAULT_OWNER
+        # One manager per group of processes (lhpipe.connect.ownership): joined once there
+        # is something to manage; without a lease factory (unit tests) this one manages.
+        self._lease_factory = lease
+        self._lease: Lease | None = None
         self._rest = rest
         self._create_topics = create_topics or _ensure_topics
         self._topics_made: set[str] = set()
@@ -213,8 +219,9 @@ class ConnectorManager:
             await self._make_topics()
             settled = await self._round()
         # With nothing declared ever, leftovers of an earlier run get one try only: a program
-        # without connectors must not poll a Connect cluster that may not exist.
-        retry = self._declared or (self._deployed_any and not settled)
+        # without connectors must not poll a Connect cluster that may not exist (unless this
+        # process stands by while another one removes them).
+        retry = self._declared or (not settled and (self._deployed_any or self._lease is not None))
         if retry and (self._loop is None or self._loop.done()):
             self._loop = asyncio.get_running_loop().create_task(self._refresh_forever())
 
@@ -228,14 +235,20 @@ class ConnectorManager:
         """One status per declared connector, as ``connector:<name>``; ready only when the
         connector and all its tasks run."""
         result = []
+        lease = self._lease
+        standby = lease is not None and not lease.owned
         for name, info in self._declared.items():
             health = self._health.get(name) or ConnectorHealth(State.STARTING, "not deployed yet")
+            state, detail = health.state, health.detail
+            if standby and lease is not None:
+                on_cluster = health.detail or health.state.value
+                state, detail = State.STANDBY, f"{lease.describe()}; on the cluster: {on_cluster}"
             result.append(
                 PipelineStatus(
                     name=f"connector:{name}",
-                    state=health.state,
+                    state=state,
                     source_connected=health.connected,
-                    detail=health.detail,
+                    detail=detail,
                     stats={"class": info.connector_class, "topic": info.topic, **health.connect},
                 )
             )
@@ -249,6 +262,8 @@ class ConnectorManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop
             self._loop = None
+        if self._lease is not None:
+            await self._lease.stop()
         if self._rest is not None:
             await self._rest.close()
 
@@ -268,12 +283,46 @@ class ConnectorManager:
             return
         self._topics_made |= topics
 
+    def _manages(self, present: Mapping[str, ClusterConnector]) -> bool:
+        """Whether this process is the one that changes the cluster now. The owners' group is
+        joined when something is declared or connectors of ours are on the cluster."""
+        if self._lease_factory is None:
+            return True
+        if self._lease is None:
+            ours = any(c.config.get(OWNER_KEY) == self.owner for c in present.values())
+            if not self._declared and not ours:
+                return False
+            self._lease = self._lease_factory(self._acquired, self._released)
+            self._lease.start()
+        return self._lease.owned
+
+    async def _acquired(self) -> None:
+        """This process manages the connectors from now on: a round at once."""
+        await self.refresh()
+        if self._loop is None or self._loop.done():
+            self._loop = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def _released(self) -> None:
+        """Another process manages them from now on: a round under way ends first."""
+        async with self._lock:
+            pass
+
     async def _round(self) -> bool:
         try:
             present = await self.rest.connectors()
         except ConnectRestError as exc:
             self._unreachable(exc)
             return False
+        if not self._manages(present):
+            # Standing by: only the health of what is declared, read from the cluster.
+            for name in self._configs:
+                found = present.get(name)
+                if found is not None:
+                    self._note(name, health_of(found.status))
+            return not any(
+                c.config.get(OWNER_KEY) == self.owner and n not in self._declared
+                for n, c in present.items()
+            )
         for name, config in self._configs.items():
             await self._deploy(name, config, present.get(name))
         self._removed &= present.keys()

@@ -19,9 +19,11 @@ done before the rebalance goes on.
 blocking and returns an awaitable; delivery reports are polled in a background thread and
 handed to the loop in batches.
 
-**Admin** (:func:`ensure_topics`). Dead-letter topics are created when missing, at start, with
-the broker's default partitions and replication: production brokers usually have topic
-auto-creation off, and a dead letter must never wait on a topic that does not exist.
+**Admin** (:func:`ensure_topics`). Webhook and dead-letter topics are created when missing, at
+start, with the partitions :mod:`lhpipe.connect.topics` gives them (the declaration's
+``partitions``, else ``LHPIPE_TOPIC_PARTITIONS``, else 6) and the broker's default replication:
+production brokers usually have topic auto-creation off, and a dead letter must never wait on a
+topic that does not exist. Existing topics are never altered.
 
 Extra librdkafka properties come from settings named ``LHPIPE_KAFKA_<PROPERTY>``, the property
 upper-cased with dots as underscores (``LHPIPE_KAFKA_SECURITY_PROTOCOL=SASL_SSL``), applied to
@@ -73,6 +75,48 @@ def client_config(settings: Settings) -> dict[str, Any]:
         if name.startswith(EXTRA_PREFIX) and (value := settings.get(name)) is not None:
             config[name[len(EXTRA_PREFIX) :].lower().replace("_", ".")] = value
     return config
+
+
+DEFAULT_ASSIGNMENT_STRATEGY = "cooperative-sticky"
+SESSION_TIMEOUT_SETTING = "LHPIPE_SESSION_TIMEOUT_MS"
+INSTANCE_ID_SETTING = "LHPIPE_INSTANCE_ID"
+STALL_SETTING = "LHPIPE_STALL_SECONDS"
+DEFAULT_STALL_SECONDS = 30
+
+
+def worker_suffix(settings: Settings) -> str:
+    """``-<index>`` for a worker of ``lhpipe run --workers N`` (N > 1), else ``""``."""
+    count = settings.get("LHPIPE_WORKERS")
+    index = settings.get("LHPIPE_WORKER_INDEX")
+    if index is None or count in (None, "", "1"):
+        return ""
+    return f"-{index}"
+
+
+def group_membership(settings: Settings, member: str, *, static: bool = True) -> dict[str, Any]:
+    """The group settings of a consumer: the session timeout (``LHPIPE_SESSION_TIMEOUT_MS``,
+    with a heartbeat a third of it, at most 3 s) and static membership: with
+    ``LHPIPE_INSTANCE_ID`` set (a pod name), ``group.instance.id`` is
+    ``<instance>-<member>`` (``-<worker>`` added under ``--workers``), stable across restarts
+    and unique in the group. A static member does not leave the group when it stops (its
+    partitions wait for its return, up to the session timeout); ``static=False`` for groups
+    whose work must move at once on a stop (the owners' groups of
+    :mod:`lhpipe.connect.ownership`)."""
+    config: dict[str, Any] = {}
+    timeout = settings.integer(SESSION_TIMEOUT_SETTING, 0, minimum=0)
+    if timeout:
+        config["session.timeout.ms"] = timeout
+        config["heartbeat.interval.ms"] = max(100, min(3000, timeout // 3))
+    instance = settings.get(INSTANCE_ID_SETTING)
+    if instance and static:
+        config["group.instance.id"] = f"{instance}-{member}{worker_suffix(settings)}"
+    return config
+
+
+def stall_seconds(settings: Settings) -> int:
+    """How long an assigned partition with unread records may read nothing before it counts
+    as stalled (``LHPIPE_STALL_SECONDS``, default 30)."""
+    return settings.integer(STALL_SETTING, DEFAULT_STALL_SECONDS, minimum=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,24 +260,45 @@ def _settle(batch: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def ensure_topics(settings: Settings, topics: Iterable[str], timeout: float = 15.0) -> list[str]:
-    """Create the topics that do not exist (broker defaults for partitions and replication);
-    returns the ones created. Failures other than "already exists" are logged, not raised: a
-    broker that forbids creation may still have the topic made by its operators."""
+def ensure_topics(
+    settings: Settings,
+    topics: Iterable[str],
+    timeout: float = 15.0,
+    *,
+    partitions: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Create the topics that do not exist; returns the ones created. A topic in
+    ``partitions`` gets that many partitions (:mod:`lhpipe.connect.topics` decides them for
+    webhook and dead-letter topics), any other the broker's default; replication is always the
+    broker's default. An existing topic is never altered: one with fewer partitions than
+    ``partitions`` asks is logged. Failures other than "already exists" are logged, not
+    raised: a broker that forbids creation may still have the topic made by its operators."""
     wanted = sorted(set(topics))
     if not wanted:
         return []
+    counts = partitions or {}
     config: dict[str, Any] = {
         **client_config(settings),
         "logger": logging.getLogger("lhpipe.kafka"),
     }
     admin = AdminClient(config)
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    existing = admin.list_topics(timeout=timeout).topics
+    for topic in wanted:
+        metadata = existing.get(topic)
+        asked = counts.get(topic)
+        if metadata is not None and asked is not None and len(metadata.partitions) < asked:
+            log.warning(
+                "topic %r exists with %d partition(s), fewer than the %d asked for; lhpipe "
+                "does not change existing topics",
+                topic,
+                len(metadata.partitions),
+                asked,
+            )
     missing = [t for t in wanted if t not in existing]
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=-1, replication_factor=-1) for t in missing],
+        [NewTopic(t, num_partitions=counts.get(t, -1), replication_factor=-1) for t in missing],
         request_timeout=timeout,
     )
     created = []
@@ -301,7 +366,10 @@ class KafkaSource:
         # Fetch when at least this much room is free: fewer, larger hand-offs to the loop.
         self._min_batch = max(1, batch_size // 4)
         self._config: dict[str, Any] = {
+            # Defaults that a LHPIPE_KAFKA_* setting may override.
+            "partition.assignment.strategy": DEFAULT_ASSIGNMENT_STRATEGY,
             **client_config(settings),
+            **group_membership(settings, pipeline),
             "group.id": group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -316,6 +384,8 @@ class KafkaSource:
             "logger": logging.getLogger("lhpipe.kafka.consumer"),
             **(config or {}),
         }
+        self._cooperative = "cooperative" in str(self._config["partition.assignment.strategy"])
+        self._stall_seconds = stall_seconds(settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -328,6 +398,16 @@ class KafkaSource:
         self._connected = False
         self.error: str | None = None
         self.lag: dict[TopicPartitionKey, int] = {}
+        # Records handed to the loop and not yet taken by the sink: the sink's room does not
+        # count them yet, so the thread does (the buffer bound holds across the hand-off).
+        self._in_transit = 0
+        self._in_transit_lock = threading.Lock()
+        # Stall detection: each partition's last position and when it last moved (or had
+        # nothing to read, or was held by lhpipe's choice); the partitions stalled now.
+        self._progress: dict[TopicPartitionKey, tuple[int, float]] = {}
+        #: Partitions stalled now, with how many records they have unread.
+        self.stalled: dict[TopicPartitionKey, int] = {}
+        self._positions: dict[TopicPartitionKey, int] = {}
 
     # -- control, from the loop --------------------------------------------------------------
 
@@ -394,7 +474,8 @@ class KafkaSource:
             if now - last_lag > 1.0:
                 last_lag = now
                 self._measure_lag(consumer)
-            room = self._sink.room()
+                self._check_stalls(consumer, now, holding=short_of_room_since is not None)
+            room = self._sink.room() - self._in_transit
             if room < self._min_batch and not self.paused:
                 # A short wait for room is a sleep: librdkafka keeps prefetching, and pausing
                 # would throw its fetched records away. Only a long one pauses the partitions,
@@ -419,7 +500,17 @@ class KafkaSource:
             if batch:
                 records = self._records(batch)
                 if records:
-                    self._call_loop(self._sink.on_records, records)
+                    with self._in_transit_lock:
+                        self._in_transit += len(records)
+                    self._call_loop(self._hand_over, records)
+
+    def _hand_over(self, records: list[Record]) -> None:
+        """On the loop: give a batch to the sink; from now on its room counts them."""
+        try:
+            self._sink.on_records(records)
+        finally:
+            with self._in_transit_lock:
+                self._in_transit -= len(records)
 
     def _records(self, batch: list[Any]) -> list[Record]:
         records = []
@@ -479,25 +570,95 @@ class KafkaSource:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        # The assignment is made here rather than by the client after this callback, so that
+        # the partitions' paused state can be set right: librdkafka keeps a partition paused
+        # across a revocation and a new assignment (an eager rebalance gives every partition
+        # back), and a partition new to this consumer is not paused even while the others are
+        # held. With cooperative-sticky, ``partitions`` are only the new ones; the kept ones
+        # keep their state, which is the consumer's one ``_held`` state.
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        if partitions:
+            if self._held:
+                consumer.pause(partitions)
+            else:
+                consumer.resume(partitions)
         self._assigned.update(keys)
+        now = time.monotonic()
+        for key in keys:
+            self._progress.pop(key, None)
+            self._progress[key] = (-1, now)
         self._connected = True
-        # The fetch loop decides afresh whether to hold, the new partitions included.
-        self._held = False
         self._call_loop(self._sink.on_assigned, keys)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
         offsets = self._from_loop(self._sink.on_revoked(keys), timeout=REVOKE_WAIT_SECONDS + 5)
         self._commit(consumer, {tp: o for tp, o in (offsets or {}).items() if tp in keys})
-        self._assigned.difference_update(keys)
-        for tp in keys:
-            self.lag.pop(tp, None)
+        self._forget_partitions(keys)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another member may already own them, so nothing is committed.
         keys = [(tp.topic, tp.partition) for tp in partitions]
+        log.warning(
+            "pipeline %s: lost %s (the group session expired); their records are read again "
+            "by their new owner",
+            self.pipeline,
+            ", ".join(f"{t}[{p}]" for t, p in keys),
+        )
         self._from_loop(self._sink.on_revoked(keys), timeout=REVOKE_WAIT_SECONDS + 5)
+        self._forget_partitions(keys)
+
+    def _forget_partitions(self, keys: list[TopicPartitionKey]) -> None:
         self._assigned.difference_update(keys)
+        for tp in keys:
+            self.lag.pop(tp, None)
+            self._progress.pop(tp, None)
+            if self.stalled.pop(tp, None) is not None:
+                self._set_stalled_gauge(tp, 0)
+
+    def _check_stalls(self, consumer: Consumer, now: float, *, holding: bool) -> None:
+        """A partition that is assigned, not held by lhpipe (full buffer, paused pipeline),
+        has records to read and whose position has not moved for ``LHPIPE_STALL_SECONDS`` is
+        stalled: logged, counted, shown in the status (not ready) and resumed, in case the
+        client kept a pause lhpipe no longer wants."""
+        held = holding or self._held or self.paused
+        for tp in list(self._assigned):
+            position, since = self._progress.get(tp, (-1, now))
+            current = self._positions.get(tp, -1)
+            lag = self.lag.get(tp, 0)
+            if held or lag <= 0 or current != position:
+                self._progress[tp] = (current, now)
+                if self.stalled.pop(tp, None) is not None:
+                    self._set_stalled_gauge(tp, 0)
+                    log.info("pipeline %s: %s[%d] reads again", self.pipeline, *tp)
+                continue
+            if now - since < self._stall_seconds:
+                continue
+            first = tp not in self.stalled
+            self.stalled[tp] = lag
+            if first:
+                from lhpipe.engine import metrics
+
+                metrics.STALLS.labels(self.pipeline).inc()
+                self._set_stalled_gauge(tp, 1)
+                log.warning(
+                    "pipeline %s: %s[%d] is stalled: %d record(s) unread and nothing read for "
+                    "%.0f s although lhpipe has not paused it; resuming it",
+                    self.pipeline,
+                    tp[0],
+                    tp[1],
+                    lag,
+                    now - since,
+                )
+                consumer.resume([TopicPartition(*tp)])
+
+    def _set_stalled_gauge(self, tp: TopicPartitionKey, value: int) -> None:
+        from lhpipe.engine import metrics
+
+        metrics.PARTITION_STALLED.labels(self.pipeline, tp[0], str(tp[1])).set(value)
 
     def _measure_lag(self, consumer: Consumer) -> None:
         if not self._assigned:
@@ -508,6 +669,7 @@ class KafkaSource:
         except KafkaException:
             return
         for tp in positions:
+            self._positions[(tp.topic, tp.partition)] = tp.offset
             try:
                 _low, high = consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:

@@ -55,6 +55,7 @@ from lhpipe.connect.values import (
 )
 from lhpipe.engine.errors import DeliveryError, PausedError, PermanentError, TransientError
 from lhpipe.engine.plans import CorrelatePlan, Plan, PostEventPlan, RunWfPlan
+from lhpipe.engine.senders import ALREADY_EXISTS
 from lhpipe.settings import Settings, SettingsError
 
 DEFAULT_DEADLINE_SECONDS = 10.0
@@ -291,21 +292,24 @@ class LittleHorseClient:
 
     # -- Sender ------------------------------------------------------------------------------
 
-    async def send(self, plan: Plan) -> None:
+    async def send(self, plan: Plan) -> str | None:
         """Perform a :class:`RunWfPlan`, :class:`PostEventPlan` or :class:`CorrelatePlan`.
 
-        ``ALREADY_EXISTS`` counts as success. When LittleHorse answers that a value does not
-        fit the declared type, the cached metadata is fetched again and the call is made once
-        more with values typed afresh (the WfSpec may have a new revision).
+        ``ALREADY_EXISTS`` counts as success, and is returned as
+        :data:`~lhpipe.engine.senders.ALREADY_EXISTS` (for the metrics). When LittleHorse
+        answers that a value does not fit the declared type, the cached metadata is fetched
+        again and the call is made once more with values typed afresh (the WfSpec may have a
+        new revision).
         """
         if isinstance(plan, RunWfPlan):
-            await self._run_wf(plan)
+            existed = await self._run_wf(plan)
         elif isinstance(plan, PostEventPlan):
-            await self._post_event(plan)
+            existed = await self._post_event(plan)
         elif isinstance(plan, CorrelatePlan):
-            await self._correlate(plan)
+            existed = await self._correlate(plan)
         else:
             raise TypeError(f"LittleHorseClient cannot send a {type(plan).__name__}")
+        return ALREADY_EXISTS if existed else None
 
     def connected(self) -> bool:
         """Whether LittleHorse answered the last call (or ping), and the channel is not
@@ -336,11 +340,11 @@ class LittleHorseClient:
 
     # -- the three calls ---------------------------------------------------------------------
 
-    async def _run_wf(self, plan: RunWfPlan) -> None:
+    async def _run_wf(self, plan: RunWfPlan) -> bool:
         what = f"RunWf {plan.wf_spec} id {plan.wf_run_id}"
         version = (plan.wf_spec, plan.major_version, plan.revision)
 
-        async def attempt() -> None:
+        async def attempt() -> bool:
             shape = await self.metadata.wf_spec(*version)
             try:
                 variables = run_wf_variables(shape, plan.variables)
@@ -359,14 +363,17 @@ class LittleHorseClient:
                     wf_run_id(plan.parent_wf_run_id) if plan.parent_wf_run_id else None
                 ),
             )
-            await self._call("RunWf", request, what)
+            # None: ALREADY_EXISTS
+            return await self._call("RunWf", request, what) is None
 
-        await self._with_fresh_metadata(attempt, lambda: self.metadata.forget_wf_spec(*version))
+        return await self._with_fresh_metadata(
+            attempt, lambda: self.metadata.forget_wf_spec(*version)
+        )
 
-    async def _post_event(self, plan: PostEventPlan) -> None:
+    async def _post_event(self, plan: PostEventPlan) -> bool:
         what = f"PutExternalEvent {plan.external_event_def} to {plan.wf_run_id}"
 
-        async def attempt() -> None:
+        async def attempt() -> bool:
             shape = await self.metadata.event_def(plan.external_event_def)
             request = PutExternalEventRequest(
                 wf_run_id=wf_run_id(plan.wf_run_id),
@@ -376,40 +383,42 @@ class LittleHorseClient:
                 thread_run_number=plan.thread_run_number,
                 node_run_position=plan.node_run_position,
             )
-            await self._call("PutExternalEvent", request, what)
+            # None: ALREADY_EXISTS
+            return await self._call("PutExternalEvent", request, what) is None
 
-        await self._with_fresh_metadata(
+        return await self._with_fresh_metadata(
             attempt, lambda: self.metadata.forget_event_def(plan.external_event_def)
         )
 
-    async def _correlate(self, plan: CorrelatePlan) -> None:
+    async def _correlate(self, plan: CorrelatePlan) -> bool:
         what = f"PutCorrelatedEvent {plan.external_event_def} key {plan.key}"
 
-        async def attempt() -> None:
+        async def attempt() -> bool:
             shape = await self.metadata.event_def(plan.external_event_def)
             request = PutCorrelatedEventRequest(
                 key=plan.key,
                 external_event_def_id=ExternalEventDefId(name=plan.external_event_def),
                 content=event_content(shape, plan.content),
             )
-            await self._call("PutCorrelatedEvent", request, what)
+            # None: ALREADY_EXISTS
+            return await self._call("PutCorrelatedEvent", request, what) is None
 
-        await self._with_fresh_metadata(
+        return await self._with_fresh_metadata(
             attempt, lambda: self.metadata.forget_event_def(plan.external_event_def)
         )
 
     async def _with_fresh_metadata(
-        self, attempt: Callable[[], Awaitable[None]], forget: Callable[[], None]
-    ) -> None:
+        self, attempt: Callable[[], Awaitable[bool]], forget: Callable[[], None]
+    ) -> bool:
         try:
-            await attempt()
+            return await attempt()
         except LittleHorsePermanentError as exc:
             # A deleted WfSpec or ExternalEventDef must not stay cached; a type mismatch may
             # mean a new revision: type the values afresh and try once more.
             forget()
             if not exc.type_mismatch:
                 raise
-            await attempt()
+            return await attempt()
 
     # -- metadata (MetadataSource) -----------------------------------------------------------
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from lhpipe.connect.ownership import Callback, Lease
 from lhpipe.connect.poll_items import PollRequests, poll_environment
 from lhpipe.connect.poll_state import KafkaPollStateStore, PollState, PollStateStore
 from lhpipe.engine.errors import ExpressionError
@@ -100,6 +101,8 @@ class PollSource:
         *,
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
         transport: httpx.AsyncBaseTransport | None = None,
+        lease: Callable[[Callback, Callback], Lease] | None = None,
+        committable: Callable[[], dict[TopicPartition, int]] | None = None,
     ) -> None:
         self.requests = requests
         self.pipeline = requests.pipeline
@@ -127,15 +130,45 @@ class PollSource:
         self._durable: PollState | None = None  # the newest state Kafka has
         self._write_needed = asyncio.Event()
         self._written = asyncio.Event()
+        # One poller per group of processes (lhpipe.connect.ownership): without a lease (unit
+        # tests) this source always polls.
+        self._lease = lease(self._acquired, self._released) if lease is not None else None
+        self._committable = committable
+        #: Why this process does not poll now (another one owns the pipeline), or ``None``.
+        self.standby: str | None = None
 
     # -- the runner's side ---------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._lease is None:
+            self._begin()
+            return
+        self.standby = "waiting for the group to choose the poller"
+        self._lease.start()
+
+    def _begin(self) -> None:
         loop = asyncio.get_running_loop()
+        self.standby = None
         self._task = loop.create_task(self._run(), name=f"lhpipe-poll-{self.pipeline}")
         self._writer = loop.create_task(
             self._write_states(), name=f"lhpipe-poll-state-{self.pipeline}"
         )
+
+    async def _acquired(self) -> None:
+        """This process polls from now on: from the state the last owner wrote."""
+        if self._task is None:
+            self._pages.clear()
+            self._wanted = self._durable = None
+            self._begin()
+
+    async def _released(self) -> None:
+        """Another process polls from now on: stop asking, let the items handed over finish
+        (bounded), write the state of what is done, and never write again."""
+        await self._end(self._committable or dict)
+        self._pages.clear()
+        self._wanted = self._durable = None
+        assert self._lease is not None
+        self.standby = self._lease.describe()
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Every item before ``offsets[poll:<pipeline>, 0]`` is done: the pages they end are
@@ -148,12 +181,25 @@ class PollSource:
         self._sink.on_committed({self._partition: done})
 
     async def stop(self, final_offsets: Callable[[], dict[TopicPartition, int]]) -> None:
-        """Stop asking, write the state of every page done (waiting a bounded time)."""
+        """Stop asking, write the state of every page done (waiting a bounded time), and
+        leave the owners' group."""
+        await self._end(final_offsets)
+        if self._lease is not None:
+            await self._lease.stop()
+
+    async def _end(self, final_offsets: Callable[[], dict[TopicPartition, int]]) -> None:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._lease is not None and self._committable is not None:
+            # A hand-over: the items handed over get a while to finish, so that the next
+            # owner does not send them again.
+            deadline = time.monotonic() + FINAL_WRITE_SECONDS
+            while self._done < self._next_sequence and time.monotonic() < deadline:
+                self.commit(final_offsets())
+                await asyncio.sleep(0.05)
         self.commit(final_offsets())
         writer, self._writer = self._writer, None
         if writer is None:
@@ -174,7 +220,10 @@ class PollSource:
         self._connected = False
 
     def connected(self) -> bool:
-        """The state was read and the last request was answered."""
+        """The state was read and the last request was answered (standing by: the group
+        can be reached)."""
+        if self.standby is not None and self._lease is not None:
+            return self._lease.error is None
         return self._connected and self._task is not None
 
     # -- polling --------------------------------------------------------------------------------
@@ -372,7 +421,17 @@ def source_parts(
     store = KafkaPollStateStore.from_settings(settings, clients.kafka_producer())
 
     def make_source(runner: PipelineRunner) -> PollSource:
-        return PollSource(requests, store, runner, dedupe_window=window)
+        def lease(acquire: Callback, release: Callback) -> Lease:
+            return Lease(settings, f"poll-{spec.name}", acquire=acquire, release=release)
+
+        return PollSource(
+            requests,
+            store,
+            runner,
+            dedupe_window=window,
+            lease=lease,
+            committable=runner.committable,
+        )
 
     return SourceParts(
         decoder=Decoder(info.source, program),

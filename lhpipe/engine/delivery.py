@@ -35,7 +35,7 @@ from lhpipe.engine import metrics
 from lhpipe.engine.errors import DeliveryError, PausedError, PermanentError, TransientError
 from lhpipe.engine.plans import Plan
 from lhpipe.engine.record import KafkaOrigin, Record
-from lhpipe.engine.senders import Sender
+from lhpipe.engine.senders import ALREADY_EXISTS, Sender
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class Delivery:
         self._out = metrics.RECORDS_OUT.labels(pipeline, target)
         self._latency = metrics.TARGET_LATENCY.labels(pipeline, target)
         self._retries = metrics.RETRIES.labels(pipeline, target)
+        self._already = metrics.ALREADY_EXISTS.labels(pipeline, target)
 
     def healthy(self) -> bool:
         """The sender is connected and no record is retrying here."""
@@ -158,13 +159,17 @@ class Delivery:
         started = time.monotonic()
         first_ms = now_ms()
         try:
-            await self.sender.send(plan)
+            outcome = await self.sender.send(plan)
         except Exception as exc:
-            await self._retry_until_done(plan, classify(exc), first_ms)
+            outcome = await self._retry_until_done(plan, classify(exc), first_ms)
         self._out.inc()
+        if outcome == ALREADY_EXISTS:
+            self._already.inc()
         self._latency.observe(time.monotonic() - started)
 
-    async def _retry_until_done(self, plan: Plan, error: DeliveryError, first_ms: int) -> None:
+    async def _retry_until_done(
+        self, plan: Plan, error: DeliveryError, first_ms: int
+    ) -> str | None:
         attempts = 1
         transient_retries = 0
         paused_retries = 0
@@ -217,8 +222,7 @@ class Delivery:
                 self._retries.inc()
                 attempts += 1
                 try:
-                    await self.sender.send(plan)
-                    return
+                    return await self.sender.send(plan)
                 except Exception as exc:
                     error = classify(exc)
         finally:

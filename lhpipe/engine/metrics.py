@@ -25,6 +25,28 @@ RECORDS_OUT = Counter(
     ["pipeline", "target"],
     registry=REGISTRY,
 )
+ALREADY_EXISTS = Counter(
+    "lhpipe_lh_already_exists",
+    "Records LittleHorse already had (ALREADY_EXISTS: sent before, e.g. again after a "
+    "rebalance or a crash; also in lhpipe_records_out)",
+    ["pipeline", "target"],
+    registry=REGISTRY,
+)
+RECORDS_REREAD = Counter(
+    "lhpipe_records_reread",
+    "Records read and given back uncommitted at a revocation, a lost partition or a drain: "
+    "the partition's next owner reads them again",
+    ["pipeline"],
+    registry=REGISTRY,
+)
+PARTITION_STALLED = Gauge(
+    "lhpipe_partition_stalled",
+    "1 while an assigned partition that lhpipe has not paused has unread records and reads "
+    "nothing (see LHPIPE_STALL_SECONDS)",
+    ["pipeline", "topic", "partition"],
+    registry=REGISTRY,
+)
+STALLS = Counter("lhpipe_stalls", "Partitions found stalled", ["pipeline"], registry=REGISTRY)
 RECORDS_FAILED = Counter(
     "lhpipe_records_failed",
     "Failed attempts by error class",

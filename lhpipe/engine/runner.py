@@ -154,6 +154,7 @@ class PipelineRunner:
         self._dropped = metrics.RECORDS_DROPPED.labels(name)
         self._in_flight = metrics.IN_FLIGHT.labels(name)
         self._latency = metrics.RECORD_LATENCY.labels(name)
+        self._reread = metrics.RECORDS_REREAD.labels(name)
         self.read = 0
         self.acknowledged = 0
 
@@ -208,6 +209,8 @@ class PipelineRunner:
         if source is not None:
             await source.stop(self._tracker.committable)
             self._source = None
+        if given_back := self._tracker.outstanding():
+            self._reread.inc(given_back)
 
     # -- the source's sink (called on the loop) ------------------------------------------------
 
@@ -257,11 +260,24 @@ class PipelineRunner:
             while any(self._live.get(o) for o in gone) and waited < REVOKE_WAIT_SECONDS:
                 await asyncio.sleep(0.01)
                 waited += 0.01
-        log.info("pipeline %s: revoked %s", self.name, _describe(partitions))
+        # What is registered and not committable now is read again by the next owner.
+        given_back = sum(offsets.outstanding for offsets in gone)
+        if given_back:
+            self._reread.inc(given_back)
+        log.info(
+            "pipeline %s: revoked %s (%d record(s) left to be read again)",
+            self.name,
+            _describe(partitions),
+            given_back,
+        )
         return self._tracker.revoke(partitions)
 
     def on_committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._tracker.mark_committed(offsets)
+
+    def committable(self) -> dict[TopicPartition, int]:
+        """The offsets to commit now (a source that hands work over asks before it does)."""
+        return self._tracker.committable()
 
     # -- paused-class errors ---------------------------------------------------------------------
 
@@ -412,9 +428,15 @@ class PipelineRunner:
         source = self._source
         targets = {t.label: t.delivery.healthy() for t in self._logic.targets}
         detail = self.detail
+        stalled = dict(getattr(source, "stalled", None) or {})
         if detail is None:
             if source is not None and source.error:
                 detail = source.error
+            elif stalled:
+                detail = "stalled: " + ", ".join(
+                    f"{t}[{p}] has {lag} record(s) unread and reads nothing"
+                    for (t, p), lag in sorted(stalled.items())
+                )
             else:
                 retrying = [
                     f"{t.label}: retrying ({t.delivery.retrying} record(s)): "
@@ -426,12 +448,17 @@ class PipelineRunner:
                 if detail is None and not all(targets.values()):
                     down = [label for label, ok in targets.items() if not ok]
                     detail = f"not connected: {', '.join(down)}"
+        state = self.state
+        standby = getattr(source, "standby", None)
+        if standby is not None and state is State.RUNNING:
+            state, detail = State.STANDBY, standby
         return PipelineStatus(
             name=self.name,
-            state=self.state,
+            state=state,
             source_connected=source is not None and source.connected(),
             targets=targets,
             detail=detail,
+            stalled=tuple(f"{t}[{p}]" for t, p in sorted(stalled)),
             stats={
                 "read": self.read,
                 "acknowledged": self.acknowledged,

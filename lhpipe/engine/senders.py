@@ -35,12 +35,18 @@ class RecordProducer(Protocol):
     ) -> Awaitable[None]: ...
 
 
+#: What :meth:`Sender.send` returns when the other side already had the record (LittleHorse's
+#: ``ALREADY_EXISTS``): a success, counted apart (``lhpipe_lh_already_exists_total``).
+ALREADY_EXISTS = "already_exists"
+
+
 @runtime_checkable
 class Sender(Protocol):
     """Performs plans of one or more kinds; one attempt per :meth:`send` call."""
 
-    async def send(self, plan: Plan) -> None:
-        """Deliver ``plan`` once; return when the other side durably accepted it.
+    async def send(self, plan: Plan) -> str | None:
+        """Deliver ``plan`` once; return when the other side durably accepted it
+        (:data:`ALREADY_EXISTS` when it had it already, else ``None``).
 
         Raises a :class:`~lhpipe.engine.errors.TransientError`,
         :class:`~lhpipe.engine.errors.PausedError` or

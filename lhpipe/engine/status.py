@@ -14,6 +14,7 @@ class State(StrEnum):
     DRAINING = "draining"  # shutdown or reload: finishing in-flight records
     STOPPED = "stopped"  # `permanent = stop` hit, or drained for good
     FAILED = "failed"  # could not start (bad settings, unreachable service at start-up)
+    STANDBY = "standby"  # a singleton (poll, connectors) another process of the group owns now
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +28,19 @@ class PipelineStatus:
     targets: dict[str, bool] = field(default_factory=dict)
     detail: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: Partitions that read nothing although they have records and lhpipe has not paused them.
+    stalled: tuple[str, ...] = ()
 
     @property
     def ready(self) -> bool:
-        return self.state is State.RUNNING and self.source_connected and all(self.targets.values())
+        if self.state is State.STANDBY:
+            return True  # another process of the group runs it; this one is ready to take over
+        return (
+            self.state is State.RUNNING
+            and self.source_connected
+            and all(self.targets.values())
+            and not self.stalled
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,4 +51,5 @@ class PipelineStatus:
             "targets": dict(self.targets),
             "detail": self.detail,
             **({"stats": dict(self.stats)} if self.stats else {}),
+            **({"stalled": list(self.stalled)} if self.stalled else {}),
         }

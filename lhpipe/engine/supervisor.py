@@ -452,8 +452,18 @@ class Supervisor:
             self.connectors = None
         if self.connectors is None:
             from lhpipe.connect.connectors import ConnectorManager
+            from lhpipe.connect.ownership import Callback, Lease
 
-            self.connectors = ConnectorManager(self.settings)
+            settings = self.settings
+
+            def lease(acquire: Callback, release: Callback) -> Lease:
+                from lhpipe.connect.connectors import DEFAULT_OWNER, OWNER_SETTING
+
+                owner = settings.get(OWNER_SETTING) or DEFAULT_OWNER
+                name = f"connectors-{owner}"
+                return Lease(settings, name, acquire=acquire, release=release)
+
+            self.connectors = ConnectorManager(settings, lease=lease)
         if self._connector_sweep is not None and not self._connector_sweep.done():
             self._connector_sweep.cancel()
         self._connector_sweep = None
@@ -473,8 +483,10 @@ class Supervisor:
             log.exception("could not bring the connectors up to date")
 
     async def _create_dead_letter_topics(self, runners: Mapping[str, PipelineRunner]) -> None:
-        """The dead-letter topics of ``runners`` that this process has not seen yet."""
+        """The dead-letter topics of ``runners`` that this process has not seen yet, created
+        when missing with the partitions :mod:`lhpipe.connect.topics` gives them."""
         from lhpipe.connect.kafka import ensure_topics
+        from lhpipe.connect.topics import partitions_for
 
         topics = set()
         for name in runners:
@@ -485,7 +497,14 @@ class Supervisor:
         if not topics:
             return
         try:
-            created = await asyncio.to_thread(ensure_topics, self.settings, topics)
+            partitions = partitions_for(topics, self.program, self.settings)
+        except SettingsError as exc:
+            log.error("the dead-letter topics are not created: %s", exc)
+            return
+        try:
+            created = await asyncio.to_thread(
+                ensure_topics, self.settings, topics, partitions=partitions
+            )
         except Exception as exc:
             # Not fatal: the topics may exist, and a dead letter that cannot be written stops
             # its pipeline with the reason rather than losing the record.
@@ -493,7 +512,7 @@ class Supervisor:
             return
         self._dead_letter_topics |= topics
         for topic in created:
-            log.info("created dead-letter topic %r", topic)
+            log.info("created dead-letter topic %r with %d partition(s)", topic, partitions[topic])
 
     async def _watch_health(self) -> None:
         """Ping LittleHorse every few seconds, so that ``/readyz`` follows an outage and the

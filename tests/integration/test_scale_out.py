@@ -1,0 +1,360 @@
+"""Several `lhpipe run` processes on the same files, in one consumer group (docs/scaling.md).
+
+Each test runs real processes against the local stack and counts what arrived: a process
+joining while the others hold back for a slow target, a `kill -9` with a short session
+timeout, a rolling restart under steady traffic, and the singletons (`from poll`, connector
+management) owned by one process at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from engine_run import (
+    LhpipeRun,
+    create_topic,
+    produce,
+    settled_wf_run_count,
+    unique,
+    wait_until,
+    write_pipelines,
+)
+from lh import lh_config, register_wf_spec
+from littlehorse.workflow import Workflow, WorkflowThread
+from scale_support import Endpoint, GroupOffsets, serve, state_of, wait_running
+
+from lhpipe.stack.addresses import StackAddresses
+
+pytestmark = pytest.mark.integration
+
+RECORDS = 6_000
+PARTITIONS = 6
+IN_FLIGHT = 16
+SESSION_TIMEOUT_MS = 6_000
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    yield from serve(Endpoint())
+
+
+def _records(count: int, start: int = 0) -> Iterator[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    for n in range(start, start + count):
+        yield str(n).encode(), json.dumps({"id": f"r{n}", "n": n}).encode(), []
+
+
+def _to_http_program(topic: str, group: str, url: str) -> str:
+    return f"""
+pipeline spread {{
+  from topic "{topic}" {{ value = json  group = "{group}" }}
+  to http "{url}/sink" {{ body = value }}
+}}
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {"LHPIPE_MAX_IN_FLIGHT": str(IN_FLIGHT), **extra}
+
+
+def test_a_process_joining_while_the_others_hold_for_a_slow_target_stalls_nothing(
+    stack: StackAddresses, tmp_path: Path, endpoint: Endpoint
+) -> None:
+    topic, group = unique("so-join"), unique("so-join-g")
+    create_topic(stack, topic, partitions=PARTITIONS)
+    produce(stack, topic, _records(RECORDS))
+    folder = write_pipelines(tmp_path / "p", _to_http_program(topic, group, endpoint.url))
+    offsets = GroupOffsets(stack, group, topic, PARTITIONS)
+    endpoint.open.clear()  # the target holds every request back
+    runs = [LhpipeRun(folder, env=_env()) for _ in range(2)]
+    try:
+        for run in runs:
+            wait_running(run, "spread")
+        # Both fill their buffers and, after 5 s without room, pause their partitions.
+        wait_until(
+            lambda: all(
+                (state_of(r, "spread") or {}).get("stats", {}).get("buffered", 0) >= 900
+                for r in runs
+            ),
+            60,
+            "both buffers to fill",
+        )
+        time.sleep(6)
+        for run in runs:
+            buffered = state_of(run, "spread")["stats"]["buffered"]  # type: ignore[index]
+            assert buffered <= 1000, f"the buffer bound is 1,000 records, {buffered} held"
+        # A third process joins: a rebalance while the partitions are paused.
+        runs.append(LhpipeRun(folder, env=_env()))
+        wait_running(runs[2], "spread")
+        wait_until(
+            lambda: (state_of(runs[2], "spread") or {}).get("stats", {}).get("read", 0) > 0,
+            60,
+            "the new process to read",
+        )
+        time.sleep(2)
+        endpoint.open.set()
+        wait_until(
+            lambda: sum(offsets.committed()) == RECORDS, 180, "every offset committed", every=1.0
+        )
+        assert endpoint.distinct() == RECORDS
+        assert endpoint.duplicates() <= len(runs) * IN_FLIGHT, endpoint.duplicates()
+        for run in runs:
+            assert run.terminate() == 0, run.log()
+    finally:
+        for run in runs:
+            run.__exit__()
+        offsets.close()
+
+
+def test_kill_9_of_one_of_three_moves_its_partitions_within_the_session_timeout(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    config = lh_config(stack)
+    wf_name, topic, group = unique("so-kill"), unique("so-kill-in"), unique("so-kill-g")
+
+    def flow(wf: WorkflowThread) -> None:
+        wf.declare_int("n")
+
+    register_wf_spec(config, Workflow(wf_name, flow))
+    create_topic(stack, topic, partitions=PARTITIONS)
+    tag = unique("k")
+    folder = write_pipelines(
+        tmp_path / "p",
+        f"""
+pipeline kill {{
+  from topic "{topic}" {{ value = json  group = "{group}" }}
+  run_wf "{wf_name}" {{ id = "{tag}-${{key}}" }}
+}}
+""",
+    )
+    produce(stack, topic, _records(RECORDS))
+    offsets = GroupOffsets(stack, group, topic, PARTITIONS)
+    env = {"LHPIPE_MAX_IN_FLIGHT": "2", "LHPIPE_SESSION_TIMEOUT_MS": str(SESSION_TIMEOUT_MS)}
+    runs = [LhpipeRun(folder, env=env) for _ in range(3)]
+    try:
+        for run in runs:
+            run.wait_ready()
+        wait_until(
+            lambda: all(run.stats("kill")["acknowledged"] > 50 for run in runs),
+            120,
+            "every process to deliver",
+        )
+        runs[1].kill()
+        killed_at = time.monotonic()
+        at_kill = offsets.committed()
+        ends = offsets.ends()
+        assert sum(at_kill) < RECORDS, "the kill must land while records flow"
+        behind = [p for p in range(PARTITIONS) if at_kill[p] < ends[p]]
+        moved_within = wait_until(
+            lambda: (
+                all(offsets.committed()[p] > at_kill[p] for p in behind)
+                and time.monotonic() - killed_at
+            ),
+            60,
+            "every partition with records left to move again",
+            every=0.25,
+        )
+        # The session timeout, the rebalance, the first record and the 1 s commit.
+        assert moved_within < SESSION_TIMEOUT_MS / 1000 + 8, moved_within
+        wait_until(
+            lambda: sum(offsets.committed()) == RECORDS, 240, "every offset committed", every=1.0
+        )
+        for run in (runs[0], runs[2]):
+            assert run.terminate() == 0, run.log()
+    finally:
+        for run in runs:
+            run.__exit__()
+        offsets.close()
+    assert settled_wf_run_count(config, wf_name, RECORDS) == RECORDS
+
+
+def test_a_rolling_restart_under_steady_traffic_loses_nothing(
+    stack: StackAddresses, tmp_path: Path, endpoint: Endpoint
+) -> None:
+    topic, group = unique("so-roll"), unique("so-roll-g")
+    create_topic(stack, topic, partitions=PARTITIONS)
+    folder = write_pipelines(tmp_path / "p", _to_http_program(topic, group, endpoint.url))
+    offsets = GroupOffsets(stack, group, topic, PARTITIONS)
+    produced = 0
+    stop = threading.Event()
+
+    def traffic() -> None:
+        nonlocal produced
+        producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5})
+        while not stop.is_set() and produced < 20_000:
+            for key, value, _ in _records(20, produced):
+                producer.produce(topic, value=value, key=key)
+            produced += 20
+            producer.poll(0)
+            time.sleep(0.05)  # about 400 records/s
+        producer.flush(30)
+
+    # Sampled while traffic flows: per partition, the longest time its committed offset
+    # stood still while records waited behind it.
+    longest_idle = [0.0] * PARTITIONS
+
+    def watch() -> None:
+        last_move = [time.monotonic()] * PARTITIONS
+        last = offsets.committed()
+        while not stop.is_set():
+            time.sleep(0.5)
+            now = time.monotonic()
+            current, ends = offsets.committed(), offsets.ends()
+            for p in range(PARTITIONS):
+                if current[p] != last[p] or current[p] >= ends[p]:
+                    last_move[p] = now
+                longest_idle[p] = max(longest_idle[p], now - last_move[p])
+            last = current
+
+    runs = [LhpipeRun(folder, env=_env()) for _ in range(3)]
+    producer_thread = threading.Thread(target=traffic, daemon=True)
+    try:
+        for run in runs:
+            run.wait_ready()
+        producer_thread.start()
+        watcher = threading.Thread(target=watch, daemon=True)
+        time.sleep(3)
+        watcher.start()
+        for i in range(3):
+            assert runs[i].terminate() == 0, runs[i].log()
+            runs[i] = LhpipeRun(folder, env=_env())
+            runs[i].wait_ready()
+            time.sleep(2)
+        stop.set()
+        producer_thread.join(60)
+        watcher.join(10)
+        wait_until(
+            lambda: sum(offsets.committed()) == produced, 120, "every offset committed", every=1.0
+        )
+        assert endpoint.distinct() == produced
+        assert endpoint.duplicates() <= 3 * IN_FLIGHT, endpoint.duplicates()
+        # A partition waits for at most one rebalance (the leaving process drains first).
+        assert max(longest_idle) < 15, longest_idle
+        for run in runs:
+            assert run.terminate() == 0, run.log()
+    finally:
+        stop.set()
+        for run in runs:
+            run.__exit__()
+        offsets.close()
+
+
+POLL_ITEMS = 400
+POLL_PAGE = 20
+POLL_GATE = 200
+
+
+def test_two_processes_poll_once_and_the_survivor_takes_over_from_the_saved_cursor(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    pipeline = f"poll_{unique('so')[3:].replace('-', '_')}"
+    feed_server = Endpoint(items=POLL_ITEMS, page=POLL_PAGE, gate_after=POLL_GATE)
+    feed = serve(feed_server)
+    endpoint = next(feed)
+    folder = write_pipelines(
+        tmp_path / "p",
+        f"""
+pipeline {pipeline} {{
+  from poll "{endpoint.url}/items?after=${{cursor}}" {{
+    every = 1s
+    items = response.items
+    cursor = response.next
+    id = item.id
+  }}
+  to http "{endpoint.url}/sink" {{ body = value }}
+}}
+""",
+    )
+    env = _env(LHPIPE_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS))
+    runs = [LhpipeRun(folder, env=env) for _ in range(2)]
+    try:
+        states = [wait_running(run, pipeline)["state"] for run in runs]
+
+        def roles() -> list[str] | None:
+            found = [(state_of(run, pipeline) or {}).get("state", "") for run in runs]
+            return found if sorted(found) == ["running", "standby"] else None
+
+        states = wait_until(roles, 60, "one poller and one standing by")
+        owner = runs[states.index("running")]
+        standby = runs[states.index("standby")]
+        assert "owns it" in (state_of(standby, pipeline) or {}).get("detail", "")
+        wait_until(lambda: endpoint.distinct() >= POLL_GATE, 60, "the items before the gate")
+        time.sleep(2)  # the state of the last page is written (1 s commits)
+        assert endpoint.duplicates() == 0, "one process polls"
+        owner.kill()
+        killed_at = time.monotonic()
+        endpoint.feed_gate.set()
+        wait_until(
+            lambda: any(t > killed_at for t, _ in endpoint.asked),
+            60,
+            "the other process to poll",
+        )
+        took_over = min(t for t, _ in endpoint.asked if t > killed_at) - killed_at
+        # The session timeout, one `every`, and the state read.
+        assert took_over < SESSION_TIMEOUT_MS / 1000 + 1 + 6, took_over
+        first_after = next(after for t, after in endpoint.asked if t > killed_at)
+        assert int(first_after or 0) >= POLL_GATE - POLL_PAGE, first_after
+        wait_until(lambda: endpoint.distinct() == POLL_ITEMS, 90, "every item sent")
+        assert endpoint.duplicates() <= IN_FLIGHT, endpoint.duplicates()
+        assert (state_of(standby, pipeline) or {}).get("state") == "running"
+        assert standby.terminate() == 0, standby.log()
+    finally:
+        for run in runs:
+            run.__exit__()
+        with contextlib.suppress(StopIteration):
+            next(feed)
+
+
+def _file_connector(name: str, topic: str, path: Path) -> str:
+    return f"""
+connector {name} {{
+  class = "FileStreamSource"
+  topic = "{topic}"
+  config {{ file = "{path}" }}
+}}
+"""
+
+
+def test_connectors_are_managed_by_one_process_and_change_once_per_owner_change(
+    connect: StackAddresses, tmp_path: Path
+) -> None:
+    owner_marker = unique("so-owner")
+    first, second = unique("so_a").replace("-", "_"), unique("so_b").replace("-", "_")
+    source = tmp_path / "lines.txt"
+    source.write_text("one\n")
+    a = write_pipelines(tmp_path / "a", _file_connector(first, unique("so-ct"), source))
+    b = write_pipelines(tmp_path / "b", _file_connector(second, unique("so-ct"), source))
+    env = {"LHPIPE_CONNECT_OWNER": owner_marker, "LHPIPE_SESSION_TIMEOUT_MS": "6000"}
+    run_a = LhpipeRun(a, env=env)
+    run_b: LhpipeRun | None = None
+    try:
+        run_a.wait_ready()
+        run_b = LhpipeRun(b, env=env)
+        wait_until(
+            lambda: (state_of(run_b, f"connector:{second}") or {}).get("state") == "standby",  # type: ignore[arg-type]
+            60,
+            "the second process to stand by",
+        )
+        time.sleep(8)  # several refresh rounds of both
+        assert f"connector {second}: created" not in run_b.log()
+        assert f"connector {first}: removed" not in run_b.log()
+        assert run_a.terminate() == 0, run_a.log()
+        wait_until(lambda: f"connector {first}: removed" in run_b.log(), 60, "the removal")  # type: ignore[union-attr]
+        run_b.wait_ready()
+        time.sleep(8)
+        log_a, log_b = run_a.log(), run_b.log()
+        assert log_a.count(f"connector {first}: created") == 1, log_a
+        assert log_b.count(f"connector {second}: created") == 1, log_b
+        assert log_b.count(f"connector {first}: removed") == 1, log_b
+        assert "config updated" not in log_a + log_b
+        assert run_b.terminate() == 0, run_b.log()
+    finally:
+        run_a.__exit__()
+        if run_b is not None:
+            run_b.__exit__()

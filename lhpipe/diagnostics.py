@@ -126,6 +126,9 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP407", _W, "webhook in direct mode has no pipeline reading it"),
     CodeInfo("LHP408", _E, "two pipelines read one direct-mode webhook"),
     CodeInfo("LHP409", _E, "value not allowed for this setting"),
+    CodeInfo("LHP410", _E, "`partitions` is not a whole number from 1 to 10000"),
+    CodeInfo("LHP411", _E, "`partitions` where lhpipe creates no topic"),
+    CodeInfo("LHP412", _E, "one topic is given different `partitions`"),
     # --- tests ---
     CodeInfo("LHP501", _E, "invalid test block"),
     # --- connectors and settings ---

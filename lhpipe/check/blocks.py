@@ -34,7 +34,7 @@ def _spec(what: str, values: str = "", maps: str = "") -> BlockSpec:
     return BlockSpec(what, keys)
 
 
-WEBHOOK: Final = _spec("a webhook", "path methods auth body topic key max_body")
+WEBHOOK: Final = _spec("a webhook", "path methods auth body topic partitions key max_body")
 OAUTH: Final = _spec("`oauth`", "issuer audience scopes leeway")
 HMAC: Final = _spec("`hmac`", "preset secret header algorithm encoding prefix")
 CONNECTOR: Final = _spec("a connector", "class topic", "config")
@@ -65,7 +65,7 @@ EXPECTS: Final[Mapping[ast.TargetKind, BlockSpec]] = {
     ast.TargetKind.TOPIC: _spec("`expect to topic`", "value key", "headers"),
 }
 
-ON_ERROR: Final = _spec("`on_error`", "retry backoff dead_letter permanent")
+ON_ERROR: Final = _spec("`on_error`", "retry backoff dead_letter partitions permanent")
 TEST: Final = _spec("a test", "pipeline", "given")
 GIVEN: Final = _spec("`given`", "key value", "headers")
 

@@ -16,6 +16,11 @@ Decisions where the spec leaves room:
   literal ``secret``.
 * ``on_error``: ``dead_letter`` and ``permanent`` together are contradictory (``LHP404``):
   with a dead-letter topic nothing is stopped or skipped.
+* ``partitions`` (a webhook's, or ``on_error``'s for its dead-letter topic) is a literal whole
+  number from 1 to 10000 (``LHP410``): it decides the topic lhpipe creates, so it is known
+  before anything runs, like a topic name. It needs a topic to apply to (``LHP411``: a
+  direct-mode webhook, an ``on_error`` without ``dead_letter``), and a topic written in
+  several places has one count (``LHP412``); a place that leaves it out takes the others'.
 * A declaration with a syntax error inside is not in the AST, but the parser gives its kind and
   name (:class:`lhpipe.syntax.DroppedDecl`). It exists, unread: a reference to it is dynamic
   and not reported (no "unknown schema" after a typo in that schema, the syntax error is the one
@@ -117,6 +122,8 @@ class _Checker:
         self.tests: dict[str, TestInfo] = {}
         # Inline schemas (by id of their record type) with a field of a registry schema.
         self.registry_users: set[int] = set()
+        # Literal topic -> the first `partitions` written for it, where, and by what.
+        self.partition_claims: dict[str, tuple[int, Span, str]] = {}
 
     def report(self, code: str, span: Span, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(make(code, span, message, hint))
@@ -374,6 +381,49 @@ class _Checker:
         self.report(code, expr.span, f"{what} must be a whole number, 0 or more")
         return None
 
+    def _partitions(self, expr: ast.Expr) -> int | None:
+        """A partition count: a whole number literal from 1 to ``MAX_PARTITIONS``."""
+        if isinstance(expr, ast.IntLit) and 1 <= expr.value <= rules.MAX_PARTITIONS:
+            return expr.value
+        if isinstance(expr, ast.IntLit) and expr.value > rules.MAX_PARTITIONS:
+            hint = "a topic rarely needs more than a few hundred partitions"
+        elif isinstance(expr, ast.IntLit) or (
+            isinstance(expr, ast.Unary) and expr.op is ast.UnaryOp.NEG
+        ):
+            hint = "a topic has at least one partition"
+        else:
+            hint = (
+                "write a whole number, e.g. `partitions = 6`: like a topic's name, it is known "
+                "before anything runs"
+            )
+        self.report(
+            "LHP410",
+            expr.span,
+            f"`partitions` must be a whole number from 1 to {rules.MAX_PARTITIONS}",
+            hint,
+        )
+        return None
+
+    def _claim_partitions(self, topic: Text | None, count: int, span: Span, who: str) -> None:
+        """``count`` partitions for the literal ``topic``, written at ``span`` by ``who``;
+        another count written for the same topic elsewhere is ``LHP412``."""
+        if not isinstance(topic, str) or not topic:
+            return
+        first = self.partition_claims.get(topic)
+        if first is None:
+            self.partition_claims[topic] = (count, span, who)
+            return
+        if first[0] != count:
+            where = f"line {first[1].line}" if first[1].file == span.file else str(first[1])
+            self.report(
+                "LHP412",
+                span,
+                f'topic "{topic}" is given {count} partitions here and {first[0]} by {first[2]} '
+                f"(at {where})",
+                "a topic has one partition count: write the same number in both places, or "
+                "leave one out",
+            )
+
     def _duration(self, expr: ast.Expr, what: str, code: str) -> int | None:
         if isinstance(expr, ast.DurationLit):
             return expr.millis
@@ -517,6 +567,20 @@ class _Checker:
                 max_body = size.size
             else:
                 self.report("LHP209", size.span, "`max_body` must be a size, e.g. `1MiB`")
+        partitions_expr = self._setting(found, "partitions")
+        partitions = None
+        if partitions_expr is not None:
+            partitions = self._partitions(partitions_expr)
+            if topic_expr is None:
+                self.report(
+                    "LHP411",
+                    found["partitions"].key.span,
+                    f"`partitions` is for the webhook's topic, and webhook `{name}` has none "
+                    "(direct mode)",
+                    "add a `topic`, or remove `partitions`",
+                )
+            elif partitions is not None:
+                self._claim_partitions(topic, partitions, partitions_expr.span, f"webhook `{name}`")
         if self._is_first(decl) and path is not None:
             self.webhooks[name] = WebhookInfo(
                 name,
@@ -530,6 +594,7 @@ class _Checker:
                 key,
                 max_body,
                 {n: b.type for n, b in scope.names.items() if b.unavailable is None},
+                partitions,
             )
 
     def _webhook_path(self, name: str, expr: ast.Expr | None) -> str | None:
@@ -728,7 +793,7 @@ class _Checker:
             else:
                 scope = self._let(step, scope)
         targets = tuple(self._target(target, scope) for target in decl.targets)
-        policy = self._on_error(decl.on_error)
+        policy = self._on_error(decl.on_error, decl.name.name)
         if self._is_first(decl):
             self.pipelines[decl.name.name] = PipelineInfo(
                 decl.name.name,
@@ -1106,7 +1171,7 @@ class _Checker:
             headers[pair.key.name] = pair.value
         return headers
 
-    def _on_error(self, block: ast.Block | None) -> ErrorPolicy:
+    def _on_error(self, block: ast.Block | None, pipeline: str) -> ErrorPolicy:
         if block is None:
             return ErrorPolicy()
         found = blocks.entries(block, blocks.ON_ERROR, self.diagnostics)
@@ -1137,11 +1202,28 @@ class _Checker:
                 "dead-letter topic",
                 "remove one of them",
             )
+        partitions_expr = self._setting(found, "partitions")
+        partitions = None
+        if partitions_expr is not None:
+            partitions = self._partitions(partitions_expr)
+            if dead_letter_expr is None:
+                self.report(
+                    "LHP411",
+                    found["partitions"].key.span,
+                    "`partitions` is for the dead-letter topic, and this `on_error` has no "
+                    "`dead_letter`",
+                    'add `dead_letter = "..."`, or remove `partitions`',
+                )
+            elif partitions is not None:
+                self._claim_partitions(
+                    dead_letter, partitions, partitions_expr.span, f"pipeline `{pipeline}`"
+                )
         return ErrorPolicy(
             retry=retry,
             backoff_ms=100 if backoff is None else backoff,
             dead_letter=dead_letter,
             permanent=cast(Literal["stop", "skip"], permanent or "stop"),
+            partitions=partitions,
         )
 
     # --- direct mode --------------------------------------------------------------------

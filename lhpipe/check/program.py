@@ -91,7 +91,8 @@ class WebhookInfo:
 
     ``body_type`` is the schema's record type, ``json`` or ``bytes`` (default ``json``);
     ``topic`` is ``None`` in direct mode; ``key`` is the key expression (``None``: the webhook
-    id); ``scope`` are the names its expressions see.
+    id); ``scope`` are the names its expressions see; ``partitions`` is the partition count
+    its topic is created with when missing (``None``: ``LHPIPE_TOPIC_PARTITIONS``'s).
     """
 
     name: str
@@ -105,6 +106,7 @@ class WebhookInfo:
     key: ast.Expr | None
     max_body: int
     scope: Mapping[str, Type]
+    partitions: int | None = None
 
     @property
     def direct(self) -> bool:
@@ -163,12 +165,15 @@ class TargetInfo:
 class ErrorPolicy:
     """``on_error``: ``retry`` bounds transient retries (``None``: unbounded), ``backoff_ms``
     is the first delay (default 100 ms, doubling to 30 s), ``dead_letter`` the topic for
-    permanent errors, else ``permanent`` (``stop`` by default)."""
+    permanent errors, else ``permanent`` (``stop`` by default); ``partitions`` is the
+    dead-letter topic's partition count when lhpipe creates it (``None``:
+    ``LHPIPE_TOPIC_PARTITIONS``'s)."""
 
     retry: int | None = None
     backoff_ms: int = 100
     dead_letter: Text | None = None
     permanent: Literal["stop", "skip"] = "stop"
+    partitions: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

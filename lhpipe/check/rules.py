@@ -7,6 +7,10 @@
 * A WfSpec or ExternalEventDef name follows LittleHorse's ``isValidLHName``:
   ``[a-z0-9]([-a-z0-9]*[a-z0-9])?`` (lower case, digits, inner hyphens).
 * A Kafka topic name is 1 to 249 of ``[A-Za-z0-9._-]``, and not ``.`` or ``..``.
+* A partition count (``partitions`` of a webhook or of ``on_error``, and the setting
+  ``LHPIPE_TOPIC_PARTITIONS``) is a whole number from 1 to :data:`MAX_PARTITIONS`. Kafka sets
+  no upper bound, but far fewer partitions than that already strain a cluster (each is files
+  and a leader on a broker); a larger number is a typo.
 * An HTTP header name is a token of RFC 9110: letters, digits and ``!#$%&'*+-.^_`|~``.
 * A webhook path may not be one the engine's listener serves itself (cli.md): ``/healthz``,
   ``/readyz``, ``/metrics`` and the status page ``/``. The listener answers those before it
@@ -32,6 +36,7 @@ from lhpipe.syntax import ast
 WF_RUN_ID: Final = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?")
 LH_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TOPIC: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
+MAX_PARTITIONS: Final = 10_000
 HTTP_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 #: The listener's own paths and what it serves there.
 ENGINE_PATHS: Final = {

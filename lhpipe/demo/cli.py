@@ -279,15 +279,24 @@ def _program(paths: Sequence[str]) -> Program | None:
 
 def create_topics(paths: Sequence[str], settings: Settings) -> list[str]:
     """Create the topics the pipelines and webhooks of ``paths`` read or write first, so
-    consumers find them at once; returns those created. Files that do not load are left for
-    the engine to report."""
+    consumers find them at once; returns those created. A webhook's topic gets the partitions
+    the engine would give it (lhpipe/connect/topics.py), the others the broker's default.
+    Files that do not load, or a bad ``LHPIPE_TOPIC_PARTITIONS``, are left for the engine to
+    report."""
     from lhpipe.connect.kafka import ensure_topics
+    from lhpipe.connect.topics import partitions_for
+    from lhpipe.settings import SettingsError
 
     program = _program(paths)
     if program is None:
         return []
     topics = {p.source.topic for p in program.pipelines.values() if p.source.topic}
-    return ensure_topics(settings, topics)
+    webhook_topics = {w.topic for w in program.webhooks.values() if w.topic}
+    try:
+        partitions = partitions_for(topics & webhook_topics, program, settings)
+    except SettingsError:
+        return []
+    return ensure_topics(settings, topics, partitions=partitions)
 
 
 def create_connector_files(paths: Sequence[str], settings: Settings) -> list[str]:

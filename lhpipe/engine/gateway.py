@@ -129,7 +129,9 @@ class Gateway:
         self.failed: dict[str, str] = {}
         self._built: dict[str, WebhookRoute] = {}
         self._app: EngineApp | None = None
-        self._ensured: set[str] = set()  # topics known to exist
+        # Topics known to exist, with the partitions asked for them (a reload that changes a
+        # webhook's `partitions` asks again, so that a topic left as it was is logged).
+        self._ensured: set[tuple[str, int]] = set()
         self._retired: list[Any] = []  # own producers of earlier settings (hot reload)
         # The shared clients and the producer each built route was made with.
         self._built_with: dict[str, tuple[SharedClients, Any]] = {}
@@ -299,23 +301,14 @@ class Gateway:
 
     async def _prepare(self, routes: list[WebhookRoute]) -> None:
         """Topics and schemas of ``routes``, ready before they take requests (topics already
-        checked by this Gateway are not asked for again)."""
+        checked by this Gateway are not asked for again). Missing topics are created with the
+        partitions :mod:`lhpipe.connect.topics` gives them."""
         topics = {route.topic for route in routes if route.topic is not None}
         for route in routes:
             if route.direct is not None and route.direct.dead_letters is not None:
                 topics.add(route.direct.dead_letters.topic)
-        topics -= self._ensured
         if topics:
-            from lhpipe.connect.kafka import ensure_topics
-
-            try:
-                created = await asyncio.to_thread(ensure_topics, self.settings, topics)
-            except Exception as exc:
-                log.warning("could not check the webhooks' topics: %s", exc)
-            else:
-                self._ensured |= topics
-                for topic in created:
-                    log.info("created topic %r", topic)
+            await self._ensure_topics(topics)
         warm = [r.body.ready(needs_id=r.topic is not None) for r in routes]
         if warm:
             try:
@@ -324,6 +317,34 @@ class Gateway:
                 )
             except TimeoutError:
                 log.warning("the schema registry is slow; schemas are registered on first use")
+
+    async def _ensure_topics(self, topics: set[str]) -> None:
+        """Create the missing ones of ``topics``; not fatal when Kafka cannot be asked (the
+        topics may exist, and a request that cannot be produced is answered 503 or 500)."""
+        from lhpipe.connect.kafka import ensure_topics
+        from lhpipe.connect.topics import partitions_for
+
+        try:
+            partitions = partitions_for(topics, self.program, self.settings)
+        except SettingsError as exc:
+            log.error("the webhooks' topics are not created: %s", exc)
+            return
+        asked = set(partitions.items()) - self._ensured
+        if not asked:
+            return
+        try:
+            created = await asyncio.to_thread(
+                ensure_topics,
+                self.settings,
+                [topic for topic, _ in asked],
+                partitions=partitions,
+            )
+        except Exception as exc:
+            log.warning("could not check the webhooks' topics: %s", exc)
+            return
+        self._ensured |= asked
+        for topic in created:
+            log.info("created topic %r with %d partition(s)", topic, partitions[topic])
 
     def _announce(self, specs: Mapping[str, RouteSpec]) -> None:
         for name, spec in specs.items():

@@ -236,6 +236,7 @@ class _Compiler:
             "body": webhook.body,
             "key": expr_text(webhook.key) if webhook.key is not None else None,
             "max_body": webhook.max_body,
+            "partitions": webhook.partitions,
         }
         fingerprint = digest(
             "route",
@@ -463,6 +464,7 @@ class _Compiler:
                 "backoff_ms": policy.backoff_ms,
                 "dead_letter": text_json(policy.dead_letter),
                 "permanent": policy.permanent,
+                "partitions": policy.partitions,
             },
         }
         fingerprint = digest(

@@ -11,6 +11,14 @@ drain at once (what is done is still committed by the next run's redelivery: not
 With ``--watch`` the files are watched (:mod:`lhpipe.engine.watch`) and every saved change is
 hot-reloaded (:mod:`lhpipe.engine.reload`): a program with errors prints its diagnostics and
 changes nothing that runs; a good one replaces only the pipelines and webhooks that changed.
+
+A worker of ``lhpipe run --workers N`` (:mod:`lhpipe.commands.workers` starts it with
+``LHPIPE_WORKER_INDEX`` and ``LHPIPE_WORKERS``: :mod:`lhpipe.engine.worker`) runs this same
+command, with three differences: it binds the port with ``SO_REUSEPORT``, its log lines carry
+its index, and only worker 0 prints the program's warnings (the parent printed any errors and
+started no worker). A signal repeated within a second of the first counts as the same one: a
+service manager that signals every process of the unit and the parent's forwarded copy arrive
+together, and must not abandon the drain.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
@@ -28,6 +37,7 @@ from lhpipe.commands.outcome import ExitCode
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
     from lhpipe.engine.watch import Stamp
+    from lhpipe.engine.worker import Worker
     from lhpipe.graph.model import CompiledProgram
     from lhpipe.settings import Settings
 
@@ -44,8 +54,15 @@ def run_engine(
 ) -> int:
     """Run the pipelines of ``paths`` until a signal; return the exit code."""
     from lhpipe.engine.reload import ProgramRejected, load_program
+    from lhpipe.engine.worker import WorkerEnvironmentError, this_worker
 
     err = stderr or sys.stderr
+    try:
+        worker = this_worker()
+    except WorkerEnvironmentError as exc:
+        err.write(f"lhpipe run: {exc}\n")
+        err.flush()
+        return ExitCode.USAGE
     early: dict[str, Stamp] | None = None
     if watch:
         from lhpipe.engine.watch import path_roots, snapshot
@@ -59,14 +76,14 @@ def run_engine(
         err.write(exc.report)
         err.flush()
         return exc.exit_code
-    if loaded.warnings:
+    if loaded.warnings and worker.index == 0:
         err.write(loaded.warnings)
         err.flush()
 
     from lhpipe.engine.logs import configure_logging
     from lhpipe.engine.runner import DRAIN_SECONDS
 
-    configure_logging(err)
+    configure_logging(err, worker=worker.index if worker.one_of_many else None)
     return asyncio.run(
         _serve(
             loaded.compiled,
@@ -77,6 +94,7 @@ def run_engine(
             watch=list(paths) if watch else None,
             early=early,
             stderr=err,
+            worker=worker,
         )
     )
 
@@ -91,28 +109,39 @@ async def _serve(
     watch: list[str] | None = None,
     early: Mapping[str, Stamp] | None = None,
     stderr: TextIO | None = None,
+    worker: Worker | None = None,
 ) -> int:
     """Serve until the first signal, drain, and return the exit code (1 when a second
     signal abandoned the drain). ``watch``: the paths to hot-reload from; ``early``: their
-    files' snapshot taken before the program was read."""
+    files' snapshot taken before the program was read; ``worker``: which process this is
+    (default: from the environment)."""
     from lhpipe.engine import heap
     from lhpipe.engine.gateway import starting_routes
     from lhpipe.engine.reload import Reloader, publish_program
     from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
     from lhpipe.engine.watch import start_snapshot, watch_and_reload
+    from lhpipe.engine.worker import DUPLICATE_SIGNAL_SECONDS, this_worker
     from lhpipe.settings import SettingsError
 
+    me = worker if worker is not None else this_worker()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
+    first_signal_at = 0.0
     main = asyncio.current_task()
     assert main is not None
 
     def on_signal(signum: int) -> None:
-        nonlocal signals
+        nonlocal signals, first_signal_at
+        now = time.monotonic()
+        if signals == 1 and me.one_of_many and now - first_signal_at < DUPLICATE_SIGNAL_SECONDS:
+            # Not an operator's second signal (see the module docstring).
+            log.info("%s again: the same stop delivered twice", signal.Signals(signum).name)
+            return
         signals += 1
         if signals == 1:
+            first_signal_at = now
             log.info("%s: draining (a second signal stops at once)", signal.Signals(signum).name)
             stop.set()
         else:
@@ -133,9 +162,9 @@ async def _serve(
     except SettingsError as exc:
         log.error("%s", exc)
         return ExitCode.USAGE
-    app = EngineApp(supervisor.statuses, starting=True, routes=starting_routes(compiled))
+    app = EngineApp(supervisor.statuses, starting=True, routes=starting_routes(compiled), worker=me)
     publish_program(app, compiled)
-    listener = HttpListener(app, port=port)
+    listener = HttpListener(app, port=port, reuse_port=me.one_of_many)
     try:
         await listener.start()
     except OSError as exc:

@@ -14,12 +14,14 @@ Built-in routes, answered for ``GET`` and ``HEAD`` (other methods: 405):
     is ``{"ready": bool, "starting": bool, "not_ready": [names], "pipelines": {name:
     PipelineStatus.to_json()}}``,
     plus ``"program": "<hash>"`` (the running program's hash, which hot reload changes) once
-    :attr:`EngineApp.program_hash` is set.
+    :attr:`EngineApp.program_hash` is set, and ``"worker": {"index": i, "count": N, "pid":
+    pid}`` (which process of ``lhpipe run --workers N`` answered: :mod:`lhpipe.engine.worker`;
+    index 0 of 1 without ``--workers``).
 ``/metrics``
     the Prometheus exposition of :data:`lhpipe.engine.metrics.REGISTRY`, in the format the
     scraper's ``Accept`` header asks for (text 0.0.4 by default, OpenMetrics on request).
 ``/``
-    an HTML page with every pipeline's state and counters.
+    an HTML page with every pipeline's state and counters, and which worker this is.
 
 Other paths are looked up in :attr:`EngineApp.routes`, a mapping from path to ASGI handler that
 webhooks and hot reload replace in one assignment (so a request sees the old table or the new
@@ -29,6 +31,9 @@ Unknown paths get 404. Error answers are ``application/problem+json`` (RFC 9457)
 The listener binds ``0.0.0.0`` unless told otherwise: health probes, Prometheus and webhook
 providers all reach the process from outside its network namespace, so a loopback default would
 make every container deployment fail its probes. ``host="127.0.0.1"`` keeps a laptop private.
+The workers of ``lhpipe run --workers N`` each bind the same port with ``SO_REUSEPORT`` (the
+kernel spreads new connections over them); a process on its own does not, so a second
+``lhpipe run`` on a port in use still fails with "address in use".
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from prometheus_client.exposition import choose_encoder
 from lhpipe.connect.jsonenc import dumps
 from lhpipe.engine.metrics import REGISTRY
 from lhpipe.engine.status import PipelineStatus
+from lhpipe.engine.worker import Worker, this_worker
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 8080
@@ -125,7 +131,8 @@ class EngineApp:
     must not block (the Supervisor keeps the current statuses at hand). ``routes`` holds the
     webhook table; assign a new mapping to swap it. While ``starting`` is true (the listener
     accepts connections before the pipelines are built), ``/readyz`` answers 503 whatever the
-    statuses say: an empty list of statuses is not a ready process.
+    statuses say: an empty list of statuses is not a ready process. ``worker`` is the process
+    that answers (default: :func:`lhpipe.engine.worker.this_worker`).
     """
 
     def __init__(
@@ -135,8 +142,10 @@ class EngineApp:
         registry: CollectorRegistry = REGISTRY,
         routes: Mapping[str, ASGIApp] | None = None,
         starting: bool = False,
+        worker: Worker | None = None,
     ) -> None:
         self.statuses = statuses
+        self.worker = worker if worker is not None else this_worker()
         self.starting = starting
         self.registry = registry
         self.routes: Mapping[str, ASGIApp] = routes if routes is not None else {}
@@ -189,6 +198,7 @@ class EngineApp:
         }
         if self.program_hash is not None:
             body["program"] = self.program_hash
+        body["worker"] = self.worker.to_json()
         await send_json(send, 200 if ready else 503, body, head=head)
 
     async def _metrics(self, scope: Scope, send: Send, head: bool) -> None:
@@ -203,7 +213,10 @@ class EngineApp:
 
     async def _status_page(self, scope: Scope, send: Send, head: bool) -> None:
         page = render_status_page(
-            list(self.statuses()), pipeline_counters(self.registry), starting=self.starting
+            list(self.statuses()),
+            pipeline_counters(self.registry),
+            starting=self.starting,
+            worker=self.worker,
         )
         await send_response(send, 200, page.encode("utf-8"), _HTML, head=head)
 
@@ -246,8 +259,10 @@ def render_status_page(
     counters: Mapping[str, Mapping[str, float]],
     *,
     starting: bool = False,
+    worker: Worker | None = None,
 ) -> str:
-    """The HTML of ``/``: one table row per pipeline; every name and detail is escaped."""
+    """The HTML of ``/``: one table row per pipeline; every name and detail is escaped. With
+    ``worker``, a line says which worker of how many this process is."""
     ready = all(status.ready for status in statuses)
     headline = "starting" if starting else "ready" if ready else "not ready"
     columns = list(_PAGE_COUNTERS.values())
@@ -269,6 +284,7 @@ def render_status_page(
             f"{cells}</tr>"
         )
     body = "\n".join(rows) or f"<tr><td colspan={5 + len(columns)}>no pipelines</td></tr>"
+    which = "" if worker is None else f"\n<p class=worker>{html.escape(worker.describe())}</p>"
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=5>
 <title>lhpipe</title>
@@ -278,7 +294,7 @@ table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
 .num{{text-align:right}} .ok td:first-child{{color:#060}} .bad td:first-child{{color:#a00}}
 </style></head><body>
-<h1>lhpipe: {headline}</h1>
+<h1>lhpipe: {headline}</h1>{which}
 <p><a href=/readyz>/readyz</a> · <a href=/metrics>/metrics</a> · <a href=/healthz>/healthz</a></p>
 <table><tr><th>pipeline</th><th>state</th><th>source</th><th>targets</th><th>detail</th>{head}</tr>
 {body}
@@ -295,8 +311,13 @@ class _EngineServer(uvicorn.Server):
         yield
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A bound, listening TCP socket for uvicorn.
+
+    With ``reuse_port`` the socket sets ``SO_REUSEPORT`` before binding, so that every worker
+    of ``lhpipe run --workers N`` binds the same port and the kernel spreads new connections
+    over them; the kernel lets a socket share a port only with others that set it too (and
+    belong to the same user), so a process without it still meets "address in use".
 
     The protocol is given explicitly (``IPPROTO_TCP``, not 0 as ``socket.create_server`` does)
     because asyncio turns Nagle's algorithm off only on accepted sockets whose ``proto`` says
@@ -306,6 +327,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(socket.SOMAXCONN)
     except OSError:
@@ -319,8 +342,9 @@ class HttpListener:
 
     :meth:`start` binds the socket first, so a port already in use raises :class:`OSError`
     at once instead of ending the process from inside uvicorn; ``port=0`` picks a free port
-    (see :attr:`port`). uvicorn's logging configuration is left alone (the engine's own applies)
-    and its access log is off unless ``access_log``. :meth:`stop` gives open requests
+    (see :attr:`port`). ``reuse_port``: share the port with the other workers
+    (:func:`listening_socket`). uvicorn's logging configuration is left alone (the engine's own
+    applies) and its access log is off unless ``access_log``. :meth:`stop` gives open requests
     ``graceful_timeout`` seconds to finish.
     """
 
@@ -332,10 +356,12 @@ class HttpListener:
         port: int = DEFAULT_PORT,
         access_log: bool = False,
         graceful_timeout: int = 10,
+        reuse_port: bool = False,
     ) -> None:
         self.app = app
         self.host = host
         self.port = port
+        self.reuse_port = reuse_port
         self._access_log = access_log
         self._graceful_timeout = graceful_timeout
         self._server: _EngineServer | None = None
@@ -343,7 +369,7 @@ class HttpListener:
 
     async def start(self) -> None:
         """Bind and start serving; returns once connections are accepted."""
-        sock = listening_socket(self.host, self.port)
+        sock = listening_socket(self.host, self.port, reuse_port=self.reuse_port)
         self.port = sock.getsockname()[1]
         # uvicorn announces its start and stop at INFO; the listener's own line says where it
         # listens, and uvicorn's warnings and errors (an app exception) still come through.

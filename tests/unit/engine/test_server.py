@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -103,7 +104,13 @@ def test_readyz_is_503_while_starting_even_with_no_statuses_yet() -> None:
     app.starting = False
     response = request(app, "GET", "/readyz")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "starting": False, "not_ready": [], "pipelines": {}}
+    assert response.json() == {
+        "ready": True,
+        "starting": False,
+        "not_ready": [],
+        "pipelines": {},
+        "worker": {"index": 0, "count": 1, "pid": os.getpid()},
+    }
 
 
 def test_metrics_is_the_prometheus_exposition_of_the_registry() -> None:

@@ -32,8 +32,8 @@ SECTIONS = (
     (
         "LHP9",
         "Online checks",
-        "`lhpipe lint --online`: the files against the running LittleHorse and schema registry "
-        "(no offline example).",
+        "`lhpipe lint --online`: the files against the running LittleHorse, schema registry "
+        "and Kafka (no offline example).",
     ),
 )
 

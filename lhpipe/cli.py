@@ -44,7 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--online",
         action="store_true",
         help="also ask LittleHorse and the registry that every WfSpec, ExternalEventDef, "
-        "variable and registry subject exists and fits",
+        "variable and registry subject exists and fits, and Kafka that topics have the "
+        "partitions asked for",
+    )
+    lint.add_argument(
+        "--processes",
+        type=int,
+        metavar="N",
+        help="with --online: warn about each topic a pipeline reads that has fewer than N "
+        "partitions, N being the lhpipe run processes you run (default: LHPIPE_PROCESSES)",
     )
 
     fmt = commands.add_parser("fmt", help="rewrite .lhp files in the canonical layout")
@@ -84,7 +92,17 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.command == "lint":
         from lhpipe.commands.lint import run_lint
 
-        return run_lint(paths, output_format=ns.format, strict=ns.strict, online=ns.online)
+        if ns.processes is not None and (ns.processes < 1 or not ns.online):
+            why = "needs --online" if ns.processes >= 1 else "must be at least 1"
+            print(f"lhpipe lint: argument --processes: {why}", file=sys.stderr)
+            return 2
+        return run_lint(
+            paths,
+            output_format=ns.format,
+            strict=ns.strict,
+            online=ns.online,
+            processes=ns.processes,
+        )
     if ns.command == "fmt":
         from lhpipe.commands.fmt import run_fmt
 

@@ -133,7 +133,7 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP501", _E, "invalid test block"),
     # --- connectors and settings ---
     CodeInfo("LHP601", _E, "invalid connector block"),
-    # --- online checks (owned by lhpipe.connect.online: `lint --online`) ---
+    # --- online checks (owned by lhpipe.connect.online and .online_topics: `lint --online`) ---
     CodeInfo("LHP901", _E, "WfSpec does not exist in LittleHorse"),
     CodeInfo("LHP902", _E, "WfSpec version does not exist in LittleHorse"),
     CodeInfo("LHP903", _E, "variable is not an input variable of the WfSpec"),
@@ -143,6 +143,8 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP907", _E, "ExternalEventDef does not exist in LittleHorse"),
     CodeInfo("LHP908", _E, "`correlate` to an ExternalEventDef without correlated events"),
     CodeInfo("LHP909", _E, "registry subject does not exist"),
+    CodeInfo("LHP910", _W, "a topic has fewer partitions than the processes that read it"),
+    CodeInfo("LHP911", _W, "an existing topic has fewer partitions than its `partitions`"),
 )
 
 

@@ -16,20 +16,24 @@ if TYPE_CHECKING:
 
 
 class OnlineCheckFailed(Exception):
-    """``--online`` could not ask LittleHorse or the registry (or its settings are wrong)."""
+    """``--online`` could not ask LittleHorse, the registry or Kafka (or its settings are
+    wrong)."""
 
 
-def lint_report(paths: Sequence[str], *, online: bool = False) -> LintReport:
+def lint_report(
+    paths: Sequence[str], *, online: bool = False, processes: int | None = None
+) -> LintReport:
     """Load and check ``paths``; with ``online``, a program that checks clean offline is
-    then checked against LittleHorse and the registry. Raises ``OSError`` for a missing or
-    unreadable path, ``UnicodeDecodeError`` for a file that is not UTF-8 text, and
-    :class:`OnlineCheckFailed`."""
+    then checked against LittleHorse, the registry and Kafka (``processes``: how many
+    ``lhpipe run`` processes share each consumer group, for the topics' partitions). Raises
+    ``OSError`` for a missing or unreadable path, ``UnicodeDecodeError`` for a file that is not
+    UTF-8 text, and :class:`OnlineCheckFailed`."""
     from lhpipe.check.load import load
 
     result = load(paths)
     diagnostics = result.diagnostics
     if online and result.program is not None:
-        found = _online_diagnostics(result.program, paths)
+        found = _online_diagnostics(result.program, paths, processes)
         diagnostics = tuple(
             sorted(
                 (*diagnostics, *found),
@@ -39,13 +43,15 @@ def lint_report(paths: Sequence[str], *, online: bool = False) -> LintReport:
     return LintReport(diagnostics, result.sources, len(result.sources))
 
 
-def _online_diagnostics(program: Program, paths: Sequence[str]) -> list[Diagnostic]:
-    # Imported here: plain `lint` never loads gRPC, Avro or the registry client.
+def _online_diagnostics(
+    program: Program, paths: Sequence[str], processes: int | None
+) -> list[Diagnostic]:
+    # Imported here: plain `lint` never loads gRPC, Avro, Kafka or the registry client.
     from lhpipe.connect.online import OnlineUnavailable, check_online
     from lhpipe.settings import SettingsError, load_settings
 
     try:
-        return check_online(program, load_settings([Path(p) for p in paths]))
+        return check_online(program, load_settings([Path(p) for p in paths]), processes)
     except (OnlineUnavailable, SettingsError) as exc:
         raise OnlineCheckFailed(str(exc)) from exc
 
@@ -56,6 +62,7 @@ def run_lint(
     output_format: str = "text",
     strict: bool = False,
     online: bool = False,
+    processes: int | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
@@ -63,7 +70,7 @@ def run_lint(
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
-        report = lint_report(paths, online=online)
+        report = lint_report(paths, online=online, processes=processes)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"lhpipe lint: {describe_read_error(exc)}", file=err)
         return ExitCode.USAGE

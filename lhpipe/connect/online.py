@@ -9,7 +9,10 @@ After the offline checks pass, every name the program leaves to run time is look
 * ``post_event`` / ``correlate``: the ExternalEventDef exists, takes correlated events for
   ``correlate``, and the content's static type can become its declared content type;
 * ``schema X from registry "subject"``: the subject exists; its latest schema then types the
-  value of the pipelines reading it, for the checks above.
+  value of the pipelines reading it, for the checks above;
+* Kafka, when processes are declared (``--processes N``, ``LHPIPE_PROCESSES``) or a
+  ``partitions`` is written: the partitions of the topics the pipelines read and of the topics
+  lhpipe creates (:mod:`lhpipe.connect.online_topics`).
 
 A static type *fits* a declared type when every value converts (:mod:`lhpipe.connect.values`),
 *may fit* when only some do (a ``string`` into an INT converts when it holds digits: a
@@ -24,6 +27,8 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+
+from confluent_kafka import KafkaError, KafkaException
 
 from lhpipe.check import types as t
 from lhpipe.check.blocks import map_entries
@@ -409,17 +414,38 @@ def _literal_int(target: TargetInfo, key: str) -> tuple[int | None, Span | None]
 # ---------------------------------------------------------------------------------------------
 
 
-def check_online(program: Program, settings: Settings) -> list[Diagnostic]:
-    """Run the online checks of ``program`` (its own event loop); raises
-    :class:`OnlineUnavailable` and :class:`~lhpipe.settings.SettingsError`."""
-    return asyncio.run(_check(program, settings))
+def check_online(
+    program: Program, settings: Settings, processes: int | None = None
+) -> list[Diagnostic]:
+    """Run the online checks of ``program`` (its own event loop); ``processes`` is how many
+    ``lhpipe run`` processes the user runs (``None``: ``LHPIPE_PROCESSES``, else not judged).
+    Raises :class:`OnlineUnavailable` and :class:`~lhpipe.settings.SettingsError`."""
+    return asyncio.run(_check(program, settings, processes))
 
 
-async def _check(program: Program, settings: Settings) -> list[Diagnostic]:
+async def _check(
+    program: Program, settings: Settings, processes: int | None = None
+) -> list[Diagnostic]:
+    from lhpipe.connect import online_topics
+    from lhpipe.connect.topics import default_partitions
+
+    declared = online_topics.declared_processes(settings, processes)
+    default_partitions(settings)  # a bad LHPIPE_TOPIC_PARTITIONS is said here, not at run time
     littlehorse = LittleHorseClient.from_settings(settings)
     registry = SchemaRegistry.from_settings(settings)
     try:
-        return await OnlineChecker(program, littlehorse, registry).check()
+        diagnostics = await OnlineChecker(program, littlehorse, registry).check()
     finally:
         await littlehorse.close()
         await registry.close()
+    if online_topics.needs_kafka(program, declared):
+        try:
+            counts = await asyncio.to_thread(online_topics.partition_counts, settings)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else exc
+            why = error.str() if isinstance(error, KafkaError) else str(error)
+            raise OnlineUnavailable(
+                f"cannot ask Kafka at {settings.kafka_bootstrap_servers}: {why}"
+            ) from exc
+        diagnostics += online_topics.partition_diagnostics(program, settings, declared, counts)
+    return diagnostics

@@ -255,3 +255,154 @@ def test_an_unreachable_littlehorse_exits_2_with_a_clear_message(
     assert diagnostics is None
     assert err.startswith("lhpipe lint: --online: cannot ask LittleHorse at 127.0.0.1:1: ")
     assert "UNAVAILABLE" in err
+
+
+# -- partitions (Kafka) ------------------------------------------------------------------------
+
+
+def lint_partitions(
+    stack: StackAddresses,
+    tmp_path: Path,
+    text: str,
+    processes: int | None,
+    *,
+    strict: bool = False,
+    **settings: str,
+) -> Any:
+    """``lint --online [--processes N] [--strict]`` of ``text`` against the stack's Kafka."""
+    values = {
+        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+        "LHC_API_HOST": stack.littlehorse_host,
+        "LHC_API_PORT": str(stack.littlehorse_port),
+        "LHPIPE_REGISTRY_URL": stack.ccompat_url,
+        **settings,
+    }
+    (tmp_path / "lhpipe.toml").write_text(
+        "\n".join(f'{k} = "{v}"' for k, v in values.items()), encoding="utf-8"
+    )
+    path = tmp_path / "pipelines.lhp"
+    path.write_text(text, encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    code = run_lint(
+        [str(path)],
+        output_format="json",
+        strict=strict,
+        online=True,
+        processes=processes,
+        stdout=out,
+        stderr=err,
+    )
+    return code, (json.loads(out.getvalue()) if out.getvalue() else None), err.getvalue()
+
+
+def test_a_topic_with_fewer_partitions_than_the_declared_processes_is_a_warning(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    from engine_run import create_topic
+
+    thin, wide = unique_name("it-thin"), unique_name("it-wide")
+    create_topic(stack, thin, partitions=1)
+    create_topic(stack, wide, partitions=6)
+    text = f"""
+pipeline thin {{
+  from topic "{thin}"
+  to log
+}}
+
+pipeline wide {{
+  from topic "{wide}"
+  to log
+}}
+"""
+    code, diagnostics, err = lint_partitions(stack, tmp_path, text, 3)
+
+    # A warning: exit 0 (lint fails on warnings only with --strict).
+    assert (code, err) == (0, "")
+    assert [(d["code"], d["severity"], d["line"], d["col"], d["message"]) for d in diagnostics] == [
+        (
+            "LHP910",
+            "warning",
+            3,
+            14,
+            f'topic "{thin}" has 1 partition: only 1 of the 3 processes will get records from it',
+        )
+    ]
+    assert diagnostics[0]["end_col"] == 14 + len(thin) + 2
+    assert lint_partitions(stack, tmp_path, text, 3, strict=True)[0] == 1
+    # Six processes: the wide topic is enough; the setting says the same as the flag.
+    assert lint_partitions(stack, tmp_path, text, 6)[1][0]["line"] == 3
+    assert len(lint_partitions(stack, tmp_path, text, 6)[1]) == 1
+    code, diagnostics, _ = lint_partitions(stack, tmp_path, text, None, LHPIPE_PROCESSES="2")
+    assert [d["code"] for d in diagnostics] == ["LHP910"]
+    # Nothing declared, no `partitions` written: Kafka is not judged.
+    assert lint_partitions(stack, tmp_path, text, None)[:2] == (0, [])
+
+
+def test_webhook_topics_are_judged_by_what_lhpipe_creates_and_partitions_an_existing_topic_lacks(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    from engine_run import create_topic
+
+    existing, missing = unique_name("it-hooks"), unique_name("it-new-hooks")
+    create_topic(stack, existing, partitions=1)
+    text = f"""
+webhook old {{
+  path = "/hooks/old"
+  auth = hmac {{ preset = github  secret = env("GITHUB_SECRET") }}
+  topic = "{existing}"
+  partitions = 4
+}}
+
+webhook new {{
+  path = "/hooks/new"
+  auth = hmac {{ preset = github  secret = env("GITHUB_SECRET") }}
+  topic = "{missing}"
+  partitions = 2
+}}
+
+pipeline from_old {{
+  from webhook old
+  to log
+}}
+
+pipeline from_new {{
+  from webhook new
+  to log
+}}
+"""
+    code, diagnostics, _ = lint_partitions(stack, tmp_path, text, 3)
+
+    assert code == 0
+    assert [(d["code"], d["line"], d["message"]) for d in diagnostics] == [
+        (
+            "LHP910",
+            5,
+            f'topic "{existing}" has 1 partition: only 1 of the 3 processes will get records '
+            "from it",
+        ),
+        (
+            "LHP911",
+            6,
+            f'topic "{existing}" exists with 1 partition, fewer than `partitions = 4`: lhpipe '
+            "never changes an existing topic",
+        ),
+        (
+            "LHP910",
+            12,
+            f'topic "{missing}" does not exist yet and lhpipe will create it with 2 '
+            "partitions: only 2 of the 3 processes will get records from it",
+        ),
+    ]
+    # Without --processes, only the `partitions` the existing topic lacks.
+    assert [d["code"] for d in lint_partitions(stack, tmp_path, text, None)[1]] == ["LHP911"]
+
+
+def test_an_unreachable_kafka_exits_2_when_partitions_are_to_be_judged(
+    stack: StackAddresses, tmp_path: Path
+) -> None:
+    text = 'pipeline p {\n  from topic "anything"\n  to log\n}\n'
+    code, diagnostics, err = lint_partitions(
+        stack, tmp_path, text, 2, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1"
+    )
+    assert (code, diagnostics) == (2, None)
+    assert err.startswith("lhpipe lint: --online: cannot ask Kafka at 127.0.0.1:1: ")

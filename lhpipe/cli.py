@@ -22,6 +22,17 @@ def _add_paths(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _workers(text: str) -> int:
+    """The value of ``run --workers``: a whole number of at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return count
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand except `stack` and `demo`, which are handed
     over before parsing."""
@@ -80,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_paths(run)
     run.add_argument("--watch", action="store_true", help="hot-reload on file changes")
     run.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="run N engine processes sharing the port and the consumer groups (default: 1)",
+    )
 
     # Listed for --help only: main() hands these over before argparse sees them.
     commands.add_parser("stack", help="manage the local stack (Kafka, LittleHorse, ...)")
@@ -115,6 +133,10 @@ def _run(ns: argparse.Namespace) -> int:
         from lhpipe.commands.test import run_test
 
         return run_test(paths)
+    if ns.workers > 1:
+        from lhpipe.commands.workers import run_workers
+
+        return run_workers(paths, port=ns.port, watch=ns.watch, workers=ns.workers)
     from lhpipe.commands.run import run_engine
 
     return run_engine(paths, port=ns.port, watch=ns.watch)
@@ -130,8 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lhpipe.demo.cli import main as demo_main
 
         return demo_main(args[1:])
+    parser = build_parser()
     try:
-        ns = build_parser().parse_args(args)
+        ns = parser.parse_args(args)
+        if ns.command == "run" and ns.workers > 1 and ns.port == 0:
+            # Each worker would pick a port of its own.
+            parser.error("argument --workers: needs a fixed --port, not 0")
     except SystemExit as exc:
         # argparse exits 2 on a usage error and 0 after --help; in-process callers get it back.
         return exc.code if isinstance(exc.code, int) else 2

@@ -113,6 +113,36 @@ def group_membership(settings: Settings, member: str, *, static: bool = True) ->
     return config
 
 
+#: A consumer that leaves its group waits until no rebalance callback came for this long (more
+#: than a heartbeat), at most SETTLE_MAX_SECONDS: see :func:`settle_then_close`.
+SETTLE_QUIET_SECONDS = 3.5
+SETTLE_MAX_SECONDS = 15.0
+
+
+def settle_then_close(
+    consumer: Consumer, last_rebalance: Callable[[], float], quiet: float = SETTLE_QUIET_SECONDS
+) -> None:
+    """Close ``consumer`` once its group is not in the middle of a rebalance.
+
+    A cooperative rebalance comes in two rounds a heartbeat apart. A member that closes between
+    them has its LeaveGroup held back behind its own JoinGroup on the coordinator's connection;
+    the request times out, the coordinator never hears of the leave, and the whole group waits
+    for the member's session timeout (45 s by default) with the revoked partitions unassigned.
+    So a consumer that saw a rebalance callback recently goes on polling, its partitions
+    paused, until a heartbeat passes without one, then leaves. Records that reach it meanwhile
+    are not handed on: the partitions' next owner reads them."""
+    deadline = time.monotonic() + SETTLE_MAX_SECONDS
+    while time.monotonic() - last_rebalance() < quiet and time.monotonic() < deadline:
+        try:
+            assigned = consumer.assignment()
+            if assigned:
+                consumer.pause(assigned)
+            consumer.consume(num_messages=100, timeout=POLL_SECONDS)
+        except KafkaException:
+            break
+    consumer.close()
+
+
 def stall_seconds(settings: Settings) -> int:
     """How long an assigned partition with unread records may read nothing before it counts
     as stalled (``LHPIPE_STALL_SECONDS``, default 30)."""
@@ -408,6 +438,7 @@ class KafkaSource:
         #: Partitions stalled now, with how many records they have unread.
         self.stalled: dict[TopicPartitionKey, int] = {}
         self._positions: dict[TopicPartitionKey, int] = {}
+        self._last_rebalance = 0.0  # monotonic time of the last rebalance callback
 
     # -- control, from the loop --------------------------------------------------------------
 
@@ -460,7 +491,8 @@ class KafkaSource:
         finally:
             if consumer is not None:
                 try:
-                    consumer.close()
+                    self._held = True  # partitions assigned while settling stay paused
+                    settle_then_close(consumer, lambda: self._last_rebalance)
                 except Exception:
                     log.exception("pipeline %s: closing the consumer failed", self.pipeline)
             self._call_loop(self._settle_stopped)
@@ -521,6 +553,8 @@ class KafkaSource:
                     self.error = f"topic {self.topic!r}: {error.str()}"
                     log.warning("pipeline %s: %s", self.pipeline, self.error)
                 continue
+            if (message.topic(), message.partition()) not in self._assigned:
+                continue  # fetched before its partition was revoked: its new owner reads it
             timestamp_type, timestamp = message.timestamp()
             records.append(
                 Record(
@@ -569,6 +603,7 @@ class KafkaSource:
             self._commit(consumer, {tp: o for tp, o in offsets.items() if tp in self._assigned})
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._last_rebalance = time.monotonic()
         keys = [(tp.topic, tp.partition) for tp in partitions]
         # The assignment is made here rather than by the client after this callback, so that
         # the partitions' paused state can be set right: librdkafka keeps a partition paused
@@ -594,6 +629,7 @@ class KafkaSource:
         self._call_loop(self._sink.on_assigned, keys)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._last_rebalance = time.monotonic()
         keys = [(tp.topic, tp.partition) for tp in partitions]
         offsets = self._from_loop(self._sink.on_revoked(keys), timeout=REVOKE_WAIT_SECONDS + 5)
         self._commit(consumer, {tp: o for tp, o in (offsets or {}).items() if tp in keys})
@@ -601,6 +637,7 @@ class KafkaSource:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Lost, not revoked: another member may already own them, so nothing is committed.
+        self._last_rebalance = time.monotonic()
         keys = [(tp.topic, tp.partition) for tp in partitions]
         log.warning(
             "pipeline %s: lost %s (the group session expired); their records are read again "

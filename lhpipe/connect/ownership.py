@@ -37,7 +37,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from lhpipe.connect.kafka import client_config, group_membership
+from lhpipe.connect.kafka import client_config, group_membership, settle_then_close
 from lhpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ class Lease:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._done = threading.Event()
+        self._last_rebalance = 0.0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -185,12 +186,14 @@ class Lease:
         finally:
             if consumer is not None:
                 try:
-                    consumer.close()  # leaves the group: another member is assigned at once
+                    # Leaves the group: another member is assigned at once.
+                    settle_then_close(consumer, lambda: self._last_rebalance)
                 except Exception:
                     log.exception("leaving the owner group %s failed", self.group)
             self._done.set()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._last_rebalance = time.monotonic()
         consumer.incremental_assign(partitions)
         if partitions:
             consumer.pause(partitions)
@@ -201,6 +204,7 @@ class Lease:
             self._on_loop(self._acquire, wait=False)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._last_rebalance = time.monotonic()
         if any(tp.topic == self.topic for tp in partitions) and self.owned:
             self._give_up(wait=True)
 

@@ -134,8 +134,7 @@ class PollSource:
         # tests) this source always polls.
         self._lease = lease(self._acquired, self._released) if lease is not None else None
         self._committable = committable
-        #: Why this process does not poll now (another one owns the pipeline), or ``None``.
-        self.standby: str | None = None
+        self._standing_by = False
 
     # -- the runner's side ---------------------------------------------------------------------
 
@@ -143,12 +142,12 @@ class PollSource:
         if self._lease is None:
             self._begin()
             return
-        self.standby = "waiting for the group to choose the poller"
+        self._standing_by = True
         self._lease.start()
 
     def _begin(self) -> None:
         loop = asyncio.get_running_loop()
-        self.standby = None
+        self._standing_by = False
         self._task = loop.create_task(self._run(), name=f"lhpipe-poll-{self.pipeline}")
         self._writer = loop.create_task(
             self._write_states(), name=f"lhpipe-poll-state-{self.pipeline}"
@@ -167,8 +166,14 @@ class PollSource:
         await self._end(self._committable or dict)
         self._pages.clear()
         self._wanted = self._durable = None
-        assert self._lease is not None
-        self.standby = self._lease.describe()
+        self._standing_by = True
+
+    @property
+    def standby(self) -> str | None:
+        """Why this process does not poll now (another one owns the pipeline), or ``None``."""
+        if not self._standing_by or self._lease is None:
+            return None
+        return self._lease.describe()
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Every item before ``offsets[poll:<pipeline>, 0]`` is done: the pages they end are

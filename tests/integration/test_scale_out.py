@@ -119,6 +119,7 @@ def test_kill_9_of_one_of_three_moves_its_partitions_within_the_session_timeout(
     wf_name, topic, group = unique("so-kill"), unique("so-kill-in"), unique("so-kill-g")
 
     def flow(wf: WorkflowThread) -> None:
+        wf.declare_str("id")
         wf.declare_int("n")
 
     register_wf_spec(config, Workflow(wf_name, flow))

@@ -70,6 +70,7 @@ bench: install
 	$(BIN)/python bench/kafka_to_lh.py
 	$(BIN)/python bench/idle_memory.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

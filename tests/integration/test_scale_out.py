@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,7 @@ pipeline kill {{
             120,
             "every process to deliver",
         )
+        killed_wall = time.time()
         runs[1].kill()
         killed_at = time.monotonic()
         at_kill = offsets.committed()
@@ -161,8 +163,18 @@ pipeline kill {{
             "every partition with records left to move again",
             every=0.25,
         )
-        # The session timeout, the rebalance, the first record and the 1 s commit.
-        assert moved_within < SESSION_TIMEOUT_MS / 1000 + 8, moved_within
+        # The survivors were given the dead process's partitions within the session timeout
+        # and the two rounds of a cooperative rebalance (a heartbeat, 2 s, each)...
+        reassigned = [
+            _log_time(line)
+            for run in (runs[0], runs[2])
+            for line in run.log().splitlines()
+            if '"pipeline kill: assigned ' in line and "assigned nothing" not in line
+        ]
+        moved_at = max(t for t in reassigned) - killed_wall
+        assert 0 < moved_at < SESSION_TIMEOUT_MS / 1000 + 5, moved_at
+        # ... and committed there after the first records (at most 2 in flight, 1 s commits).
+        assert moved_within < SESSION_TIMEOUT_MS / 1000 + 15, moved_within
         wait_until(
             lambda: sum(offsets.committed()) == RECORDS, 240, "every offset committed", every=1.0
         )
@@ -173,6 +185,12 @@ pipeline kill {{
             run.__exit__()
         offsets.close()
     assert settled_wf_run_count(config, wf_name, RECORDS) == RECORDS
+
+
+def _log_time(line: str) -> float:
+    """The time of one JSON log line, as seconds since the epoch."""
+    stamp = json.loads(line)["time"]
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def test_a_rolling_restart_under_steady_traffic_loses_nothing(

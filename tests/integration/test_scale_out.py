@@ -27,7 +27,7 @@ from engine_run import (
     wait_until,
     write_pipelines,
 )
-from lh import lh_config, register_wf_spec
+from lh import lh_config, register_wf_spec, run_wf
 from littlehorse.workflow import Workflow, WorkflowThread
 from scale_support import Endpoint, GroupOffsets, serve, state_of, wait_running
 
@@ -377,3 +377,57 @@ def test_connectors_are_managed_by_one_process_and_change_once_per_owner_change(
         run_a.__exit__()
         if run_b is not None:
             run_b.__exit__()
+
+
+def test_lh_output_in_two_processes_handles_each_event_once_and_keeps_its_partitions(
+    stack: StackAddresses, tmp_path: Path, endpoint: Endpoint
+) -> None:
+    config = lh_config(stack)
+
+    def entrypoint(wf: WorkflowThread) -> None:
+        wf.declare_str("applicant").required().as_public()
+
+    wf_spec = register_wf_spec(config, Workflow(unique("so-lhout"), entrypoint))
+    group = unique("so-lhout-g")
+    folder = write_pipelines(
+        tmp_path / "p",
+        f"""
+pipeline exports {{
+  from lh_output {{ kinds = [wf_run]  wf_spec = "{wf_spec.id.name}"  group = "{group}" }}
+  where event.status == "COMPLETED"
+  to http "{endpoint.url}/sink" {{
+    body = {{ id = event.wf_run_id  applicant = event.variables.applicant }}
+  }}
+}}
+""",
+    )
+    first = LhpipeRun(folder, env=_env())
+    second: LhpipeRun | None = None
+    try:
+        first.wait_ready()
+        started = [run_wf(config, wf_spec, applicant=f"a{n}") for n in range(20)]
+        wait_until(lambda: endpoint.distinct() == len(started), 120, "the first 20 events")
+        time.sleep(2)  # committed (1 s commits)
+        second = LhpipeRun(folder, env=_env())
+        second.wait_ready()
+        wait_until(
+            lambda: (
+                '"pipeline exports: assigned ' in second.log()  # type: ignore[union-attr]
+                and "assigned nothing" not in second.log().splitlines()[-1]
+            ),  # type: ignore[union-attr]
+            60,
+            "the second process to be given partitions",
+        )
+        started += [run_wf(config, wf_spec, applicant=f"b{n}") for n in range(20)]
+        wait_until(lambda: endpoint.distinct() == len(started), 120, "the next 20 events")
+        time.sleep(2)
+        assert endpoint.distinct() == len(started) == 40
+        assert endpoint.duplicates() == 0
+        # The first process kept its partitions through the join: no look-back replay there.
+        assert "replayed" not in first.log(), first.log()
+        assert second.terminate() == 0, second.log()
+        assert first.terminate() == 0, first.log()
+    finally:
+        first.__exit__()
+        if second is not None:
+            second.__exit__()

@@ -432,7 +432,7 @@ def main() -> int:
         )
         kafka = compare(
             f"Kafka → Kafka: {args.records} JSON records, {args.partitions} partitions, "
-            "where + let + to topic (JSON), first record produced to last commit",
+            "where, 3 let, to topic (JSON), first record produced to last commit",
             "records/s",
             args.rounds,
             lambda workers: kafka_side(args, folder, workers),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -168,7 +169,7 @@ class ConnectorManager:
         settings: Settings,
         rest: ConnectRest | None = None,
         create_topics: Callable[[Settings, Iterable[str]], object] | None = None,
-        lease: Callable[[Callback, Callback], Lease] | None = None,
+        lease: Callable[[Callback, Callback, Callable[[], str]], Lease] | None = None,
     ) -> None:
         self.settings = settings
         self.owner = settings.get(OWNER_SETTING) or DEFAULT_OWNER
@@ -215,6 +216,8 @@ class ConnectorManager:
                 previous = self._health.get(name)
                 health[name] = previous or ConnectorHealth(State.STARTING, "not deployed yet")
             self._health = health
+            if self._lease is not None:
+                self._lease.reclaim()
             self._deployed_any = self._deployed_any or bool(self._declared)
             await self._make_topics()
             settled = await self._round()
@@ -236,7 +239,7 @@ class ConnectorManager:
         connector and all its tasks run."""
         result = []
         lease = self._lease
-        standby = lease is not None and not lease.owned
+        standby = lease is not None and lease.standing_by
         for name, info in self._declared.items():
             health = self._health.get(name) or ConnectorHealth(State.STARTING, "not deployed yet")
             state, detail = health.state, health.detail
@@ -292,9 +295,21 @@ class ConnectorManager:
             ours = any(c.config.get(OWNER_KEY) == self.owner for c in present.values())
             if not self._declared and not ours:
                 return False
-            self._lease = self._lease_factory(self._acquired, self._released)
+            self._lease = self._lease_factory(self._acquired, self._released, self.version)
             self._lease.start()
         return self._lease.owned
+
+    def version(self) -> str:
+        """The declarations' fingerprint (names, classes, topics, config as written, ``env()``
+        unread), for the owners' group: a process of another version that started later
+        takes the management over (:class:`~lhpipe.connect.ownership.Lease`)."""
+        text = repr(
+            sorted(
+                (name, info.connector_class, info.topic, sorted(map(repr, info.config.items())))
+                for name, info in self._declared.items()
+            )
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     async def _acquired(self) -> None:
         """This process manages the connectors from now on: a round at once."""

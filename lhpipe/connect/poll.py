@@ -171,7 +171,7 @@ class PollSource:
     @property
     def standby(self) -> str | None:
         """Why this process does not poll now (another one owns the pipeline), or ``None``."""
-        if not self._standing_by or self._lease is None:
+        if not self._standing_by or self._lease is None or not self._lease.standing_by:
             return None
         return self._lease.describe()
 
@@ -227,8 +227,8 @@ class PollSource:
     def connected(self) -> bool:
         """The state was read and the last request was answered (standing by: the group
         can be reached)."""
-        if self.standby is not None and self._lease is not None:
-            return self._lease.error is None
+        if self._standing_by and self._lease is not None:
+            return self.standby is not None and self._lease.error is None
         return self._connected and self._task is not None
 
     # -- polling --------------------------------------------------------------------------------

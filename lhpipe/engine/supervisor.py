@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -456,12 +456,12 @@ class Supervisor:
 
             settings = self.settings
 
-            def lease(acquire: Callback, release: Callback) -> Lease:
+            def lease(acquire: Callback, release: Callback, version: Callable[[], str]) -> Lease:
                 from lhpipe.connect.connectors import DEFAULT_OWNER, OWNER_SETTING
 
                 owner = settings.get(OWNER_SETTING) or DEFAULT_OWNER
                 name = f"connectors-{owner}"
-                return Lease(settings, name, acquire=acquire, release=release)
+                return Lease(settings, name, acquire=acquire, release=release, version=version)
 
             self.connectors = ConnectorManager(settings, lease=lease)
         if self._connector_sweep is not None and not self._connector_sweep.done():

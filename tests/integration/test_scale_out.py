@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka import Producer
 from engine_run import (
@@ -340,7 +341,7 @@ connector {name} {{
 """
 
 
-def test_connectors_are_managed_by_one_process_and_change_once_per_owner_change(
+def test_connectors_are_managed_by_one_process_and_the_newest_program_wins_once(
     connect: StackAddresses, tmp_path: Path
 ) -> None:
     owner_marker = unique("so-owner")
@@ -354,21 +355,25 @@ def test_connectors_are_managed_by_one_process_and_change_once_per_owner_change(
     run_b: LhpipeRun | None = None
     try:
         run_a.wait_ready()
+        assert connector_names(connect, owner_marker) == {first}
+        # A newer program joins (a rolling deploy): it takes the management over, once.
         run_b = LhpipeRun(b, env=env)
         wait_until(
-            lambda: (state_of(run_b, f"connector:{second}") or {}).get("state") == "standby",  # type: ignore[arg-type]
-            60,
-            "the second process to stand by",
+            lambda: connector_names(connect, owner_marker) == {second}, 60, "the newer program"
         )
-        time.sleep(8)  # several refresh rounds of both
-        assert f"connector {second}: created" not in run_b.log()
-        assert f"connector {first}: removed" not in run_b.log()
-        assert run_a.terminate() == 0, run_a.log()
-        wait_until(lambda: f"connector {first}: removed" in run_b.log(), 60, "the removal")  # type: ignore[union-attr]
         run_b.wait_ready()
+        standing = state_of(run_a, f"connector:{first}") or {}
+        assert standing.get("state") == "standby", standing
+        assert "newer program" in standing.get("detail", ""), standing
+        time.sleep(8)  # several refresh rounds of both: nothing flaps
+        assert connector_names(connect, owner_marker) == {second}
+        # The old program's process stops: nothing changes any more.
+        assert run_a.terminate() == 0, run_a.log()
         time.sleep(8)
+        assert connector_names(connect, owner_marker) == {second}
         log_a, log_b = run_a.log(), run_b.log()
         assert log_a.count(f"connector {first}: created") == 1, log_a
+        assert f"connector {second}" not in log_a, log_a
         assert log_b.count(f"connector {second}: created") == 1, log_b
         assert log_b.count(f"connector {first}: removed") == 1, log_b
         assert "config updated" not in log_a + log_b
@@ -377,6 +382,19 @@ def test_connectors_are_managed_by_one_process_and_change_once_per_owner_change(
         run_a.__exit__()
         if run_b is not None:
             run_b.__exit__()
+        for name in (first, second):
+            httpx.delete(f"{connect.connect_url}/connectors/{name}", timeout=10)
+
+
+def connector_names(stack: StackAddresses, owner_marker: str) -> set[str]:
+    """The connectors on the worker that carry ``owner_marker``."""
+    answer = httpx.get(f"{stack.connect_url}/connectors?expand=info", timeout=10)
+    answer.raise_for_status()
+    return {
+        name
+        for name, entry in answer.json().items()
+        if entry["info"]["config"].get("lhpipe.owner") == owner_marker
+    }
 
 
 def test_lh_output_in_two_processes_handles_each_event_once_and_keeps_its_partitions(

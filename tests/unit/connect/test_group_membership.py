@@ -251,14 +251,21 @@ def test_already_exists_is_a_success_counted_apart() -> None:
 class FakeLease:
     """A lease the test hands over by hand."""
 
-    def __init__(self, acquire: Callback, release: Callback) -> None:
+    def __init__(
+        self, acquire: Callback, release: Callback, version: Callable[[], str] | None = None
+    ) -> None:
         self.acquire, self.release = acquire, release
         self.owned = False
         self.error: str | None = None
         self.started = self.stopped = False
+        self.version = version
+        self.reclaims = 0
 
     def start(self) -> None:
         self.started = True
+
+    def reclaim(self) -> None:
+        self.reclaims += 1
 
     async def stop(self) -> None:
         self.stopped = True
@@ -273,6 +280,10 @@ class FakeLease:
         self.owned = False
         await self.release()
 
+    @property
+    def standing_by(self) -> bool:
+        return not self.owned
+
     def describe(self) -> str:
         return "owned by this process" if self.owned else "standing by: p2 owns it (group g)"
 
@@ -280,8 +291,10 @@ class FakeLease:
 def _leased() -> tuple[Callable[[Callback, Callback], Any], list[FakeLease]]:
     made: list[FakeLease] = []
 
-    def factory(acquire: Callback, release: Callback) -> FakeLease:
-        made.append(FakeLease(acquire, release))
+    def factory(
+        acquire: Callback, release: Callback, version: Callable[[], str] | None = None
+    ) -> FakeLease:
+        made.append(FakeLease(acquire, release, version))
         return made[-1]
 
     return factory, made
@@ -368,9 +381,14 @@ connector lines {
         (status,) = manager.statuses()
         assert status.state is State.STANDBY and status.ready
         assert "p2 owns it" in (status.detail or "")
+        assert lease.version is not None
+        first_version = lease.version()
         await lease.take()
         assert fake.puts() == ["/connectors/lines/config"]
         assert fake.deletes() == ["/connectors/gone"]
+        # A reload with other declarations: a new claim of a new version.
+        await manager.sync({})
+        assert lease.reclaims >= 1 and lease.version() != first_version
         await manager.close()
         assert lease.stopped
 

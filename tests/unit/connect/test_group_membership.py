@@ -5,6 +5,7 @@ fake consumers and leases (the real group is exercised by tests/integration/test
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -410,3 +411,46 @@ def test_a_program_without_connectors_joins_no_group_when_none_of_ours_is_left()
 
     asyncio.run(scenario())
     assert leases == [] and fake.deletes() == []
+
+
+# --- the newest program ------------------------------------------------------------------------
+
+
+def _lease_with(claims: list[tuple[str, str, int]], live: list[str] | None) -> Any:
+    from lhpipe.connect.ownership import Lease
+
+    async def nothing() -> None:
+        pass
+
+    lease = Lease(
+        _settings(), "connectors-x", acquire=nothing, release=nothing, version=lambda: "v1"
+    )
+    lease.me = "me"
+    for member, version, started in claims:
+        raw = json.dumps(
+            {"group": lease.group, "member": member, "version": version, "started": started}
+        )
+        lease._note_claim(raw.encode())
+    lease._members = lambda admin: live  # type: ignore[method-assign]
+    return lease
+
+
+def test_a_live_member_of_another_version_started_later_is_newer() -> None:
+    claims = [("me", "v1", 100), ("old", "v0", 50), ("new", "v2", 200), ("twin", "v1", 300)]
+    assert _lease_with(claims, ["me", "old", "new", "twin"])._newer_member(None) == "new"
+    # Dead members, older ones and members of the same version never take it.
+    assert _lease_with(claims, ["me", "old", "twin"])._newer_member(None) is None
+    # Without its own claim or the member list, a holder keeps the work.
+    assert _lease_with(claims[1:], ["me", "new"])._newer_member(None) is None
+    assert _lease_with(claims, None)._newer_member(None) is None
+
+
+def test_claims_of_other_groups_and_garbage_are_ignored() -> None:
+    lease = _lease_with([], ["me"])
+    lease._note_claim(b"not json")
+    lease._note_claim(
+        b'{"group": "lhpipe-owner-other", "member": "a", "version": "v", "started": 1}'
+    )
+    lease._note_claim(json.dumps({"group": lease.group, "member": "b"}).encode())
+    lease._note_claim(None)
+    assert lease._claims == {}

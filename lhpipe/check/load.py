@@ -39,7 +39,8 @@ class LoadResult:
 
 def discover(paths: Sequence[str | Path]) -> list[Path]:
     """The `.lhp` files of ``paths``: a file is taken as given (whatever its suffix), a folder
-    gives its ``**/*.lhp`` sorted. Duplicates are dropped, first occurrence kept.
+    gives its ``**/*.lhp`` sorted, those under hidden folders last. Duplicates (the same file
+    resolved) are dropped, first occurrence kept.
 
     Raises :class:`FileNotFoundError` for a path that does not exist.
     """
@@ -48,7 +49,12 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            candidates = sorted(p for p in path.rglob("*.lhp") if p.is_file())
+            # A file reached through a hidden folder too (a Kubernetes ConfigMap mount links
+            # `kyc.lhp` to `..2026_12_07_…/kyc.lhp`) is named by its visible path.
+            candidates = sorted(
+                (p for p in path.rglob("*.lhp") if p.is_file()),
+                key=lambda p: (_hidden(p.relative_to(path)), p),
+            )
         elif path.exists():
             candidates = [path]
         else:
@@ -59,6 +65,10 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
                 seen.add(resolved)
                 found.append(candidate)
     return found
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def load(paths: Sequence[str | Path]) -> LoadResult:

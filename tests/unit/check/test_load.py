@@ -120,3 +120,13 @@ def test_a_reference_of_the_wrong_kind_to_a_broken_declaration_is_still_reported
         ("LHP001", "unexpected `}`: expected a type after `:`"),
         ("LHP104", "`Order` is a schema, not a webhook"),
     ]
+
+
+def test_a_file_linked_from_a_hidden_folder_is_named_by_its_visible_path(tmp_path: Path) -> None:
+    # How the kubelet mounts a ConfigMap: data in a timestamped hidden folder, linked twice.
+    data = tmp_path / "..2026_12_07_16_00_00.123"
+    data.mkdir()
+    (data / "kyc.lhp").write_text("# kyc\n", encoding="utf-8")
+    (tmp_path / "..data").symlink_to(data.name)
+    (tmp_path / "kyc.lhp").symlink_to(Path("..data") / "kyc.lhp")
+    assert discover([tmp_path]) == [tmp_path / "kyc.lhp"]

@@ -243,7 +243,11 @@ class ConnectorManager:
         for name, info in self._declared.items():
             health = self._health.get(name) or ConnectorHealth(State.STARTING, "not deployed yet")
             state, detail = health.state, health.detail
-            if standby and lease is not None:
+            if lease is not None and not lease.owned and not standby:
+                # What the cluster shows may be an older program's: not ready until this
+                # process manages the connectors or knows who does.
+                state, detail = State.STARTING, "waiting to know which process manages them"
+            elif standby and lease is not None:
                 on_cluster = health.detail or health.state.value
                 state, detail = State.STANDBY, f"{lease.describe()}; on the cluster: {on_cluster}"
             result.append(

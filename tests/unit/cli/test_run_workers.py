@@ -415,7 +415,11 @@ def test_a_signal_to_every_process_at_once_is_one_stop(workers: Workers) -> None
     for pid in (workers.process.pid, *seen.values()):
         os.kill(pid, signal.SIGTERM)
     assert workers.process.wait(45) == 0
-    assert workers.log().count("the same stop delivered twice") == 2
+    log = workers.log()
+    # A worker that finished its drain before the parent's copy arrived never sees it: how
+    # many say so depends on timing; none may abandon its drain.
+    assert "abandoning the drain" not in log, log
+    assert log.count("the same stop delivered twice") <= 2, log
 
 
 def test_a_port_held_by_a_plain_process_stops_the_workers_with_exit_2(tmp_path: Path) -> None:

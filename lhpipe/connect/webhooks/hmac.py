@@ -41,11 +41,20 @@ import orjson
 from lhpipe.check.program import HmacAuth
 from lhpipe.connect.webhooks import problems
 from lhpipe.connect.webhooks.config import WebhookConfigError, resolve_secret
-from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Headers, Refused
+from lhpipe.connect.webhooks.outcome import (
+    Authenticated,
+    AuthOutcome,
+    Headers,
+    Refused,
+    describe_error,
+)
 from lhpipe.settings import Settings
 
 #: How far a signed timestamp may be from now, either way (Stripe and Standard Webhooks).
 TOLERANCE_SECONDS: Final = 300
+
+#: Longest signed timestamp read as a number: unix seconds have 10 digits until the year 2286.
+MAX_TIMESTAMP_DIGITS: Final = 12
 
 _CHALLENGE: Final = 'HMAC realm="lhpipe"'
 _DETAIL: Final = "the request's signature is missing or does not match"
@@ -66,7 +75,12 @@ def _refuse(reason: str) -> Verdict:
 
 
 class SignatureVerifier(Protocol):
-    """Checks the signature of one request."""
+    """Checks the signature of one request. ``header`` is the (lower-case) header that holds
+    the signature; ``reads`` every header the check reads, each of which a request may send
+    only once (the route refuses a duplicate with 400)."""
+
+    header: str
+    reads: tuple[str, ...]
 
     def verify(self, headers: Headers, body: bytes, now: float | None = None) -> Verdict:
         """``headers`` with lower-case names, ``body`` the raw bytes, ``now`` in unix seconds
@@ -113,6 +127,9 @@ def _timestamp_problem(timestamp: str, now: float | None) -> str | None:
     """Why a signed unix-seconds timestamp is refused, or ``None`` when it is fine."""
     if not timestamp.isascii() or not timestamp.isdigit():
         return f"timestamp {timestamp[:20]!r} is not unix seconds"
+    if len(timestamp) > MAX_TIMESTAMP_DIGITS:
+        # Never converted: 310 digits overflow a float, 4,300 are past int()'s limit.
+        return f"timestamp of {len(timestamp)} digits is not unix seconds"
     skew = int(timestamp) - (time.time() if now is None else now)
     if skew < -TOLERANCE_SECONDS:
         return f"timestamp is {-skew:.0f} s old (tolerance {TOLERANCE_SECONDS} s)"
@@ -125,6 +142,7 @@ class GitHubSignature:
     """The ``github`` preset (``X-Hub-Signature-256``)."""
 
     header = "x-hub-signature-256"
+    reads: tuple[str, ...] = ("x-hub-signature-256", "x-github-delivery")
 
     def __init__(self, secret: str) -> None:
         self._keyed = _Keyed(secret.encode("utf-8"), "sha256")
@@ -146,6 +164,7 @@ class StripeSignature:
     """The ``stripe`` preset (``Stripe-Signature``)."""
 
     header = "stripe-signature"
+    reads: tuple[str, ...] = ("stripe-signature",)
 
     def __init__(self, secret: str) -> None:
         self._keyed = _Keyed(secret.encode("utf-8"), "sha256")
@@ -190,6 +209,7 @@ class StandardWebhooksSignature:
     """The ``standard_webhooks`` preset (``webhook-id``, ``-timestamp``, ``-signature``)."""
 
     header = "webhook-signature"
+    reads: tuple[str, ...] = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
     def __init__(self, secret: str) -> None:
         encoded = secret.removeprefix("whsec_")
@@ -232,6 +252,7 @@ class CustomSignature:
         self, secret: str, *, header: str, algorithm: str, encoding: str, prefix: str = ""
     ) -> None:
         self.header = header.lower()
+        self.reads: tuple[str, ...] = (self.header,)
         self._name = header
         self._keyed = _Keyed(secret.encode("utf-8"), algorithm)
         self._encoding = encoding
@@ -284,17 +305,30 @@ def signature_verifier(auth: HmacAuth, settings: Settings, what: str) -> Signatu
 
 class SignatureAuthenticator:
     """An :class:`~lhpipe.connect.webhooks.outcome.Authenticator` over a signature check:
-    401 with ``WWW-Authenticate: HMAC realm="lhpipe"`` and one generic detail whatever failed."""
+    401 with ``WWW-Authenticate: HMAC realm="lhpipe"`` and one generic detail whatever failed,
+    an exception of the check included (a request is never let in, nor answered 500, by a
+    check that could not finish)."""
+
+    challenge = _CHALLENGE
 
     def __init__(self, verifier: SignatureVerifier) -> None:
         self.verifier = verifier
+        #: Headers a request may send once only (the route refuses duplicates with 400).
+        self.credential_headers = frozenset(verifier.reads)
+        #: Headers kept out of direct-mode records and their dead letters: with the body,
+        #: the signature would let whoever reads them send the request again.
+        self.secret_headers = frozenset({verifier.header})
+        self._refused = problems.unauthorized(_CHALLENGE, _DETAIL)
 
     async def authenticate(self, headers: Headers, body: bytes) -> AuthOutcome:
         return self.check(headers, body)
 
     def check(self, headers: Headers, body: bytes) -> AuthOutcome:
         """The outcome at once: a signature check never waits."""
-        verdict = self.verifier.verify(headers, body)
+        try:
+            verdict = self.verifier.verify(headers, body)
+        except Exception as exc:  # a defect of the check on hostile input: refused, not 500
+            return Refused(self._refused, f"the signature check failed: {describe_error(exc)}")
         if verdict.ok:
             return Authenticated(webhook_id=verdict.webhook_id)
-        return Refused(problems.unauthorized(_CHALLENGE, _DETAIL), verdict.reason)
+        return Refused(self._refused, verdict.reason)

@@ -54,7 +54,13 @@ from joserfc.jwk import Key, KeySet
 from joserfc.jws import JWSRegistry, extract_compact, validate_compact
 
 from lhpipe.connect.webhooks import problems
-from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Headers, Refused
+from lhpipe.connect.webhooks.outcome import (
+    Authenticated,
+    AuthOutcome,
+    Headers,
+    Refused,
+    describe_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +258,16 @@ class BearerVerifier:
 
     ``leeway_s`` widens ``exp`` and ``nbf`` for clock skew; ``cache_size`` bounds the LRU of
     accepted tokens; ``clock`` is unix seconds.
+
+    Whatever the token holds, the answer is an outcome, never an exception: a check that
+    raises on a malformed token (the JOSE library's ``TypeError`` on ``"crit": 5``) is an
+    invalid token.
     """
+
+    challenge = f'Bearer realm="{REALM}"'
+    #: A request may send these once only (the route refuses a duplicate with 400).
+    credential_headers = frozenset({"authorization"})
+    secret_headers = frozenset({"authorization"})
 
     def __init__(
         self,
@@ -306,6 +321,11 @@ class BearerVerifier:
             retry = max(1, round(self.keys.retry_interval_s))
             problem = problems.unavailable("the token issuer's keys cannot be fetched now", retry)
             return Refused(problem, str(exc))
+        except Exception as exc:  # a defect of the check on hostile input: refused, not 500
+            return Refused(
+                _invalid_token("the access token is invalid"),
+                f"the token check failed: {describe_error(exc)}",
+            )
         missing = [s for s in self.scopes if s not in _granted_scopes(claims)]
         if missing:
             return Refused(self._insufficient, f"token lacks scope(s) {' '.join(missing)}")
@@ -333,6 +353,9 @@ class BearerVerifier:
             valid = validate_compact(signed, key, registry=_REGISTRY)
         except JoseError as exc:
             raise _TokenRefused(f"key {kid!r} does not fit: {type(exc).__name__}") from exc
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # joserfc checks the header (`crit` not a list of names...) while verifying.
+            raise _TokenRefused(f"malformed token header: {describe_error(exc)}") from exc
         if not valid:
             raise _TokenRefused("bad signature")
         try:

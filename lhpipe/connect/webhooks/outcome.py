@@ -10,7 +10,7 @@ precise reason for the logs. The caller never sees the reason.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 from lhpipe.connect.webhooks.problems import Problem
 
@@ -54,3 +54,26 @@ class ImmediateAuthenticator(Authenticator, Protocol):
     def check(self, headers: Headers, body: bytes) -> AuthOutcome:
         """:meth:`authenticate`'s answer, without awaiting anything."""
         ...
+
+
+#: The longest reason written to a log line; a refusal's reason may quote what the caller sent.
+MAX_REASON: Final = 300
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as one short log line: its type and its message, quoted (control
+    characters escaped) and cut to a few hundred characters."""
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return f"{type(exc).__name__}: {text!r}"
+
+
+def log_reason(reason: str) -> str:
+    """A refusal's reason as it goes into a log line: one line, at most :data:`MAX_REASON`
+    characters (control characters escaped)."""
+    if len(reason) > MAX_REASON:
+        reason = reason[:MAX_REASON] + "..."
+    if reason.isprintable():
+        return reason
+    return repr(reason)[1:-1]

@@ -42,8 +42,10 @@ that subject is used as it is, both to check bodies and to write records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any, Final, Protocol
@@ -59,6 +61,8 @@ from lhpipe.connect.webhooks.outcome import (
     Authenticator,
     ImmediateAuthenticator,
     Refused,
+    describe_error,
+    log_reason,
 )
 from lhpipe.connect.webhooks.problems import PROBLEM_CONTENT_TYPE, Problem
 from lhpipe.connect.webhooks.validate import BodyDecoder, BodyRejected, SchemaBody, body_decoder
@@ -94,8 +98,18 @@ RETRY_AFTER_SECONDS: Final = 5
 AVRO_CONTENT_TYPE: Final = b"application/vnd.apache.avro+binary"
 MAX_IDEMPOTENCY_KEY: Final = 255
 
-# Headers that carry credentials: they never reach a record (direct mode) or a dead letter.
+# Headers that carry credentials: they never reach a record (direct mode) or a dead letter
+# (nor does the signature header of an `hmac` webhook: the authenticator's `secret_headers`).
 _CREDENTIALS: Final = frozenset({"authorization", "proxy-authorization", "cookie"})
+# Headers a request may send once only, whatever the auth (the authenticator adds its own):
+# with two, a proxy that checked the first and this route, reading the last, would disagree.
+_SINGLE: Final = frozenset({"authorization", "idempotency-key"})
+# A Content-Length longer than this is over any max_body (and never converted: int() refuses
+# more than 4,300 digits).
+_MAX_LENGTH_DIGITS: Final = 18
+#: A route logs at most one line about its own failures this often (the rest are counted).
+FAULT_LOG_INTERVAL_SECONDS: Final = 60.0
+_FAULT: Final = Problem(500, "the request failed in lhpipe; see its log")
 # The LittleHorse sinks' header names, in the spelling the pipelines' id rules look for; HTTP
 # delivers header names in lower case.
 _SINK_HEADERS: Final = {"wfrunid": "wfRunId", "correlationid": "correlationId"}
@@ -310,51 +324,111 @@ class WebhookRoute:
         self._accepted_count = self._counter(202)
         # Topic mode with no key expression: the body is needed only as the record's value.
         self._body_only = webhook.topic is not None and self._key is None
+        # Headers a request may send once only, and those no direct-mode record keeps.
+        self._single_headers = _SINGLE | getattr(authenticator, "credential_headers", frozenset())
+        self._withheld = _CREDENTIALS | getattr(authenticator, "secret_headers", frozenset())
+        self._auth_failed = problems.unauthorized(
+            getattr(authenticator, "challenge", 'Bearer realm="lhpipe"'),
+            "the request could not be authenticated",
+        )
+        self._faults = 0
+        self._fault_logged_at = float("-inf")
 
     # -- the request ---------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method: str = scope["method"]
-        if method not in self.methods:
-            await self._refuse(send, self._not_allowed(method), body_read=False)
-            return
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
-        length = headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                await self._refuse(
-                    send, problems.bad_request("Content-Length is not a number"), body_read=False
-                )
+        try:
+            method: str = scope["method"]
+            if method not in self.methods:
+                await self._refuse(send, self._not_allowed(method), body_read=False)
                 return
-            if int(length) > self.max_body:
+            sent_headers = scope["headers"]
+            headers = {
+                name.decode("latin-1"): value.decode("latin-1") for name, value in sent_headers
+            }
+            if len(headers) != len(sent_headers):
+                twice = self._duplicated(sent_headers)
+                if twice is not None:
+                    await self._refuse(
+                        send,
+                        problems.bad_request(f"the request has more than one {twice} header"),
+                        body_read=False,
+                    )
+                    return
+            length = headers.get("content-length")
+            if length is not None:
+                if not (length.isascii() and length.isdigit()):
+                    not_a_number = problems.bad_request("Content-Length is not a number")
+                    await self._refuse(send, not_a_number, body_read=False)
+                    return
+                if len(length) > _MAX_LENGTH_DIGITS or int(length) > self.max_body:
+                    await self._refuse(send, self._too_large, body_read=False)
+                    return
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away; nothing was done
+            raw: bytes | None = message.get("body", b"")
+            if message.get("more_body", False):
+                try:
+                    raw = await self._read_rest(receive, raw or b"")
+                except _Disconnected:
+                    return
+            if raw is None or len(raw) > self.max_body:
                 await self._refuse(send, self._too_large, body_read=False)
                 return
-        message = await receive()
-        if message["type"] != "http.request":
-            return  # the client went away; nothing was done
-        raw: bytes | None = message.get("body", b"")
-        if message.get("more_body", False):
+            check = self._check_now
             try:
-                raw = await self._read_rest(receive, raw or b"")
-            except _Disconnected:
+                if check is not None:
+                    outcome = check(headers, raw)
+                else:
+                    outcome = await self.authenticator.authenticate(headers, raw)
+            except Exception as exc:  # an auth defect on hostile input: refused, never let in
+                reason = f"authentication failed: {describe_error(exc)}"
+                outcome = Refused(self._auth_failed, reason)
+            if isinstance(outcome, Refused):
+                log.info(
+                    "webhook %s: refused (%d): %s",
+                    self.name,
+                    outcome.problem.status,
+                    log_reason(outcome.reason),
+                )
+                await self._refuse(send, outcome.problem)
                 return
-        if raw is None or len(raw) > self.max_body:
-            await self._refuse(send, self._too_large, body_read=False)
-            return
-        check = self._check_now
-        if check is not None:
-            outcome = check(headers, raw)
-        else:
-            outcome = await self.authenticator.authenticate(headers, raw)
-        if isinstance(outcome, Refused):
-            log.info(
-                "webhook %s: refused (%d): %s", self.name, outcome.problem.status, outcome.reason
+            await self._accept(scope, send, headers, raw, outcome)
+        except Exception as exc:
+            await self._fault(send, exc)
+
+    def _duplicated(self, sent_headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+        """The name of a credential, signature or id header the request sent more than once:
+        a proxy that checked the first and this route, reading the last, would disagree."""
+        seen: set[str] = set()
+        for raw_name, _ in sent_headers:
+            name = raw_name.decode("latin-1").lower()
+            if name in self._single_headers:
+                if name in seen:
+                    return name
+                seen.add(name)
+        return None
+
+    async def _fault(self, send: Send, exc: Exception) -> None:
+        """A defect of the route (not of the request): one log line, at most one every
+        :data:`FAULT_LOG_INTERVAL_SECONDS` (the traceback at DEBUG), and a 500 problem."""
+        self._faults += 1
+        now = time.monotonic()
+        if now - self._fault_logged_at >= FAULT_LOG_INTERVAL_SECONDS:
+            log.error(
+                "webhook %s: a request failed (%d since the last such line): %s",
+                self.name,
+                self._faults,
+                describe_error(exc),
             )
-            await self._refuse(send, outcome.problem)
-            return
-        await self._accept(scope, send, headers, raw, outcome)
+            log.debug("webhook %s: the failure", self.name, exc_info=exc)
+            self._faults = 0
+            self._fault_logged_at = now
+        # When the answer had already started, sending another fails: the server then closes
+        # the connection.
+        with contextlib.suppress(Exception):
+            await self._refuse(send, _FAULT, body_read=False)
 
     async def _accept_when_ready(
         self,
@@ -392,7 +466,16 @@ class WebhookRoute:
         if decoder is None or (self._needs_schema_id and body.schema_id is None):
             return self._accept_when_ready(scope, send, headers, raw, verdict)
         webhook_id = verdict.webhook_id
-        if not webhook_id:  # none, or an empty provider header
+        if webhook_id:  # the provider's delivery id: unsigned by GitHub, so checked as sent
+            if len(webhook_id) > MAX_IDEMPOTENCY_KEY or not _IDEMPOTENCY_KEY.fullmatch(webhook_id):
+                return self._refuse(
+                    send,
+                    problems.bad_request(
+                        f"the delivery id must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII "
+                        "characters"
+                    ),
+                )
+        else:  # none, or an empty provider header
             webhook_id = headers.get("idempotency-key")
             if webhook_id is None:
                 webhook_id = new_webhook_id()
@@ -530,7 +613,7 @@ class WebhookRoute:
         record_headers: list[tuple[str, bytes | None]] = [
             (_SINK_HEADERS.get(name, name), text.encode("latin-1"))
             for name, text in headers.items()
-            if name not in _CREDENTIALS
+            if name not in self._withheld
         ]
         record_headers.append(("lhpipe.webhook", self._name_header))
         record_headers.append((WEBHOOK_ID_HEADER, webhook_id.encode("utf-8")))

@@ -7,10 +7,14 @@ so `lhpipe lint` never imports Kafka, LittleHorse or Avro libraries.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 DEFAULT_PATHS = ["pipelines/"]
+#: ``lhpipe run --host``'s default comes from here, else it is ``0.0.0.0`` (every interface);
+#: ``--workers`` hands ``--host`` to its workers through it (lhpipe.commands.run reads it).
+HOST_VARIABLE = "LHPIPE_HOST"
 
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--watch", action="store_true", help="hot-reload on file changes")
     run.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
     run.add_argument(
+        "--host",
+        metavar="ADDRESS",
+        help="the address the HTTP port is bound to: 127.0.0.1 keeps it on this machine, "
+        f"`::` takes IPv6 too (default: ${HOST_VARIABLE}, else 0.0.0.0, every interface)",
+    )
+    run.add_argument(
         "--workers",
         type=_workers,
         default=1,
@@ -136,10 +146,15 @@ def _run(ns: argparse.Namespace) -> int:
     if ns.workers > 1:
         from lhpipe.commands.workers import run_workers
 
+        if ns.host is not None:
+            # Each worker is `lhpipe run` without --host: it finds the address here.
+            os.environ[HOST_VARIABLE] = ns.host
         return run_workers(paths, port=ns.port, watch=ns.watch, workers=ns.workers)
     from lhpipe.commands.run import run_engine
 
-    return run_engine(paths, port=ns.port, watch=ns.watch)
+    # Without --host, run_engine takes $LHPIPE_HOST, else every interface.
+    where = {} if ns.host is None else {"host": ns.host}
+    return run_engine(paths, port=ns.port, watch=ns.watch, **where)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 Order of events: the files are loaded and checked (errors print in lint's text format on stderr
 and exit 1, before anything connects anywhere), settings are read (environment, then
 ``lhpipe.toml`` beside the pipelines, then the local stack's defaults), the HTTP listener binds
-``--port`` (``/healthz``, ``/readyz``, ``/metrics``, ``/``), then the Supervisor starts the
+``--port`` on ``--host`` (every interface unless told otherwise: docs/operations.md; ``/healthz``,
+``/readyz``, ``/metrics``, ``/``), then the Supervisor starts the
 pipelines. The first SIGTERM or SIGINT drains: fetching stops, records in flight get up to 30 s
 to finish, what is done is committed, and the process exits 0. A second signal abandons the
 drain at once (what is done is still committed by the next run's redelivery: nothing is lost).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -43,16 +45,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lhpipe.run")
 
+#: Where ``lhpipe run`` listens without ``--host`` (``lhpipe run --workers`` hands its
+#: ``--host`` to the workers through it too).
+HOST_VARIABLE = "LHPIPE_HOST"
+#: Every interface: probes, Prometheus and webhook providers reach the process from outside
+#: (docs/operations.md).
+DEFAULT_HOST = "0.0.0.0"
+
 
 def run_engine(
     paths: Sequence[str],
     *,
     port: int = 8080,
+    host: str | None = None,
     watch: bool = False,
     drain_seconds: float | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Run the pipelines of ``paths`` until a signal; return the exit code."""
+    """Run the pipelines of ``paths`` until a signal; return the exit code. The listener
+    binds ``host:port``; ``host`` defaults to ``$LHPIPE_HOST``, else ``0.0.0.0`` (every
+    interface: docs/operations.md)."""
     from lhpipe.engine.reload import ProgramRejected, load_program
     from lhpipe.engine.worker import WorkerEnvironmentError, this_worker
 
@@ -91,6 +103,7 @@ def run_engine(
             loaded.settings,
             port,
             drain_seconds or DRAIN_SECONDS,
+            host=host or os.environ.get(HOST_VARIABLE) or DEFAULT_HOST,
             watch=list(paths) if watch else None,
             early=early,
             stderr=err,
@@ -106,6 +119,7 @@ async def _serve(
     port: int,
     drain_seconds: float,
     *,
+    host: str = DEFAULT_HOST,
     watch: list[str] | None = None,
     early: Mapping[str, Stamp] | None = None,
     stderr: TextIO | None = None,
@@ -164,11 +178,11 @@ async def _serve(
         return ExitCode.USAGE
     app = EngineApp(supervisor.statuses, starting=True, routes=starting_routes(compiled), worker=me)
     publish_program(app, compiled)
-    listener = HttpListener(app, port=port, reuse_port=me.one_of_many)
+    listener = HttpListener(app, host=host, port=port, reuse_port=me.one_of_many)
     try:
         await listener.start()
     except OSError as exc:
-        log.error("cannot listen on port %d: %s", port, exc)
+        log.error("cannot listen on port %d of %s: %s", port, host, exc)
         return ExitCode.USAGE
     watcher: asyncio.Task[None] | None = None
     try:

@@ -21,6 +21,10 @@ a URL httpx cannot use                     :class:`~lhpipe.engine.errors.Permane
                                            ``HTTP_URL``
 =========================================  =================================================
 
+Messages name the URL redacted (:func:`~lhpipe.engine.redact.redact_url`: no userinfo, no
+query values), and so do the URLs inside an exception's text or an answer's excerpt: the
+messages reach ``/readyz``, the status page, the logs and dead letters.
+
 Delivery is at least once: a retry after a timeout may reach an endpoint that already acted on
 the first attempt, so endpoints should deduplicate (for example on an ``Idempotency-Key``
 header built from the record's coordinates in the target's ``headers``).
@@ -39,6 +43,7 @@ from lhpipe import __version__
 from lhpipe.connect.jsonenc import dumps
 from lhpipe.engine.errors import PausedError, PermanentError, TransientError
 from lhpipe.engine.plans import HttpPlan, Plan
+from lhpipe.engine.redact import redact_text, redact_url
 
 DEFAULT_DEADLINE_SECONDS = 10.0
 _TRANSIENT_STATUSES = frozenset({408, 429})
@@ -107,14 +112,18 @@ class HttpSender:
                 )
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise HttpTransientError(
-                f"{plan.method} {plan.url}: no answer within {self._deadline:g} s",
+                f"{plan.method} {redact_url(plan.url)}: no answer within {self._deadline:g} s",
                 code="HTTP_TIMEOUT",
             ) from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise PermanentError(f"{plan.method} {plan.url}: {exc}", code="HTTP_URL") from exc
+            raise PermanentError(
+                f"{plan.method} {redact_url(plan.url)}: {_scrubbed(exc, plan.url)}", code="HTTP_URL"
+            ) from exc
         except httpx.TransportError as exc:
             raise HttpTransientError(
-                f"{plan.method} {plan.url}: {exc or type(exc).__name__}", code="HTTP_CONNECTION"
+                f"{plan.method} {redact_url(plan.url)}: "
+                f"{_scrubbed(exc, plan.url) or type(exc).__name__}",
+                code="HTTP_CONNECTION",
             ) from exc
         _check_status(plan, response)
 
@@ -139,12 +148,18 @@ def _request_headers(headers: Mapping[str, str], *, has_body: bool) -> dict[str,
     return merged
 
 
+def _scrubbed(exc: Exception, url: str) -> str:
+    """The text of an httpx exception with the URL, and any other URL in it, redacted."""
+    return redact_text(str(exc).replace(url, redact_url(url)))
+
+
 def _check_status(plan: HttpPlan, response: httpx.Response) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    excerpt = response.text[:_BODY_EXCERPT].strip()
-    message = f"{plan.method} {plan.url} answered {status} {response.reason_phrase}" + (
+    # The endpoint's answer may echo the URL it was asked.
+    excerpt = redact_text(response.text[:_BODY_EXCERPT].strip())
+    message = f"{plan.method} {redact_url(plan.url)} answered {status} {response.reason_phrase}" + (
         f": {excerpt}" if excerpt else ""
     )
     if status in _TRANSIENT_STATUSES or status >= 500:

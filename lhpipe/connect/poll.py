@@ -50,6 +50,7 @@ from lhpipe.connect.poll_state import KafkaPollStateStore, PollState, PollStateS
 from lhpipe.engine.errors import ExpressionError
 from lhpipe.engine.evaluate import parse_json
 from lhpipe.engine.record import Record
+from lhpipe.engine.redact import redact_text, redact_url
 from lhpipe.engine.sources import PipelineNotRunnable, SourceParts
 
 if TYPE_CHECKING:
@@ -284,18 +285,18 @@ class PollSource:
         try:
             response = await client.get(url, headers=headers)
         except httpx.HTTPError as exc:
-            self._fail(f"GET {url}: {type(exc).__name__}: {exc}".rstrip(": "))
+            self._fail(f"GET {redact_url(url)}: {type(exc).__name__}: {exc}".rstrip(": "))
             return False
         if response.status_code == httpx.codes.NOT_MODIFIED:
             self._ok()
             return False
         if response.status_code >= 300:
-            self._fail(f"GET {url}: HTTP {response.status_code}")
+            self._fail(f"GET {redact_url(url)}: HTTP {response.status_code}")
             return False
         try:
             page = requests.page(parse_json(response.content))
         except ExpressionError as exc:
-            self._fail(f"GET {url}: {exc}")
+            self._fail(f"GET {redact_url(url)}: {exc}")
             return False
         self._ok()
         before = self._state()
@@ -350,6 +351,9 @@ class PollSource:
         self._connected = True
 
     def _fail(self, why: str) -> None:
+        # Shown in /readyz, the status page and the logs: no URL with its credentials
+        # (docs/webhooks.md, "What is redacted where"), not even one inside an exception.
+        why = redact_text(why)
         if why != self.error:
             log.warning("pipeline %s: %s; asking again at the next tick", self.pipeline, why)
         self.error = why

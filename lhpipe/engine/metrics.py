@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from lhpipe.engine.redact import redact_url
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECORDS_IN = Counter(
@@ -119,5 +121,14 @@ HTTP_REQUESTS = Counter(
 
 
 def target_label(kind: str, name: str | None) -> str:
-    """``run_wf:know-your-customer``, ``to_topic:audit``, ``to_log``."""
-    return kind if name is None else f"{kind}:{name}"
+    """``run_wf:know-your-customer``, ``to_topic:audit``, ``to_log``.
+
+    A ``to http`` URL is redacted (:func:`~lhpipe.engine.redact.redact_url`:
+    ``to_http:https://***@crm.example.com/customers?api_key=***``): the label is what
+    ``/metrics``, ``/readyz``, the status page, log lines and the dead-letter envelope's
+    ``lhpipe.target`` show."""
+    if name is None:
+        return kind
+    if kind == "to_http":
+        name = redact_url(name)
+    return f"{kind}:{name}"

@@ -29,7 +29,11 @@ Ids and idempotency (delivery.md):
   be non-empty.
 
 Decisions where the spec is silent: a written id that evaluates to null, and an empty header or
-key, count as not given (the next default applies); a key used as an id must be a string.
+key, count as not given (the next default applies); a key used as an id must be a string. The
+``wfRunId``, ``guid`` and ``correlationId`` headers of a webhook request run in direct mode
+are not read: no auth kind signs a request's headers, so they
+would let a replayed signed request choose its WfRun (docs/webhooks.md, "Headers that never
+steer a request"); a setting that reads ``headers`` explicitly still can.
 """
 
 from __future__ import annotations
@@ -131,8 +135,9 @@ def _key_text(env: Mapping[str, Any], what: str) -> str | None:
 
 
 def _header(record: Record, name: str) -> str | None:
-    value = record.header(name)
-    return value or None
+    """A routing header (``wfRunId``, ``guid``, ``correlationId``); never one of a direct-mode
+    webhook request's (:meth:`~lhpipe.engine.record.Record.routing_header`)."""
+    return record.routing_header(name)
 
 
 class _Target:

@@ -13,6 +13,12 @@ from dataclasses import dataclass
 #: The header the Gateway puts the webhook id in (delivery.md).
 WEBHOOK_ID_HEADER = "lhpipe.webhook.id"
 
+#: The headers the LittleHorse id rules read when no setting is written (runtime.md, "Ids,
+#: guids and keys"): ``run_wf``'s and ``post_event``'s WfRun id, ``post_event``'s guid,
+#: ``correlate``'s key. A webhook request's headers are signed by no auth kind, so for a
+#: webhook request run in direct mode they never steer anything: :meth:`Record.routing_header`.
+ROUTING_HEADERS = frozenset({"wfRunId", "guid", "correlationId"})
+
 
 @dataclass(frozen=True, slots=True)
 class KafkaOrigin:
@@ -67,6 +73,19 @@ class Record:
             if hname == name and raw is not None:
                 return raw.decode("utf-8", errors="replace")
         return None
+
+    def routing_header(self, name: str) -> str | None:
+        """Header ``name`` (one of :data:`ROUTING_HEADERS`) as the id rules read it: its
+        last non-empty value, or None; always None for a webhook request run in direct mode.
+        An HMAC signature covers the body, not the headers, so a caller replaying a signed
+        request could otherwise add ``wfRunId: other`` and point it at another WfRun; a
+        webhook's ids come from its own rules (its ``key``, the webhook id, or a setting that
+        reads ``headers`` explicitly). A topic-mode webhook writes none of the request's
+        headers to Kafka, and a Kafka record's headers are its producer's, read as the
+        LittleHorse sink connectors read them."""
+        if isinstance(self.origin, WebhookOrigin):
+            return None
+        return self.header(name) or None
 
     def webhook_id(self) -> str | None:
         """The webhook id of a webhook delivery: run in direct mode, or produced by the

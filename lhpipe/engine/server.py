@@ -31,6 +31,9 @@ Unknown paths get 404. Error answers are ``application/problem+json`` (RFC 9457)
 The listener binds ``0.0.0.0`` unless told otherwise: health probes, Prometheus and webhook
 providers all reach the process from outside its network namespace, so a loopback default would
 make every container deployment fail its probes. ``host="127.0.0.1"`` keeps a laptop private.
+Because it faces the internet, the listener times out slow heads and bodies, caps a head's size
+and the number of connections, and answers pipelined requests in order
+(:mod:`lhpipe.engine.http_limits`, settings ``LHPIPE_HTTP_*``).
 The workers of ``lhpipe run --workers N`` each bind the same port with ``SO_REUSEPORT`` (the
 kernel spreads new connections over them); a process on its own does not, so a second
 ``lhpipe run`` on a port in use still fails with "address in use".
@@ -40,8 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import html
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping
 from typing import Any
@@ -51,9 +56,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from lhpipe.connect.jsonenc import dumps
+from lhpipe.engine.http_limits import (
+    HttpLimits,
+    fit_max_connections,
+    limit_accept_error_logs,
+    protocol_class,
+)
 from lhpipe.engine.metrics import REGISTRY
 from lhpipe.engine.status import PipelineStatus
 from lhpipe.engine.worker import Worker, this_worker
+from lhpipe.settings import Settings
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 8080
@@ -345,7 +357,10 @@ class HttpListener:
     (see :attr:`port`). ``reuse_port``: share the port with the other workers
     (:func:`listening_socket`). uvicorn's logging configuration is left alone (the engine's own
     applies) and its access log is off unless ``access_log``. :meth:`stop` gives open requests
-    ``graceful_timeout`` seconds to finish.
+    ``graceful_timeout`` seconds to finish. ``limits``: the timeouts and caps of
+    :mod:`lhpipe.engine.http_limits` (default: the ``LHPIPE_HTTP_*`` environment variables,
+    :meth:`HttpLimits.from_settings`, which raises :class:`~lhpipe.settings.SettingsError` for
+    a bad one); the connection cap is lowered to fit the open-file limit.
     """
 
     def __init__(
@@ -357,8 +372,12 @@ class HttpListener:
         access_log: bool = False,
         graceful_timeout: int = 10,
         reuse_port: bool = False,
+        limits: HttpLimits | None = None,
     ) -> None:
         self.app = app
+        self.limits = (
+            limits if limits is not None else HttpLimits.from_settings(Settings(os.environ))
+        )
         self.host = host
         self.port = port
         self.reuse_port = reuse_port
@@ -366,6 +385,7 @@ class HttpListener:
         self._graceful_timeout = graceful_timeout
         self._server: _EngineServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._restore_exception_handler: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Bind and start serving; returns once connections are accepted."""
@@ -374,9 +394,13 @@ class HttpListener:
         # uvicorn announces its start and stop at INFO; the listener's own line says where it
         # listens, and uvicorn's warnings and errors (an app exception) still come through.
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        limits = self.limits
+        max_connections = fit_max_connections(limits.max_connections)
+        if max_connections != limits.max_connections:
+            limits = dataclasses.replace(limits, max_connections=max_connections)
         config = uvicorn.Config(
             self.app,
-            http="httptools",
+            http=protocol_class(limits),  # httptools, with timeouts and caps
             interface="asgi3",  # EngineApp.__call__ returns a coroutine without being one
             loop="none",  # the engine's loop is already running
             lifespan="off",
@@ -385,15 +409,22 @@ class HttpListener:
             access_log=self._access_log,
             server_header=False,
             timeout_graceful_shutdown=self._graceful_timeout,
+            timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]  # a float works
         )
         server = _EngineServer(config)
         self._server = server
+        self._restore_exception_handler = limit_accept_error_logs(asyncio.get_running_loop())
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="http-listener")
-        while not server.started:
-            if self._task.done():
-                await self._task  # raises what stopped it
-                raise RuntimeError("the HTTP listener stopped while starting")
-            await asyncio.sleep(0.01)
+        try:
+            while not server.started:
+                if self._task.done():
+                    await self._task  # raises what stopped it
+                    raise RuntimeError("the HTTP listener stopped while starting")
+                await asyncio.sleep(0.01)
+        except BaseException:
+            self._restore_exception_handler()
+            self._restore_exception_handler = None
+            raise
         log.info("HTTP listener on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
@@ -401,6 +432,11 @@ class HttpListener:
         if self._server is None or self._task is None:
             return
         self._server.should_exit = True
-        await self._task
-        self._server = None
-        self._task = None
+        try:
+            await self._task
+        finally:
+            self._server = None
+            self._task = None
+            if self._restore_exception_handler is not None:
+                self._restore_exception_handler()
+                self._restore_exception_handler = None

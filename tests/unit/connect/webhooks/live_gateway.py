@@ -259,8 +259,8 @@ class LiveGateway:
         lines = [f"{method} {path} HTTP/1.1".encode(), b"host: 127.0.0.1", b"connection: close"]
         names = set()
         for name, value in headers:
-            name_bytes = name.encode("latin-1") if isinstance(name, str) else name
-            value_bytes = value.encode("latin-1") if isinstance(value, str) else value
+            name_bytes = _encoded(name)
+            value_bytes = _encoded(value)
             names.add(name_bytes.lower())
             lines.append(name_bytes + b": " + value_bytes)
         if b"content-length" not in names:
@@ -283,6 +283,16 @@ class LiveGateway:
         """``lhpipe_http_requests_total`` of the webhook at ``path`` for ``status``."""
         value = metrics.HTTP_REQUESTS.labels(ROUTE_NAMES[path], str(status))._value.get()
         return float(value)
+
+
+def _encoded(text: str | bytes) -> bytes:
+    """Latin-1 when the text is, else UTF-8 (what a client sending non-Latin text does)."""
+    if isinstance(text, bytes):
+        return text
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
 
 
 @contextmanager

@@ -26,6 +26,8 @@ parsing stays llhttp's, this module only counts bytes, runs timers and writes ca
 - **Order**: a refusal (a parse error, a head timeout, a head over its cap) is written only
   after the answers to the earlier requests of the same connection (pipelining), then the
   connection is closed.
+- **Upgrades** (WebSocket, ``h2c``, ``CONNECT``) are not taken: the request is answered as any
+  other, then the connection is closed.
 
 Refusals are ``application/problem+json`` (RFC 9457) with ``Connection: close``. They are logged
 at INFO and the connection cap at WARNING, each kind at most once per
@@ -289,6 +291,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 self.parser.feed_data(part)
             except httptools.HttpParserUpgrade:
                 self._unsupported_upgrade_warning()
+                self._after_upgrade()
                 return
             except httptools.HttpParserError as exc:
                 if isinstance(exc.__context__, _TargetTooLong):
@@ -338,6 +341,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _unsupported_upgrade_warning(self) -> None:
         LIMITER.log(logging.INFO, "upgrade", "HTTP upgrade refused: not supported")
+
+    def _after_upgrade(self) -> None:
+        """llhttp leaves what follows an upgrade request (``Connection: upgrade``, ``CONNECT``)
+        to the protocol upgraded to, and there is none: the request is answered like any
+        other, then the connection is closed, nothing after its head read."""
+        self._done = True
+        self._cancel_timers()
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self._close()
+        else:
+            cycle.keep_alive = False
 
     # -- answering -------------------------------------------------------------------------
 

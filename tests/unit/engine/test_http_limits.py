@@ -303,6 +303,15 @@ def test_a_pipelined_head_that_stalls_is_408_after_the_answer_before_it() -> Non
     assert answer.closed
 
 
+def test_an_upgrade_request_is_answered_and_its_connection_closed() -> None:
+    upgrade = b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n"
+    with served() as server:
+        answer = exchange(server.port, [upgrade + HEALTHZ])
+    assert answer.statuses == [200]
+    assert answer.closed
+    assert answer.seconds < 1.0
+
+
 # -- under attack --------------------------------------------------------------------------------
 
 

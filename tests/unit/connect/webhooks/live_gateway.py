@@ -279,6 +279,11 @@ class LiveGateway:
             answer_headers[name.strip().lower()] = value.strip()
         return Answer(int(status_line.split()[1]), answer_headers, content)
 
+    def route(self, path: str) -> Any:
+        """The route object serving ``path``."""
+        assert self._gateway is not None
+        return self._gateway.routes[path]
+
     def count(self, path: str, status: int) -> float:
         """``lhpipe_http_requests_total`` of the webhook at ``path`` for ``status``."""
         value = metrics.HTTP_REQUESTS.labels(ROUTE_NAMES[path], str(status))._value.get()

@@ -252,6 +252,55 @@ def test_a_direct_mode_dead_letter_keeps_the_body_but_not_the_signature(
     assert "authorization" not in dead.headers
 
 
+# -- a check that raises ---------------------------------------------------------------------
+
+
+class Raising:
+    """A check with a defect: it raises on every request."""
+
+    header = "x-signature"
+    reads = ("x-signature",)
+
+    def verify(self, headers: object, body: bytes, now: float | None = None) -> object:
+        raise TypeError("sequence item 0: expected str instance, int found")
+
+    async def authenticate(self, headers: object, body: bytes) -> object:
+        raise TypeError("sequence item 0: expected str instance, int found")
+
+
+def test_an_hmac_check_that_raises_is_a_401_with_its_challenge(live: LiveGateway) -> None:
+    authenticator = live.route("/custom").authenticator
+    verifier = authenticator.verifier
+    authenticator.verifier = Raising()
+    try:
+        answer = live.request("/custom", [("content-type", JSON), ("x-signature", "x")], BODY)
+    finally:
+        authenticator.verifier = verifier
+
+    assert_problem(answer, 401)
+    assert answer.headers["www-authenticate"] == 'HMAC realm="lhpipe"'
+    assert live.logs.tracebacks() == []
+    assert live.producer.records == []
+
+
+def test_any_auth_form_that_raises_is_a_401_never_a_500(live: LiveGateway) -> None:
+    route = live.route("/oauth")
+    authenticator = route.authenticator
+    route.authenticator = Raising()
+    try:
+        answer = live.request("/oauth", [("content-type", JSON), ("authorization", "x")], BODY)
+    finally:
+        route.authenticator = authenticator
+
+    document = assert_problem(answer, 401)
+    assert document["detail"] == "the request could not be authenticated"
+    assert answer.headers["www-authenticate"] == 'Bearer realm="lhpipe"'
+    [line] = [r.getMessage() for r in live.logs.records if r.name.endswith("route")]
+    assert "authentication failed: TypeError" in line
+    assert live.logs.tracebacks() == []
+    assert live.producer.records == []
+
+
 # -- the route's last resort ---------------------------------------------------------------------
 
 

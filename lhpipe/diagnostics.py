@@ -81,6 +81,7 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP007", _E, "invalid string interpolation"),
     CodeInfo("LHP008", _E, "missing `=` between a key and its value"),
     CodeInfo("LHP009", _E, "invalid quoted key (empty, or with an interpolation)"),
+    CodeInfo("LHP010", _E, "too deeply nested (more than the limit of levels)"),
     # --- names and declarations (owned by lhpipe.check) ---
     CodeInfo("LHP101", _E, "duplicate declaration name"),
     CodeInfo("LHP102", _E, "unknown name"),

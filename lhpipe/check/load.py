@@ -2,17 +2,21 @@
 
 This is the one entry point of the front end for the CLI (``lint``, ``graph``, ``test``,
 ``run``) and for hot reload: bad `.lhp` content only ever gives diagnostics; a path that does
-not exist or cannot be read raises :class:`OSError` (the CLI's exit code 2).
+not exist or cannot be read, or that is not a regular file (a FIFO, a socket, a device: never
+read, so never waited on), raises :class:`OSError`, and a file that is not UTF-8 raises
+:class:`UnicodeDecodeError` naming the file and the line (the CLI's exit code 2).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lhpipe.check.program import Program
-from lhpipe.diagnostics import Diagnostic
+from lhpipe.check.sources import NotARegularFile, check_regular, read_text
+from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import DroppedDecl, ast
 
 
@@ -42,7 +46,9 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
     gives its ``**/*.lhp`` sorted, those under hidden folders last. Duplicates (the same file
     resolved) are dropped, first occurrence kept.
 
-    Raises :class:`FileNotFoundError` for a path that does not exist.
+    Raises :class:`FileNotFoundError` for a path that does not exist, and
+    :class:`~lhpipe.check.sources.NotARegularFile` for a FIFO, socket or device given or found
+    (a `*.lhp` link that leads nowhere in a folder is passed over).
     """
     found: list[Path] = []
     seen: set[Path] = set()
@@ -52,10 +58,11 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
             # A file reached through a hidden folder too (a Kubernetes ConfigMap mount links
             # `kyc.lhp` to `..2026_12_07_…/kyc.lhp`) is named by its visible path.
             candidates = sorted(
-                (p for p in path.rglob("*.lhp") if p.is_file()),
+                (p for p in path.rglob("*.lhp") if _readable_file(p)),
                 key=lambda p: (_hidden(p.relative_to(path)), p),
             )
         elif path.exists():
+            check_regular(path)
             candidates = [path]
         else:
             raise FileNotFoundError(2, "no such file or directory", str(path))
@@ -65,6 +72,16 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
                 seen.add(resolved)
                 found.append(candidate)
     return found
+
+
+def _readable_file(path: Path) -> bool:
+    """Whether a `*.lhp` found in a folder is a file to read: a regular file yes, a folder or
+    a dangling link no, and anything else (a FIFO, a socket, a device) is refused."""
+    if path.is_file():
+        return True
+    if path.is_dir() or not path.exists():
+        return False
+    raise NotARegularFile(path, path.stat().st_mode)
 
 
 def _hidden(relative: Path) -> bool:
@@ -79,7 +96,7 @@ def load(paths: Sequence[str | Path]) -> LoadResult:
     diagnostics).
     """
     files = discover(paths)
-    sources = {str(path): path.read_text(encoding="utf-8") for path in files}
+    sources = {str(path): read_text(path) for path in files}
     return load_texts(sources)
 
 
@@ -98,7 +115,13 @@ def load_texts(sources: Mapping[str, str]) -> LoadResult:
         unreadable.extend(result.dropped)
         if result.file is not None:
             parsed.append(result.file)
-    program, check_diagnostics = check(parsed, unreadable)
+    checked = _without_too_deep_schemas(parsed, diagnostics, unreadable)
+    try:
+        program, check_diagnostics = check(checked, unreadable)
+    except RecursionError:
+        # Not expected past the nesting limits; a diagnostic rather than a traceback (and,
+        # under --watch, rather than a reload that dies).
+        program, check_diagnostics = None, [_exhausted(parsed, sources)]
     diagnostics.extend(check_diagnostics)
     diagnostics.sort(key=lambda d: (d.span.file, d.span.line, d.span.col, d.code))
     has_errors = any(d.is_error for d in diagnostics)
@@ -107,6 +130,53 @@ def load_texts(sources: Mapping[str, str]) -> LoadResult:
         diagnostics=tuple(diagnostics),
         sources=dict(sources),
         schema_files=_schema_files(parsed),
+    )
+
+
+def _without_too_deep_schemas(
+    files: list[ast.File], diagnostics: list[Diagnostic], unreadable: list[DroppedDecl]
+) -> list[ast.File]:
+    """``files`` without the inline schemas that nest deeper than the limit through each other
+    (LHP010 for the outermost, reported into ``diagnostics``): they are left out like a
+    declaration with a syntax error, named in ``unreadable``."""
+    from lhpipe.check.nesting import too_deep_schemas
+    from lhpipe.syntax._builder import MAX_NESTING
+
+    found, deep = too_deep_schemas(files)
+    if not deep:
+        return files
+    for item in found:
+        at = item.at.name.span if item.field is None else item.field.type.span
+        diagnostics.append(
+            make(
+                "LHP010",
+                at,
+                f"too deeply nested: schema `{item.schema.name.name}` nests records, lists, "
+                f"maps and optionals {item.depth} levels deep, more than {MAX_NESTING} (level "
+                f"{MAX_NESTING + 1} is here)",
+                "fewer records inside records: a field of type `json` holds any value",
+            )
+        )
+    kept: list[ast.File] = []
+    for file in files:
+        decls = []
+        for decl in file.decls:
+            if isinstance(decl, ast.SchemaDecl) and decl.name.name in deep:
+                unreadable.append(DroppedDecl("schema", decl.name))
+            else:
+                decls.append(decl)
+        kept.append(dataclasses.replace(file, decls=tuple(decls)))
+    return kept
+
+
+def _exhausted(files: Sequence[ast.File], sources: Mapping[str, str]) -> Diagnostic:
+    """The diagnostic for a check that ran out of stack: at the first file."""
+    path = files[0].path if files else next(iter(sources), "")
+    return make(
+        "LHP010",
+        Span(path, 1, 1, 1, 1),
+        "too deeply nested: the files nest too deeply to be checked",
+        "fewer levels of schemas, expressions or blocks inside each other",
     )
 
 

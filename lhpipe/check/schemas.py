@@ -149,14 +149,24 @@ def read_avsc(path: Path, declared_name: str) -> tuple[dict[str, JSONValue], t.R
 
     Raises :class:`SchemaFileError` with a message naming what is wrong.
     """
+    from lhpipe.check.sources import read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
     except OSError as exc:
         raise SchemaFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SchemaFileError(f"{path} is not UTF-8 text: {exc}") from exc
     try:
         document = json.loads(text)
     except ValueError as exc:
         raise SchemaFileError(f"{path} is not JSON: {exc}") from exc
+    except RecursionError:
+        document = None  # nested far deeper than the limit below
+    if document is None or _json_depth(document) > MAX_AVSC_NESTING:
+        raise SchemaFileError(
+            f"{path} is nested too deeply: more than {MAX_AVSC_NESTING} levels of JSON"
+        )
     if not isinstance(document, dict) or document.get("type") != "record":
         raise SchemaFileError(f"{path} is not an Avro record schema")
     _validate_avro(path, document)
@@ -164,6 +174,27 @@ def read_avsc(path: Path, declared_name: str) -> tuple[dict[str, JSONValue], t.R
     names: dict[str, Type] = {}
     _fill_record(record, document, names, document.get("namespace"))
     return document, record
+
+
+MAX_AVSC_NESTING = 100
+"""How deep the JSON of a `.avsc` file may nest (a record inside a record is three levels:
+its ``fields``, the field, its ``type``), so that reading it, compiling it into an inline
+schema's Avro and encoding with it never recurse too deep."""
+
+
+def _json_depth(document: JSONValue) -> int:
+    """How deep a JSON value nests (a scalar 0, ``[]`` and ``{}`` 1), without recursing."""
+    deepest = 0
+    stack: list[tuple[JSONValue, int]] = [(document, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+            deepest = max(deepest, depth + 1)
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+            deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def _validate_avro(path: Path, document: dict[str, JSONValue]) -> None:

@@ -1,14 +1,20 @@
-"""The output formats of `lhpipe lint`: text for people, json for scripts, github for CI
+r"""The output formats of `lhpipe lint`: text for people, json for scripts, github for CI
 annotations, sarif for code-scanning tools.
 
 Each formatter takes the diagnostics (already sorted by the loader), the source texts for caret
 rendering, and the number of files checked, and returns the whole output as one string.
+
+The text and github formats go to terminals and CI logs: control characters in file names,
+messages and quoted source lines (C0 but tab, DEL, C1, and the bidirectional overrides that
+reorder what a reader sees) are written escaped, ``\x1b``, ``\u202e`` (:func:`escape_control`),
+so that a file cannot drive the terminal. json and sarif escape them as JSON does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -30,6 +36,22 @@ class LintReport:
     diagnostics: Sequence[Diagnostic]
     sources: Mapping[str, str]
     files_checked: int
+
+
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def escape_control(text: str) -> str:
+    r"""``text`` with control characters (C0 but tab, DEL, C1) and bidirectional formatting
+    characters written as escapes (``\x1b``, ``\u202e``): safe to print on a terminal."""
+    return _CONTROL.sub(_escaped, text)
 
 
 def wants_color(stream: TextIO) -> bool:
@@ -76,9 +98,10 @@ def caret_line(line: str, span: Span) -> str:
     Tabs before the span are repeated so that the caret lines up whatever the tab width.
     """
     start = max(span.col - 1, 0)
-    padding = "".join("\t" if ch == "\t" else " " for ch in line[:start])
+    # The line is shown escaped (escape_control): a character shown as `\x1b` is 4 wide.
+    padding = "".join("\t" if ch == "\t" else " " * len(escape_control(ch)) for ch in line[:start])
     end = span.end_col - 1 if span.end_line == span.line else len(line)
-    width = max(end - start, 1)
+    width = max(len(escape_control(line[start:end])), 1)
     return padding + "^" + "~" * (width - 1)
 
 
@@ -96,23 +119,23 @@ def format_diagnostic_text(
     diagnostic: Diagnostic, sources: Mapping[str, str], *, color: bool = False
 ) -> str:
     """One diagnostic as ``file:line:col: severity[CODE] message``, the source line with a
-    caret under the span, and the hint when there is one."""
+    caret under the span, and the hint when there is one; control characters escaped."""
     span = diagnostic.span
     style = _RED if diagnostic.severity is Severity.ERROR else _YELLOW
     head = (
-        f"{_paint(str(span), _BOLD, color)}: "
+        f"{_paint(escape_control(str(span)), _BOLD, color)}: "
         f"{_paint(f'{diagnostic.severity.value}[{diagnostic.code}]', style, color)} "
-        f"{diagnostic.message}"
+        f"{escape_control(diagnostic.message)}"
     )
     out = [head]
     line = _source_line(sources, span)
     if line is not None:
         gutter = str(span.line)
-        out.append(f"  {_paint(gutter + ' |', _DIM, color)} {line}")
+        out.append(f"  {_paint(gutter + ' |', _DIM, color)} {escape_control(line)}")
         marker = _paint(caret_line(line, span), style, color)
         out.append(f"  {_paint(' ' * len(gutter) + ' |', _DIM, color)} {marker}")
     if diagnostic.hint:
-        out.append(f"  {_paint('hint:', _CYAN, color)} {diagnostic.hint}")
+        out.append(f"  {_paint('hint:', _CYAN, color)} {escape_control(diagnostic.hint)}")
     return "\n".join(out)
 
 
@@ -156,8 +179,10 @@ def format_json(report: LintReport) -> str:
 
 
 def _escape_data(text: str) -> str:
-    # GitHub's workflow-command rules: these three would end or corrupt the command.
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # GitHub's workflow-command rules: these three would end or corrupt the command; the
+    # other control characters would reach the log (and a terminal) as they are.
+    escaped = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return escape_control(escaped)
 
 
 def _escape_property(text: str) -> str:

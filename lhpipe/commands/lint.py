@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from lhpipe.commands.formats import LintReport, formatter, wants_color
+from lhpipe.commands.formats import LintReport, escape_control, formatter, wants_color
 from lhpipe.commands.outcome import ExitCode, lint_exit
 
 if TYPE_CHECKING:
@@ -26,8 +26,9 @@ def lint_report(
     """Load and check ``paths``; with ``online``, a program that checks clean offline is
     then checked against LittleHorse, the registry and Kafka (``processes``: how many
     ``lhpipe run`` processes share each consumer group, for the topics' partitions). Raises
-    ``OSError`` for a missing or unreadable path, ``UnicodeDecodeError`` for a file that is not
-    UTF-8 text, and :class:`OnlineCheckFailed`."""
+    ``OSError`` for a missing or unreadable path or one that is not a regular file (a FIFO, a
+    socket, a device), ``UnicodeDecodeError`` for a file that is not UTF-8 text, and
+    :class:`OnlineCheckFailed`."""
     from lhpipe.check.load import load
 
     result = load(paths)
@@ -78,7 +79,8 @@ def run_lint(
         print(f"lhpipe lint: --online: {exc}", file=err)
         return ExitCode.USAGE
     if report.files_checked == 0:
-        print(f"lhpipe lint: no .lhp files found in {', '.join(paths)}", file=err)
+        where = escape_control(", ".join(paths))
+        print(f"lhpipe lint: no .lhp files found in {where}", file=err)
     render = formatter(output_format, color=wants_color(out))
     out.write(render(report))
     out.flush()
@@ -86,15 +88,16 @@ def run_lint(
 
 
 def describe_read_error(exc: OSError | UnicodeDecodeError) -> str:
-    """Why the given files could not be read (a usage error): a missing or unreadable path,
-    or a file that is not UTF-8 text."""
+    """Why the given files could not be read (a usage error): a missing or unreadable path, one
+    that is not a regular file, or a file that is not UTF-8 text (named, with where). Control
+    characters in file names are escaped."""
     if isinstance(exc, UnicodeDecodeError):
-        return f"a file is not UTF-8 text: {exc}"
+        return escape_control(f"a file is not UTF-8 text: {exc}")
     return describe_os_error(exc)
 
 
 def describe_os_error(exc: OSError) -> str:
     """``No such file or directory: 'x.lhp'`` rather than Python's ``[Errno 2] ...``."""
     if exc.strerror and exc.filename is not None:
-        return f"{exc.strerror}: {exc.filename!s}"
-    return str(exc)
+        return escape_control(f"{exc.strerror}: {exc.filename!s}")
+    return escape_control(str(exc))

@@ -13,13 +13,22 @@ import dataclasses
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lark import Token, Transformer
 
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import ast
 from lhpipe.syntax._literals import Interpolation, classify_number, scan_string
+
+MAX_NESTING = 100
+"""How deep an expression, a type or a block may nest: each operator, `.field`, `[index]`,
+call, list, object, block, string interpolation, `[T]`, `map<T>` and `T?` is one level. Deeper
+text is a syntax error (LHP010), so that nothing after the parser (the checker, the formatter,
+the graph, the evaluator) ever walks a tree deeper than this."""
+
+
+_Node = TypeVar("_Node")
 
 
 @dataclass
@@ -34,6 +43,11 @@ class ParseSession:
     comments: list[Token] = field(default_factory=list)
     current: Token | None = None
     previous: Token | None = None
+    # The nesting depth of each composite node built so far (by id, the node kept alive so
+    # that its id is not reused), and whether the current declaration was already reported
+    # as too deeply nested (once per declaration: every level above the limit is too deep).
+    depths: dict[int, tuple[Any, int]] = field(default_factory=dict)
+    too_deep: bool = False
 
     def token_span(self, token: Token) -> Span:
         line, col = token.line or 1, token.column or 1
@@ -51,6 +65,39 @@ class ParseSession:
             if known.code == code and (known.span.line, known.span.col) == where:
                 return
         self.diagnostics.append(make(code, span, message, hint))
+
+    def depth(self, item: _Item) -> int:
+        """The nesting depth of a node (0 for a token or a leaf)."""
+        known = self.depths.get(id(item))
+        return 0 if known is None else known[1]
+
+    def nest(self, node: _Node, children: list[_Item], at: Span | None, *, level: int = 1) -> _Node:
+        """Note ``node``'s depth: ``level`` (1 for a construct that nests, 0 for a wrapper such
+        as `key = value`) above its deepest child; report LHP010 at ``at`` (where the text
+        crosses the limit) the first time a node of the declaration is deeper than
+        :data:`MAX_NESTING`."""
+        depth = level + max((self.depth(c) for c in children), default=0)
+        if depth:
+            self.depths[id(node)] = (node, depth)
+        if depth > MAX_NESTING and at is not None:
+            self.too_deeply_nested(at)
+        return node
+
+    def too_deeply_nested(self, at: Span) -> None:
+        if not self.too_deep:
+            self.too_deep = True
+            self.report(
+                "LHP010",
+                at,
+                f"too deeply nested: more than {MAX_NESTING} levels of expressions, types or "
+                "blocks",
+                "split it: give parts a name with `let`, or declare a schema for a nested record",
+            )
+
+    def end_of_declaration(self) -> None:
+        """A declaration was read (or abandoned by error recovery): the next one may be
+        reported too deep again."""
+        self.too_deep = False
 
 
 SESSION: ContextVar[ParseSession] = ContextVar("lhpipe_parse_session")
@@ -109,8 +156,23 @@ class _Precedence:
         self.items = items
         self.next = 0
         self.session = session
+        self.level = 0  # how deep expression() recurses: prefixes and `??` nest to the right
 
     def expression(self, weakest: int) -> ast.Expr:
+        if self.level >= MAX_NESTING:
+            # Too deep to build without deep recursion: the declaration is left out anyway.
+            item = self.items[self.next]
+            at = self.session.token_span(item) if isinstance(item, Token) else item.span
+            self.session.too_deeply_nested(at)
+            self.next = len(self.items)
+            return ast.NullLit(at)
+        self.level += 1
+        try:
+            return self._expression(weakest)
+        finally:
+            self.level -= 1
+
+    def _expression(self, weakest: int) -> ast.Expr:
         left = self._operand()
         compared = False
         while self.next < len(self.items):
@@ -129,7 +191,8 @@ class _Precedence:
             compared = binding == _COMPARISON
             right = self.expression(binding if str(operator) == "??" else binding + 1)
             op = _BINARY_OPS[str(operator)]
-            left = ast.Binary(op, left, right, _span(self.session, left, right))
+            binary = ast.Binary(op, left, right, _span(self.session, left, right))
+            left = self.session.nest(binary, [left, right], self.session.token_span(operator))
         return left
 
     def _operand(self) -> ast.Expr:
@@ -140,9 +203,11 @@ class _Precedence:
             return expr
         if item.type == "NOT":
             operand = self.expression(_NOT_OPERAND)
-            return ast.Unary(ast.UnaryOp.NOT, operand, _span(self.session, item, operand))
-        operand = self.expression(_NEGATION_OPERAND)
-        return ast.Unary(ast.UnaryOp.NEG, operand, _span(self.session, item, operand))
+            unary = ast.Unary(ast.UnaryOp.NOT, operand, _span(self.session, item, operand))
+        else:
+            operand = self.expression(_NEGATION_OPERAND)
+            unary = ast.Unary(ast.UnaryOp.NEG, operand, _span(self.session, item, operand))
+        return self.session.nest(unary, [operand], self.session.token_span(item))
 
 
 class AstBuilder(Transformer[Token, Any]):
@@ -162,38 +227,48 @@ class AstBuilder(Transformer[Token, Any]):
         return expr
 
     def schema_inline(self, c: list[_Item]) -> ast.SchemaDecl:
+        self._s.end_of_declaration()
         fields = tuple(x for x in c[3:-1] if isinstance(x, ast.Field))
         return ast.SchemaDecl(c[1], fields, None, None, _span(self._s, c[0], c[-1]))
 
     def schema_file(self, c: list[_Item]) -> ast.SchemaDecl:
+        self._s.end_of_declaration()
         return ast.SchemaDecl(c[1], None, c[3], None, _span(self._s, c[0], c[-1]))
 
     def schema_registry(self, c: list[_Item]) -> ast.SchemaDecl:
+        self._s.end_of_declaration()
         return ast.SchemaDecl(c[1], None, None, c[4], _span(self._s, c[0], c[-1]))
 
     def field(self, c: list[_Item]) -> ast.Field:
         default = c[4] if len(c) == 5 else None
-        return ast.Field(c[0], c[2], default, _span(self._s, c[0], c[-1]))
+        node = ast.Field(c[0], c[2], default, _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, None, level=0)
 
     def named_type(self, c: list[_Item]) -> ast.NamedType:
         return ast.NamedType(str(c[0]), self._s.token_span(c[0]))
 
     def array_type(self, c: list[_Item]) -> ast.ArrayType:
-        return ast.ArrayType(c[1], _span(self._s, c[0], c[-1]))
+        node = ast.ArrayType(c[1], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, self._s.token_span(c[0]))
 
     def map_type(self, c: list[_Item]) -> ast.MapType:
-        return ast.MapType(c[2], _span(self._s, c[0], c[-1]))
+        node = ast.MapType(c[2], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, _span(self._s, c[0], c[1]))
 
     def optional_type(self, c: list[_Item]) -> ast.OptionalType:
-        return ast.OptionalType(c[0], _span(self._s, c[0], c[-1]))
+        node = ast.OptionalType(c[0], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, self._s.token_span(c[-1]))
 
     def webhook(self, c: list[_Item]) -> ast.WebhookDecl:
+        self._s.end_of_declaration()
         return ast.WebhookDecl(c[1], c[2], _span(self._s, c[0], c[-1]))
 
     def connector(self, c: list[_Item]) -> ast.ConnectorDecl:
+        self._s.end_of_declaration()
         return ast.ConnectorDecl(c[1], c[2], _span(self._s, c[0], c[-1]))
 
     def test(self, c: list[_Item]) -> ast.TestDecl:
+        self._s.end_of_declaration()
         items = tuple(_nodes(c[2:-1]))
         return ast.TestDecl(c[1], items, _span(self._s, c[0], c[-1]))
 
@@ -204,6 +279,7 @@ class AstBuilder(Transformer[Token, Any]):
     # --- pipelines -----------------------------------------------------------------------------
 
     def pipeline(self, c: list[_Item]) -> ast.PipelineDecl:
+        self._s.end_of_declaration()
         source: ast.Source | None = None
         steps: list[ast.Step] = []
         targets: list[ast.Target] = []
@@ -247,17 +323,21 @@ class AstBuilder(Transformer[Token, Any]):
     # --- blocks --------------------------------------------------------------------------------
 
     def block(self, c: list[_Item]) -> ast.Block:
-        return ast.Block(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+        node = ast.Block(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, self._s.token_span(c[0]))
 
     def setting(self, c: list[_Item]) -> ast.Setting:
-        return ast.Setting(c[0], c[2], _span(self._s, c[0], c[-1]))
+        node = ast.Setting(c[0], c[2], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, None, level=0)
 
     def nested(self, c: list[_Item]) -> ast.NestedBlock:
-        return ast.NestedBlock(c[0], c[1], _span(self._s, c[0], c[-1]))
+        node = ast.NestedBlock(c[0], c[1], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, None, level=0)
 
     def tagged(self, c: list[_Item]) -> ast.Tagged:
         tag = ast.Ident(str(c[0]), self._s.token_span(c[0]))
-        return ast.Tagged(tag, c[1], _span(self._s, c[0], c[-1]))
+        node = ast.Tagged(tag, c[1], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, None, level=0)
 
     # --- expressions ---------------------------------------------------------------------------
 
@@ -294,22 +374,25 @@ class AstBuilder(Transformer[Token, Any]):
 
     def call(self, c: list[_Item]) -> ast.Call:
         func = ast.Ident(str(c[0]), self._s.token_span(c[0]))
-        return ast.Call(func, tuple(_nodes(c[2:-1])), _span(self._s, c[0], c[-1]))
+        node = ast.Call(func, tuple(_nodes(c[2:-1])), _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, func.span)
 
     def operation(self, c: list[_Item]) -> ast.Expr:
         return _Precedence(c, self._s).expression(0)
 
     def attribute(self, c: list[_Item]) -> ast.Attribute:
-        return ast.Attribute(c[0], c[2], _span(self._s, c[0], c[-1]))
+        node = ast.Attribute(c[0], c[2], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, _span(self._s, c[1], c[2]))
 
     def index(self, c: list[_Item]) -> ast.Index:
-        return ast.Index(c[0], c[2], _span(self._s, c[0], c[-1]))
+        node = ast.Index(c[0], c[2], _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, _span(self._s, c[1], c[-1]))
 
     def paren(self, c: list[_Item]) -> ast.Expr:
         # No node for parentheses (the formatter puts back the ones precedence needs), but the
         # expression's span covers them so that diagnostics underline what was written.
         expr: ast.Expr = dataclasses.replace(c[1], span=_span(self._s, c[0], c[-1]))
-        return expr
+        return self._s.nest(expr, [c[1]], None, level=0)  # parentheses add no level
 
     def true(self, c: list[_Item]) -> ast.BoolLit:
         return ast.BoolLit(True, self._s.token_span(c[0]))
@@ -321,13 +404,16 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.NullLit(self._s.token_span(c[0]))
 
     def list_lit(self, c: list[_Item]) -> ast.ListLit:
-        return ast.ListLit(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+        node = ast.ListLit(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, self._s.token_span(c[0]))
 
     def object_lit(self, c: list[_Item]) -> ast.ObjectLit:
-        return ast.ObjectLit(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+        node = ast.ObjectLit(tuple(_nodes(c[1:-1])), _span(self._s, c[0], c[-1]))
+        return self._s.nest(node, c, self._s.token_span(c[0]))
 
     def object_entry(self, c: list[_Item]) -> ast.ObjectEntry:
-        return ast.ObjectEntry(c[0], c[2], _span(self._s, c[0], c[2]))
+        node = ast.ObjectEntry(c[0], c[2], _span(self._s, c[0], c[2]))
+        return self._s.nest(node, c, None, level=0)
 
     def number(self, c: list[_Item]) -> ast.Expr:
         token: Token = c[0]
@@ -375,4 +461,8 @@ class AstBuilder(Transformer[Token, Any]):
                     parts.append(expr)
             else:
                 parts.append(piece)
-        return ast.StringLit(tuple(parts), span)
+        node = ast.StringLit(tuple(parts), span)
+        expressions = [p for p in parts if not isinstance(p, str)]
+        if expressions:
+            self._s.nest(node, expressions, span)
+        return node

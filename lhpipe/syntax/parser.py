@@ -410,6 +410,7 @@ class _Recovery:
         order) were just dropped, when its name had been read."""
         from lark import Token
 
+        self.session.end_of_declaration()
         if len(partial) < 2:
             return
         keyword, name = partial[0], partial[1]

@@ -130,6 +130,7 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP410", _E, "`partitions` is not a whole number from 1 to 10000"),
     CodeInfo("LHP411", _E, "`partitions` where lhpipe creates no topic"),
     CodeInfo("LHP412", _E, "one topic is given different `partitions`"),
+    CodeInfo("LHP413", _W, "a credential written in a URL: use a header with env()"),
     # --- tests ---
     CodeInfo("LHP501", _E, "invalid test block"),
     # --- connectors and settings ---

@@ -980,9 +980,29 @@ class _Checker:
     def _url(self, literal: ast.StringLit) -> str | None:
         first = literal.parts[0] if literal.parts else ""
         if isinstance(first, str) and first.startswith(("http://", "https://")):
+            self._url_credentials(literal)
             return literal.text if literal.is_plain else None
         self.report("LHP409", literal.span, "expected an http:// or https:// URL")
         return None
+
+    def _url_credentials(self, literal: ast.StringLit) -> None:
+        """LHP413 for each credential written out in a URL (rules.url_credentials)."""
+        span = literal.span
+        for start, end, what in rules.url_credentials(literal.text):
+            where = _span_in_string(literal, start, end) or span
+            if what.startswith("the password"):
+                hint = (
+                    "drop `user:password@` and send a header read from the environment: "
+                    '`headers { authorization = "Basic ${env("BASIC_AUTH")}" }` '
+                    "(BASIC_AUTH: the base64 of user:password)"
+                )
+            else:
+                hint = (
+                    "send it in a header read from the environment if the endpoint takes "
+                    'one: `headers { "X-Api-Key" = env("API_KEY") }` or `headers { '
+                    'authorization = "Bearer ${env("API_TOKEN")}" }`'
+                )
+            self.report("LHP413", where, f"a credential is written in the URL: {what}", hint)
 
     def _is_unreadable(self, name: str, kind: str) -> bool:
         """Whether ``name`` is a declaration of ``kind`` that has a syntax error (and no
@@ -1478,3 +1498,32 @@ def _to_lh_name(text: str) -> str | None:
     name = re.sub(r"[^0-9a-z-]", "", name)
     name = re.sub(r"-{2,}", "-", name).strip("-")
     return name if rules.valid_lh_name(name) else None
+
+
+def _span_in_string(literal: ast.StringLit, start: int, end: int) -> Span | None:
+    """The source span of ``literal.text[start:end]`` when it lies in one literal part whose
+    columns are certain (one line, no escape in that part); else None."""
+    span = literal.span
+    if span.line != span.end_line:
+        return None
+    offset = 0  # where the part begins in ``literal.text`` (an interpolation counts 6)
+    source = span.col + 1  # where the part begins in the line
+    parts = literal.parts
+    for index, part in enumerate(parts):
+        if not isinstance(part, str):
+            offset += len("${...}")
+            source = part.span.end_col + 1  # after `}`, when written without spaces
+            continue
+        following = parts[index + 1] if index + 1 < len(parts) else None
+        if following is None:
+            part_end = span.end_col - 1  # before the closing quote
+        elif isinstance(following, str):
+            return None
+        else:
+            part_end = following.span.col - 2  # before `${`
+        if offset <= start and end <= offset + len(part):
+            if part_end - source != len(part):
+                return None  # an escape or spaces inside `${ }`: columns not certain
+            return replace(span, col=source + start - offset, end_col=source + end - offset)
+        offset += len(part)
+    return None

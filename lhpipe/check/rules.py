@@ -18,6 +18,13 @@
 * A Kafka Connect connector class is a Java class name, fully qualified
   (``io.debezium.connector.postgresql.PostgresConnector``) or an alias (``FileStreamSource``):
   Java identifiers separated by dots.
+* A URL (``to http``, ``from poll``) should hold no credential written out: a password in its
+  userinfo (``https://user:pw@host/``), or a literal value of a query parameter whose name
+  says it is one (``api_key``, ``token``, ``sig``...: :data:`SECRET_QUERY_NAMES`; also names
+  ending in ``_key``, ``_token``, ``_secret``, ``_password``, ``_signature`` or ``_sig``, with
+  ``-`` read as ``_``). lhpipe shows URLs redacted, but the file holds them in clear
+  (:func:`url_credentials`, LHP413). A value that is only an interpolation (``${cursor}``) is
+  not a literal and is not reported.
 * A ``correlate`` key is any string (LittleHorse does not restrict correlation keys, and they
   are often e-mail addresses or order numbers), so it is not checked.
 
@@ -47,6 +54,29 @@ ENGINE_PATHS: Final = {
 }
 HTTP_HEADER: Final = re.compile(r"[-!#$%&'*+.^_`|~A-Za-z0-9]+")
 JAVA_CLASS: Final = re.compile(r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)*", re.ASCII)
+#: Query parameter names that say their value is a credential (lower case, ``-`` as ``_``).
+SECRET_QUERY_NAMES: Final = frozenset(
+    {
+        "key",
+        "apikey",
+        "api_key",
+        "token",
+        "access_token",
+        "auth",
+        "auth_token",
+        "authorization",
+        "secret",
+        "client_secret",
+        "password",
+        "passwd",
+        "pwd",
+        "sig",
+        "signature",
+        "sessionid",
+        "private_key",
+    }
+)
+_SECRET_QUERY_SUFFIXES: Final = ("_key", "_token", "_secret", "_password", "_signature", "_sig")
 
 
 def valid_wf_run_id(text: str, *, allow_parent: bool = False) -> bool:
@@ -91,3 +121,51 @@ def template_fits(literal: ast.StringLit, inner: str, edge: str = "A-Za-z0-9") -
     if isinstance(first, str) and first and not edge_re.fullmatch(first[0]):
         return False
     return not (isinstance(last, str) and last and not edge_re.fullmatch(last[-1]))
+
+
+def url_credentials(url: str) -> list[tuple[int, int, str]]:
+    """The credentials written out in ``url`` (text with interpolations as ``${...}``), as
+    ``(start, end, what)``: offsets of the secret value in ``url`` and words for the message
+    (``the password of user `crm```, ``query parameter `api_key```)."""
+    found: list[tuple[int, int, str]] = []
+    scheme_end = url.find("://")
+    if scheme_end < 0:
+        return found
+    start = scheme_end + 3
+    end = len(url)
+    for stop in "/?#":
+        at = url.find(stop, start)
+        if 0 <= at < end:
+            end = at
+    authority = url[start:end]
+    at_sign = authority.rfind("@")
+    if at_sign >= 0:
+        userinfo = authority[:at_sign]
+        colon = userinfo.find(":")
+        if colon >= 0 and _literal(userinfo[colon + 1 :]):
+            user = userinfo[:colon]
+            found.append((start + colon + 1, start + at_sign, f"the password of user `{user}`"))
+    query_at = url.find("?", end)
+    if query_at < 0:
+        return found
+    query_end = url.find("#", query_at)
+    query_end = len(url) if query_end < 0 else query_end
+    offset = query_at + 1
+    for part in re.split(r"([&;])", url[offset:query_end]):
+        equals = part.find("=")
+        if equals > 0 and _secret_name(part[:equals]) and _literal(part[equals + 1 :]):
+            found.append(
+                (offset + equals + 1, offset + len(part), f"query parameter `{part[:equals]}`")
+            )
+        offset += len(part)
+    return found
+
+
+def _secret_name(name: str) -> bool:
+    name = name.lower().replace("-", "_")
+    return name in SECRET_QUERY_NAMES or name.endswith(_SECRET_QUERY_SUFFIXES)
+
+
+def _literal(value: str) -> bool:
+    """Whether a value has literal text (not empty, not only interpolations)."""
+    return bool(re.sub(r"\$\{[^}]*\}", "", value))

@@ -6,7 +6,9 @@ A :class:`WebhookRoute` is built once per webhook, when the Gateway builds its r
 request goes through these steps, and the first one that fails answers (docs/webhooks.md has
 the caller's view):
 
-1. **Method**: not one of ``methods`` → ``405`` with ``Allow``.
+1. **Method**: not one of ``methods`` → ``405`` with ``Allow``. **Headers**: a credential,
+   signature or id header sent twice (``Authorization``, ``Idempotency-Key``, the headers the
+   auth reads) → ``400``, so that a proxy checking the first copy and this route agree.
 2. **Size**: a ``Content-Length`` over ``max_body`` → ``413`` before a byte of the body is
    read; otherwise the body is read chunk by chunk and the request is refused with ``413`` as
    soon as it grows past ``max_body``. A refusal sent before the whole body was read closes the
@@ -14,8 +16,8 @@ the caller's view):
 3. **Authentication** (:mod:`.auth`) over the headers and the raw bytes → ``401``, ``403`` (or
    ``503`` while an issuer's keys cannot be fetched).
 4. **Webhook id**: the provider's delivery id from the auth verdict, else the
-   ``Idempotency-Key`` header (1 to 255 visible ASCII characters, else ``400``), else a new
-   UUID.
+   ``Idempotency-Key`` header (either 1 to 255 visible ASCII characters, else ``400``), else a
+   new UUID.
 5. **Body** (:mod:`.validate`) → ``415`` or ``400`` naming the fields.
 6. **Key**: the webhook's ``key`` expression over ``body``, ``headers``, ``query``, ``claims``
    and ``request.id`` (an expression error → ``400``), by default the webhook id (a pipeline's
@@ -217,13 +219,13 @@ class DirectPipeline:
 
     The request is a record whose origin is the webhook id (generated ids are
     ``<pipeline>-<webhook id>``), key the webhook's key, value the checked body, headers the
-    request's (credentials left out; ``wfrunid`` and ``correlationid`` spelt ``wfRunId`` and
-    ``correlationId``, as the id rules read them) plus ``lhpipe.webhook`` and
-    ``lhpipe.webhook.id``. Steps,
-    planners and the delivery policy are the engine's own; a permanent failure goes to the
-    pipeline's ``dead_letter`` topic when it has one (the request is then accepted: the record
-    is safe there), otherwise the caller gets ``422`` with the error (``permanent = stop`` and
-    ``skip`` have no stream to stop or skip here).
+    request's (credentials and an ``hmac`` webhook's signature header left out, so that a dead
+    letter cannot be sent again as a signed request; ``wfrunid`` and ``correlationid`` spelt
+    ``wfRunId`` and ``correlationId``, as the id rules read them) plus ``lhpipe.webhook`` and
+    ``lhpipe.webhook.id``. Steps, planners and the delivery policy are the engine's own; a
+    permanent failure goes to the pipeline's ``dead_letter`` topic when it has one (the request
+    is then accepted: the record is safe there), otherwise the caller gets ``422`` with the
+    error (``permanent = stop`` and ``skip`` have no stream to stop or skip here).
     """
 
     def __init__(

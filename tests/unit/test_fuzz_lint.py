@@ -97,3 +97,43 @@ def test_lint_never_raises(case: tuple[str, str]) -> None:
         graph = compile_program(result.program).graph
         assert to_dot(graph).startswith("digraph")
         assert to_mermaid(graph).startswith("flowchart")
+
+
+# Each wraps an expression in one more level (parentheses keep the grouping, and add none).
+NESTING = [
+    "not ({})",
+    "-({})",
+    "({}) and true",
+    "1 + ({})",
+    "null ?? ({})",
+    "({}).a",
+    "({})[0]",
+    "lower({})",
+    "[{}]",
+    "{{ a = {} }}",
+    '"${{ {} }}"',
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(0, 300).flatmap(
+        lambda n: st.lists(st.sampled_from(NESTING), min_size=n, max_size=n)
+    ),
+    st.sampled_from(["value", "((value))", "1"]),
+)
+def test_nesting_of_any_depth_is_a_diagnostic_past_the_limit(
+    wrappers: list[str], leaf: str
+) -> None:
+    from lhpipe.syntax._builder import MAX_NESTING
+
+    expr = leaf
+    for wrapper in wrappers:
+        if wrapper.startswith('"') and ('"' in expr or "{" in expr):
+            wrapper = "str({})"  # `${...}` holds no braces, and strings only one level deep
+        expr = wrapper.format(expr)
+    text = f'pipeline p {{\n  from topic "t"\n  let x = {expr}\n  to log\n}}\n'
+    result = load_texts({"deep.lhp": text})
+    codes = [d.code for d in result.diagnostics]
+    assert ("LHP010" in codes) == (len(wrappers) > MAX_NESTING), codes
+    assert format_text(LintReport(result.diagnostics, result.sources, 1))

@@ -121,7 +121,9 @@ def load_settings(
     values: dict[str, str] = {}
     if file is not None:
         try:
-            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+            from lhpipe.check.sources import read_text
+
+            raw = tomllib.loads(read_text(file))  # only a regular file: a FIFO never hangs
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise SettingsError(f"{file}: {exc}") from exc
         for name, value in raw.items():

@@ -107,6 +107,7 @@ def run_fmt(
 ) -> int:
     """Format ``paths`` in place (or only report with ``check``); return the exit code."""
     from lhpipe.check.load import discover
+    from lhpipe.check.sources import read_text
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -114,7 +115,7 @@ def run_fmt(
     counts = dict.fromkeys(FileOutcome, 0)
     try:
         for path in discover(paths):
-            raw = path.read_bytes().decode("utf-8")
+            raw = read_text(path)  # a regular file's UTF-8 text, or an error naming the file
             # Line endings are layout too: CRLF files come out with LF.
             text = raw.replace("\r\n", "\n")
             result = format_text(text, str(path))

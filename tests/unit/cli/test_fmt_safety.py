@@ -65,3 +65,12 @@ def test_formatting_keeps_the_file_mode(tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8") == SOURCE
     assert path.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir()] == ["p.lhp"]
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_position(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.lhp"
+    path.write_bytes(b'pipeline a {\n  from topic "t\xff" { value = json }\n  to log\n}\n')
+    assert main(["fmt", str(path)]) == 2
+    assert f"{path}:2:16: byte 0xff at offset 28" in capsys.readouterr().err

@@ -305,12 +305,19 @@ def test_a_direct_mode_webhook_answers_once_its_wf_run_exists(running: Running) 
     assert settled_wf_run_count(running.config, running.direct_flow, 1) == 1
 
 
-def test_a_direct_mode_request_the_workflow_cannot_take_is_422(running: Running) -> None:
-    body = json.dumps({"applicant_id": "has_underscore", "age": 1}).encode()
-    headers = {**github_headers(body, "not_a_valid_id"), "wfRunId": "bad_id_"}
+def test_a_wfrunid_header_beside_a_signed_body_does_not_choose_the_wf_run(
+    running: Running,
+) -> None:
+    # The header is signed by nothing (issue 12, item 5): the delivery id decides, as without it.
+    # (Before, this header chose the id, and `bad_id_` made the request a 422.)
+    delivery = str(uuid.uuid4())
+    body = json.dumps({"applicant_id": "dz-4", "age": 31}).encode()
+    victim = str(uuid.uuid4())
+    headers = {**github_headers(body, delivery), "wfRunId": victim, "guid": "g-1"}
 
     answer = http_post(f"{running.url}/hooks/direct", headers=headers, content=body)
 
-    assert answer.status_code == 422
-    assert answer.headers["content-type"] == "application/problem+json"
-    assert "not a valid LittleHorse id" in answer.json()["detail"]
+    assert answer.status_code == 202 and answer.json() == {"id": delivery}
+    assert wf_run_exists(running.config, delivery)
+    assert variable_value(running.config, delivery, "applicant_id") == "dz-4"
+    assert not wf_run_exists(running.config, victim)

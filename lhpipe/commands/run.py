@@ -131,6 +131,7 @@ async def _serve(
     (default: from the environment)."""
     from lhpipe.engine import heap
     from lhpipe.engine.gateway import starting_routes
+    from lhpipe.engine.http_limits import HttpLimits
     from lhpipe.engine.reload import Reloader, publish_program
     from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
@@ -173,12 +174,15 @@ async def _serve(
 
     try:
         supervisor = Supervisor(compiled, program, settings)
+        # The listener's limits and timeouts (LHPIPE_HTTP_*), from the environment or
+        # lhpipe.toml; a bad value stops the start with exit 2, naming the setting.
+        limits = HttpLimits.from_settings(settings)
     except SettingsError as exc:
         log.error("%s", exc)
         return ExitCode.USAGE
     app = EngineApp(supervisor.statuses, starting=True, routes=starting_routes(compiled), worker=me)
     publish_program(app, compiled)
-    listener = HttpListener(app, host=host, port=port, reuse_port=me.one_of_many)
+    listener = HttpListener(app, host=host, port=port, reuse_port=me.one_of_many, limits=limits)
     try:
         await listener.start()
     except OSError as exc:

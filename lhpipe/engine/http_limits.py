@@ -52,6 +52,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from lhpipe.connect.jsonenc import dumps
+from lhpipe.engine.metrics import HTTP_REFUSED as REFUSED
 from lhpipe.settings import Settings, SettingsError
 
 log = logging.getLogger("lhpipe.engine.server")
@@ -240,6 +241,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 "HTTP connection refused: %d connections open (LHPIPE_HTTP_MAX_CONNECTIONS)",
                 len(self.connections),
             )
+            REFUSED.labels("connections").inc()
             transport.write(_OVERFLOW)
             transport.close()
             return
@@ -378,6 +380,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, detail: str, kind: str) -> None:
         """Refuse the request being read: at once, or after the answers owed before it."""
         LIMITER.log(logging.INFO, kind, "HTTP request refused with %d: %s", status, detail)
+        REFUSED.labels(kind).inc()
         # A fault in the body of the newest request: that one is given up.
         if not self._awaiting_head and self.cycle is not None and not self._drop(self.cycle):
             return

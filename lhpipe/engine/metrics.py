@@ -112,6 +112,14 @@ PROGRAM_INFO = Gauge(
     ["hash"],
     registry=REGISTRY,
 )
+HTTP_REFUSED = Counter(
+    "lhpipe_http_refused",
+    "Requests and connections the listener refused before any route: reason connections "
+    "(over LHPIPE_HTTP_MAX_CONNECTIONS), head (431), target (414), head-timeout and "
+    "body-timeout (408), invalid (400: not HTTP)",
+    ["reason"],
+    registry=REGISTRY,
+)
 HTTP_REQUESTS = Counter(
     "lhpipe_http_requests",
     "Webhook requests by route and status",

@@ -163,13 +163,21 @@ def problem(received: bytes) -> dict[str, Any]:
 # -- timeouts ------------------------------------------------------------------------------------
 
 
+def _refused(reason: str) -> float:
+    from lhpipe.engine.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value("lhpipe_http_refused_total", {"reason": reason}) or 0.0
+
+
 def test_a_head_sent_slowly_is_408_and_closed_within_the_head_timeout() -> None:
+    before = _refused("head-timeout")
     with served(header_timeout=0.5) as server:
         drip: list[bytes | float] = [b"GET /healthz HTTP/1.1\r\n"]
         for n in range(12):
             drip += [0.1, b"x-drip-%d: 1\r\n" % n]
         answer = exchange(server.port, drip)
     assert answer.statuses == [408]
+    assert _refused("head-timeout") == before + 1  # counted in /metrics
     assert answer.closed
     assert answer.seconds < 1.2
     assert problem(answer.received)["detail"] == "the request head did not arrive within 0.5 s"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -228,7 +229,9 @@ def run_demo(
     workers.start()
     guide.start()
     try:
-        return run_engine(paths, port=port, watch=watch)
+        # Loopback unless LHPIPE_HOST says otherwise: the demo's secrets are public values.
+        host = os.environ.get("LHPIPE_HOST") or "127.0.0.1"
+        return run_engine(paths, port=port, host=host, watch=watch)
     finally:
         guide.stop()
         workers.stop()

@@ -44,8 +44,10 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from lhpipe.engine import metrics
 from lhpipe.engine.errors import PermanentError, TransientError
 from lhpipe.engine.record import KafkaOrigin, Record
+from lhpipe.engine.worker import this_worker
 from lhpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,11 +88,8 @@ DEFAULT_STALL_SECONDS = 30
 
 def worker_suffix(settings: Settings) -> str:
     """``-<index>`` for a worker of ``lhpipe run --workers N`` (N > 1), else ``""``."""
-    count = settings.get("LHPIPE_WORKERS")
-    index = settings.get("LHPIPE_WORKER_INDEX")
-    if index is None or count in (None, "", "1"):
-        return ""
-    return f"-{index}"
+    me = this_worker(settings.environ)
+    return f"-{me.index}" if me.one_of_many else ""
 
 
 def group_membership(settings: Settings, member: str, *, static: bool = True) -> dict[str, Any]:
@@ -623,7 +622,6 @@ class KafkaSource:
         self._assigned.update(keys)
         now = time.monotonic()
         for key in keys:
-            self._progress.pop(key, None)
             self._progress[key] = (-1, now)
         self._connected = True
         self._call_loop(self._sink.on_assigned, keys)
@@ -677,8 +675,6 @@ class KafkaSource:
             first = tp not in self.stalled
             self.stalled[tp] = lag
             if first:
-                from lhpipe.engine import metrics
-
                 metrics.STALLS.labels(self.pipeline).inc()
                 self._set_stalled_gauge(tp, 1)
                 log.warning(
@@ -693,8 +689,6 @@ class KafkaSource:
                 consumer.resume([TopicPartition(*tp)])
 
     def _set_stalled_gauge(self, tp: TopicPartitionKey, value: int) -> None:
-        from lhpipe.engine import metrics
-
         metrics.PARTITION_STALLED.labels(self.pipeline, tp[0], str(tp[1])).set(value)
 
     def _measure_lag(self, consumer: Consumer) -> None:

@@ -32,7 +32,6 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -49,6 +48,7 @@ from lhpipe.connect.kafka import (
     group_membership,
     settle_then_close,
 )
+from lhpipe.engine.worker import this_worker
 from lhpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ def coordination_topic(settings: Settings) -> str:
 
 def process_id() -> str:
     """How this process names itself to the group (its ``client.id``): host, pid, worker."""
-    worker = os.environ.get("LHPIPE_WORKER_INDEX")
-    suffix = f"-w{worker}" if worker is not None else ""
-    return f"lhpipe@{socket.gethostname()}:{os.getpid()}{suffix}"
+    me = this_worker()
+    suffix = f"-w{me.index}" if me.one_of_many else ""
+    return f"lhpipe@{socket.gethostname()}:{me.pid}{suffix}"
 
 
 def _admin(settings: Settings) -> AdminClient:
@@ -340,12 +340,17 @@ class Lease:
         return best.member if best is not None else None
 
     def _members(self, admin: AdminClient) -> list[str] | None:
+        """The client ids of the group's live members, as the coordinator lists them."""
+        description = self._describe(admin)
+        return None if description is None else [m.client_id for m in description.members]
+
+    def _describe(self, admin: AdminClient) -> Any:
+        """The coordinator's description of the group, or ``None`` when it does not answer."""
         try:
             future = admin.describe_consumer_groups([self.group], request_timeout=5)[self.group]
-            description = future.result(5)
+            return future.result(5)
         except Exception:
             return None
-        return [member.client_id for member in description.members]
 
     def _write_claim(self) -> None:
         self._claim_wanted = False
@@ -407,10 +412,8 @@ class Lease:
 
     def _look_up_owner(self, admin: AdminClient) -> None:
         """Ask the coordinator which member holds the partition (for the status only)."""
-        try:
-            future = admin.describe_consumer_groups([self.group], request_timeout=5)[self.group]
-            description = future.result(5)
-        except Exception:
+        description = self._describe(admin)
+        if description is None:
             return
         for member in description.members:
             assignment = getattr(member, "assignment", None)

@@ -10,29 +10,18 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from free_ports import free_port
+from waiting import wait_for
 
 LHPIPE = str(Path(sys.executable).with_name("lhpipe"))
 PASSWORD = "PW5ecretXyz"
 KEY = "K3ysecretXyz"
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def closed_port() -> int:

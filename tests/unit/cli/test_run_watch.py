@@ -10,14 +10,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from free_ports import free_port
+from waiting import wait_for
 
 from lhpipe.check.load import load
 from lhpipe.engine.watch import is_watched, watch_roots
@@ -31,17 +31,6 @@ def webhook(name: str, path: str) -> str:
         f'webhook {name} {{\n  path = "{path}"\n  auth = none\n}}\n\n'
         f"pipeline {name}_run {{\n  from webhook {name}\n  to log\n}}\n"
     )
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class Engine:

@@ -17,14 +17,14 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from free_ports import free_port
+from waiting import wait_for
 
 import lhpipe.commands.run
 import lhpipe.commands.workers
@@ -231,17 +231,6 @@ sys.exit(5)
 
 def starts(folder: Path, index: int) -> list[Path]:
     return sorted(folder.glob(f"start-{index}-*"))
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -289,6 +289,36 @@ def _settle(batch: list[tuple[asyncio.Future[None], Exception | None]]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def admin_client(settings: Settings) -> AdminClient:
+    """An admin client with the settings every Kafka client gets."""
+    config: dict[str, Any] = {
+        **client_config(settings),
+        "logger": logging.getLogger("lhpipe.kafka"),
+    }
+    return AdminClient(config)
+
+
+def ensure_compacted_topic(settings: Settings, topic: str, timeout: float = 15.0) -> bool:
+    """Create ``topic`` with one partition, ``cleanup.policy=compact`` and the broker's
+    replication when it is missing (the poll state, the coordination topic); True when this
+    call created it. Raises ``KafkaException`` for a failure other than "already exists"."""
+    admin = admin_client(settings)
+    if topic in admin.list_topics(timeout=timeout).topics:
+        return False
+    new = NewTopic(
+        topic, num_partitions=1, replication_factor=-1, config={"cleanup.policy": "compact"}
+    )
+    future = admin.create_topics([new], request_timeout=timeout)[topic]
+    try:
+        future.result(timeout)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise
+    return True
+
+
 def ensure_topics(
     settings: Settings,
     topics: Iterable[str],
@@ -306,11 +336,7 @@ def ensure_topics(
     if not wanted:
         return []
     counts = partitions or {}
-    config: dict[str, Any] = {
-        **client_config(settings),
-        "logger": logging.getLogger("lhpipe.kafka"),
-    }
-    admin = AdminClient(config)
+    admin = admin_client(settings)
     existing = admin.list_topics(timeout=timeout).topics
     for topic in wanted:
         metadata = existing.get(topic)

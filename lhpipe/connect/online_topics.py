@@ -23,10 +23,8 @@ the judgement on counts already fetched; :func:`partition_counts` fetches them.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from lhpipe.check.program import Program
 from lhpipe.connect.topics import PARTITIONS_SETTING, declared_partitions, default_partitions
@@ -216,14 +214,8 @@ def partition_counts(
 ) -> dict[str, int]:
     """Every topic of the cluster with its partition count (blocking); raises
     ``confluent_kafka.KafkaException`` when Kafka cannot be asked."""
-    from confluent_kafka.admin import AdminClient
+    from lhpipe.connect.kafka import admin_client
 
-    from lhpipe.connect.kafka import client_config
-
-    config: dict[str, Any] = {
-        **client_config(settings),
-        "logger": logging.getLogger("lhpipe.kafka"),
-    }
-    admin = AdminClient(config)
+    admin = admin_client(settings)
     metadata = admin.list_topics(timeout=timeout)
     return {name: len(topic.partitions) for name, topic in metadata.topics.items()}

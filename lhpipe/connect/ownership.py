@@ -39,12 +39,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from lhpipe.connect.kafka import (
     SETTLE_QUIET_SECONDS,
+    admin_client,
     client_config,
+    ensure_compacted_topic,
     group_membership,
     settle_then_close,
 )
@@ -79,38 +81,12 @@ def process_id() -> str:
     return f"lhpipe@{socket.gethostname()}:{me.pid}{suffix}"
 
 
-def _admin(settings: Settings) -> AdminClient:
-    config: dict[str, Any] = {
-        **client_config(settings),
-        "logger": logging.getLogger("lhpipe.kafka"),
-    }
-    return AdminClient(config)
-
-
-def ensure_coordination_topic(settings: Settings, timeout: float = 15.0) -> None:
-    """Create the one-partition, compacted coordination topic when it is missing."""
+def ensure_coordination_topic(settings: Settings) -> None:
+    """Create the one-partition, compacted coordination topic when it is missing (compacted:
+    the newest claim of each member is kept)."""
     topic = coordination_topic(settings)
-    admin = _admin(settings)
-    if topic in admin.list_topics(timeout=timeout).topics:
-        return
-    future = admin.create_topics(
-        [
-            NewTopic(
-                topic,
-                num_partitions=1,
-                replication_factor=-1,
-                config={"cleanup.policy": "compact"},  # the newest claim of each member
-            )
-        ],
-        request_timeout=timeout,
-    )[topic]
-    try:
-        future.result(timeout)
+    if ensure_compacted_topic(settings, topic):
         log.info("created the coordination topic %r", topic)
-    except KafkaException as exc:
-        error = exc.args[0]
-        if not (isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS):
-            raise
 
 
 class Lease:
@@ -227,7 +203,7 @@ class Lease:
                     self._stopping.wait(2.0)
             if consumer is None:
                 return
-            admin = _admin(self._settings)
+            admin = admin_client(self._settings)
             self._write_claim()  # before joining: the holder finds it when it sees the member
             self._subscribe(consumer)
             self.error = None

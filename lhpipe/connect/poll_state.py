@@ -27,10 +27,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from lhpipe.connect.kafka import client_config
+from lhpipe.connect.kafka import client_config, ensure_compacted_topic
 from lhpipe.engine.errors import TransientError
 from lhpipe.engine.senders import RecordProducer
 from lhpipe.settings import Settings
@@ -119,32 +118,13 @@ class KafkaPollStateStore:
     def _ensure_topic(self) -> None:
         if self._topic_ready:
             return
-        config: dict[str, Any] = {
-            **client_config(self.settings),
-            "logger": logging.getLogger("lhpipe.kafka"),
-        }
-        admin = AdminClient(config)
-        if self.topic not in admin.list_topics(timeout=10).topics:
-            new = NewTopic(
-                self.topic,
-                num_partitions=1,
-                replication_factor=-1,
-                config={"cleanup.policy": "compact"},
-            )
-            future = admin.create_topics([new], request_timeout=15)[self.topic]
-            try:
-                future.result(15)
+        try:
+            if ensure_compacted_topic(self.settings, self.topic):
                 log.info("created the poll state topic %r", self.topic)
-            except KafkaException as exc:
-                error = exc.args[0]
-                if not (
-                    isinstance(error, KafkaError)
-                    and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
-                ):
-                    raise TransientError(
-                        f"could not create the poll state topic {self.topic!r}: {exc}",
-                        code="KAFKA",
-                    ) from exc
+        except KafkaException as exc:
+            raise TransientError(
+                f"could not create the poll state topic {self.topic!r}: {exc}", code="KAFKA"
+            ) from exc
         self._topic_ready = True
 
     def _read(self, key: bytes) -> bytes | None:

@@ -254,3 +254,135 @@ def test_the_failing_report_of_docs_testing_is_current(monkeypatch: pytest.Monke
     shown = page.split(command, 1)[1].split("```", 1)[0]
     _, out, _ = run(["tests/data/engine/wrong_expectations.lhp"])
     assert out == shown
+
+
+# The comparison rules of docs/testing.md, each with the exact line a user reads.
+COMPARED = """\
+schema Stamp { at: timestamp  n: int }
+pipeline echo {
+  from topic "in"
+  to topic "out" { value = value  headers { n = "3" } }
+}
+pipeline stamped {
+  from topic "stamps" { value = Stamp }
+  run_wf "w" { variables { at = value.at  n = value.n } }
+}
+"""
+
+
+def compare(tmp_path: Path, given: str, expect: str) -> list[str]:
+    """The report of one test of ``COMPARED`` (of `stamped` for a run_wf expect), without
+    its closing lines: its outcome, then its differences."""
+    pipeline = "stamped" if expect.startswith("expect run_wf") else "echo"
+    test = f'test "t" {{\n  pipeline = {pipeline}\n  given {{ {given} }}\n  {expect}\n}}\n'
+    code, out, _ = run_text(tmp_path, COMPARED + test)
+    lines = out.splitlines()
+    assert lines[-2:] == ["", "1 passed, 0 failed" if code == 0 else "0 passed, 1 failed"], out
+    return lines[:-2]
+
+
+@pytest.mark.parametrize(
+    ("given", "expect", "differences"),
+    [
+        pytest.param(
+            "value = { a = 1, b = { c = [1] } }",
+            'expect to topic "out" { value = { a = 1 } }',
+            ['to topic "out": value.b: not expected, but got { c = [1] }'],
+            id="an extra field fails",
+        ),
+        pytest.param(
+            "value = { a = 1 }",
+            'expect to topic "out" { value = { a = 1, b = "x" } }',
+            ['to topic "out": value.b: expected "x" but it is not set'],
+            id="a missing field fails",
+        ),
+        pytest.param(
+            "value = { a = 1, b = { c = [1, 2, 3] } }",
+            'expect to topic "out" { value = { a = 1, b = { c = [1, 2, 4] } } }',
+            ['to topic "out": value.b.c[2]: expected 4 but got 3'],
+            id="a nested difference names its path",
+        ),
+        pytest.param(
+            "value = { a = [{ b = 1 }, { b = 2 }] }",
+            'expect to topic "out" { value = { a = [{ b = 1 }, { b = 2, c = 3 }] } }',
+            ['to topic "out": value.a[1].c: expected 3 but it is not set'],
+            id="a map inside a list is compared field by field",
+        ),
+        pytest.param(
+            "value = { a = [1, 2, 3] }",
+            'expect to topic "out" { value = { a = [1, 2] } }',
+            ['to topic "out": value.a: expected [1, 2] but got [1, 2, 3]'],
+            id="lists of another length differ as a whole",
+        ),
+        pytest.param(
+            'value = { a = 1, b = true, c = "2", d = null }',
+            'expect to topic "out" { value = { a = "1", b = 1, c = 2, d = false } }',
+            [
+                'to topic "out": value.a: expected "1" but got 1',
+                'to topic "out": value.b: expected 1 but got true',
+                'to topic "out": value.c: expected 2 but got "2"',
+                'to topic "out": value.d: expected false but got null',
+            ],
+            id="values of another type differ",
+        ),
+        pytest.param(
+            "value = { a = 1 }",
+            'expect to topic "out" { headers { n = 4  m = "x" } }',
+            [
+                'to topic "out": headers.n: expected "4" but got "3"',
+                'to topic "out": headers.m: expected "x" but it is not set',
+            ],
+            id="headers are a whole map of text",
+        ),
+        pytest.param(
+            'value = { at = "2024-05-01T12:30:00Z", n = 1 }',
+            'expect run_wf "w" { variables { at = "2024-05-01T12:31:00Z" } }',
+            [
+                'run_wf "w": variables.at: expected "2024-05-01T12:31:00Z" but got'
+                ' "2024-05-01T12:30:00.000Z"',
+                'run_wf "w": variables.n: not expected, but got 1',
+            ],
+            id="another variable fails and timestamps compare by instant",
+        ),
+        pytest.param(
+            'value = { at = "2024-05-01T12:30:00Z", n = 1 }',
+            'expect run_wf "w" { variables { at = "yesterday"  n = 1 } }',
+            ['run_wf "w": variables.at: expected "yesterday" but got "2024-05-01T12:30:00.000Z"'],
+            id="text that is not ISO-8601 is not a timestamp",
+        ),
+    ],
+)
+def test_differences_fail_with_one_line_each(
+    tmp_path: Path, given: str, expect: str, differences: list[str]
+) -> None:
+    head = f"FAIL t  ({tmp_path / 't.lhp'}:10)"
+    assert compare(tmp_path, given, expect) == [head, *(f"    {d}" for d in differences)]
+
+
+@pytest.mark.parametrize(
+    ("given", "expect"),
+    [
+        pytest.param(
+            "value = { a = 2, b = [1.5, { c = 3 }] }",
+            'expect to topic "out" { value = { a = 2.0, b = [1.5, { c = 3.0 }] } }',
+            id="numbers compare by value",
+        ),
+        pytest.param(
+            'key = "k-1"  value = { a = 1 }',
+            'expect to topic "out" { headers { n = 3 } }',
+            id="only the settings written are compared and headers may be numbers",
+        ),
+        pytest.param(
+            'value = { at = "2024-05-01T12:30:00Z", n = 1 }',
+            'expect run_wf "w" { variables { at = "2024-05-01T14:30:00+02:00"  n = 1 } }',
+            id="a timestamp may be ISO-8601 text",
+        ),
+        pytest.param(
+            "value = { at = 1714566600000, n = 1 }",
+            'expect run_wf "w" { variables { at = "2024-05-01T12:30:00"  n = 1 } }',
+            id="ISO-8601 text without an offset is UTC",
+        ),
+    ],
+)
+def test_equal_values_pass(tmp_path: Path, given: str, expect: str) -> None:
+    assert compare(tmp_path, given, expect) == ["PASS t"]

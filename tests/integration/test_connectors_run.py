@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from engine_run import LhpipeRun, settled_wf_run_count, wait_until, write_pipelines
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from engine_run import LhpipeRun, settled_wf_run_count, unique, wait_until, write_pipelines
 from lh import lh_config, register_wf_spec
 from littlehorse.workflow import Workflow, WorkflowThread
 
@@ -26,6 +27,7 @@ from lhpipe.stack.addresses import StackAddresses
 pytestmark = pytest.mark.integration
 
 READY_TIMEOUT_SECONDS = 120.0  # lhpipe up, the connector and its task RUNNING on the worker
+CONFIG_TOPIC = "lhpipe-connect-configs"  # the worker's config storage (lhpipe/stack/services.py)
 
 
 def connector_config(stack: StackAddresses, name: str) -> dict[str, str] | None:
@@ -36,6 +38,36 @@ def connector_config(stack: StackAddresses, name: str) -> dict[str, str] | None:
     answer.raise_for_status()
     config: dict[str, str] = answer.json()
     return config
+
+
+def config_writes(stack: StackAddresses, name: str) -> int:
+    """How many configs the worker has stored for connector ``name``: every PUT, even of the
+    config it has already, is one more record keyed ``connector-NAME`` on its config topic."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": unique("configs"),
+            "enable.auto.commit": False,
+        }
+    )
+    partition = TopicPartition(CONFIG_TOPIC, 0)
+    key = f"connector-{name}".encode()
+    count = 0
+    try:
+        _, end = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
+        consumer.assign([TopicPartition(CONFIG_TOPIC, 0, OFFSET_BEGINNING)])
+
+        def read_to_end() -> bool:
+            nonlocal count
+            message = consumer.poll(1)
+            if message is not None and message.error() is None and message.key() == key:
+                count += message.value() is not None  # a deletion's tombstone is not a config
+            return bool(consumer.position([partition])[0].offset >= end)
+
+        wait_until(read_to_end, 30, f"the end of {CONFIG_TOPIC}", every=0)
+    finally:
+        consumer.close()
+    return count
 
 
 def connector_names(stack: StackAddresses) -> list[str]:
@@ -110,14 +142,18 @@ pipeline customers {{
             append_lines(first, *({"id": f"c{i}", "name": f"N{i}"} for i in range(3)))
             assert settled_wf_run_count(config, wf_spec, 5) == 5
             assert run.terminate() == 0
+        assert config_writes(connect, name) == 1
         # lhpipe stopped: the connector keeps running on the worker, and a restart with the
-        # same declaration leaves it as it is (no PUT).
-        assert connector_config(connect, name) is not None
+        # same declaration leaves it as it is (no PUT: the worker stored no config again).
+        assert connector_config(connect, name) == deployed
         with LhpipeRun(folder, env=env) as run:
-            run.wait_ready(READY_TIMEOUT_SECONDS)
+            status = run.wait_ready(READY_TIMEOUT_SECONDS)["pipelines"][f"connector:{name}"]
+            assert status["ready"] and status["stats"]["connector"] == "RUNNING", status
             assert run.terminate() == 0
             assert f"connector {name}: created" not in run.log()
             assert f"connector {name}: config updated" not in run.log()
+        assert connector_config(connect, name) == deployed
+        assert config_writes(connect, name) == 1
 
         # Edited: another file. The restarted lhpipe updates the connector's config.
         append_lines(second, {"id": "d1", "name": "Di"}, {"id": "e1", "name": "Ed"})
@@ -129,6 +165,7 @@ pipeline customers {{
             assert deployed["file"] == str(second) and deployed["batch.size"] == "50"
             assert settled_wf_run_count(config, wf_spec, 7) == 7
             assert run.terminate() == 0
+        assert config_writes(connect, name) == 2  # the PUT of the edit, and no other
 
         # Deleted (another connector is declared instead): the restarted lhpipe removes it.
         write_pipelines(folder, connector_decl(other, f"{topic}-other", second))

@@ -42,6 +42,7 @@ from lhpipe.connect.littlehorse import (
 from lhpipe.connect.values import UndeclaredVariableError
 from lhpipe.engine.errors import PausedError, PermanentError, TransientError
 from lhpipe.engine.plans import CorrelatePlan, PostEventPlan, RunWfPlan, TopicPlan
+from lhpipe.engine.senders import ALREADY_EXISTS
 from lhpipe.settings import Settings, SettingsError
 
 S = grpc.StatusCode
@@ -255,22 +256,26 @@ def test_a_sender_of_another_kind_of_plan_is_a_programming_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "plan",
+    ("plan", "call", "field", "value"),
     [
-        RunWfPlan("kyc", "ann-1", {}),
-        PostEventPlan("paid", "ann-1", "g", 1.0),
-        CorrelatePlan("paid", "k", 1.0),
+        (RunWfPlan("kyc", "ann-1", {}), "RunWf", "id", "ann-1"),
+        (PostEventPlan("paid", "ann-1", "g", 1.0), "PutExternalEvent", "guid", "g"),
+        (CorrelatePlan("paid", "k", 1.0), "PutCorrelatedEvent", "key", "k"),
     ],
 )
-def test_already_exists_is_success(plan: Any) -> None:
+def test_already_exists_is_success(plan: Any, call: str, field: str, value: str) -> None:
     fake = FakeLittleHorse()
     fake.answers = [(S.ALREADY_EXISTS, "already exists")]
 
-    async def go() -> None:
+    async def go() -> tuple[str | None, str | None]:
         async with serving(fake) as client:
-            await client.send(plan)
+            existed = await client.send(plan)
+            return existed, await client.send(plan)  # answered as a new call this time
 
-    run(go)
+    assert asyncio.run(go()) == (ALREADY_EXISTS, None)
+    writes = [(name, request) for name, request in fake.received if not name.startswith("Get")]
+    assert [(name, getattr(request, field)) for name, request in writes] == [(call, value)] * 2
+    assert fake.answers == []
 
 
 @pytest.mark.parametrize(

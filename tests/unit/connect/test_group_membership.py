@@ -17,6 +17,7 @@ from confluent_kafka import TopicPartition
 from test_connectors import FakeConnect, _connectors, _manager
 from test_poll import Feed, Sink, Store, requests_of
 
+from lhpipe.connect import kafka
 from lhpipe.connect.connectors import ConnectorManager
 from lhpipe.connect.kafka import (
     DEFAULT_ASSIGNMENT_STRATEGY,
@@ -98,13 +99,30 @@ def test_consumers_use_cooperative_sticky_unless_a_setting_says_otherwise() -> N
     assert not ranged._cooperative
 
 
-class FakeConsumer:
-    """Records what the source asks of librdkafka."""
+class FakeClock:
+    """A ``time`` module for the code under test whose ``monotonic`` moves only when a
+    :class:`FakeConsumer` polls."""
 
     def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class FakeConsumer:
+    """Records what the source asks of librdkafka. A poll takes its timeout on ``clock``, and
+    the polls numbered in ``rebalance_during`` see a rebalance callback (:attr:`rebalances`)."""
+
+    def __init__(
+        self, clock: FakeClock | None = None, rebalance_during: frozenset[int] = frozenset()
+    ) -> None:
         self.calls: list[tuple[str, list[int]]] = []
         self.closed = False
         self.consumed = 0
+        self.clock = clock or FakeClock()
+        self.rebalance_during = rebalance_during
+        self.rebalances: list[float] = []
 
     def _note(self, name: str, partitions: list[TopicPartition]) -> None:
         self.calls.append((name, sorted(tp.partition for tp in partitions)))
@@ -126,7 +144,9 @@ class FakeConsumer:
 
     def consume(self, num_messages: int, timeout: float) -> list[Any]:
         self.consumed += 1
-        time.sleep(timeout)
+        self.clock.now += timeout
+        if self.consumed in self.rebalance_during:
+            self.rebalances.append(self.clock.now)
         return []
 
     def close(self) -> None:
@@ -208,15 +228,21 @@ def test_a_stalled_pipeline_is_not_ready_and_says_which_partition() -> None:
 # --- closing -----------------------------------------------------------------------------------
 
 
-def test_a_consumer_closes_at_once_without_a_recent_rebalance_and_waits_one_out_otherwise() -> None:
-    consumer = FakeConsumer()
+def test_a_consumer_closes_at_once_without_a_recent_rebalance_and_waits_one_out_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(kafka, "time", clock)
+    consumer = FakeConsumer(clock)
     settle_then_close(consumer, lambda: 0.0, quiet=0.5)  # type: ignore[arg-type]
     assert consumer.closed and consumer.consumed == 0
-    consumer = FakeConsumer()
-    began = time.monotonic()
-    settle_then_close(consumer, lambda: began, quiet=0.5)  # type: ignore[arg-type]
-    assert consumer.closed and consumer.consumed >= 3
-    assert time.monotonic() - began >= 0.5
+    # A rebalance just now, and another during the second poll: it polls on until 0.5 s
+    # have passed since that one.
+    consumer = FakeConsumer(clock, rebalance_during=frozenset({2}))
+    consumer.rebalances.append(clock.now)
+    settle_then_close(consumer, lambda: consumer.rebalances[-1], quiet=0.5)  # type: ignore[arg-type]
+    assert consumer.closed and len(consumer.rebalances) == 2
+    assert consumer.consumed > 2 and clock.now - consumer.rebalances[-1] >= 0.5
 
 
 # --- ALREADY_EXISTS ----------------------------------------------------------------------------
@@ -318,26 +344,36 @@ def test_a_poll_pipeline_polls_only_while_this_process_owns_it() -> None:
     feed, store, sink = Feed(total=30, page=10), Store(), Sink()
     factory, leases = _leased()
 
+    transport = ClosingTransport(feed)
+
     async def until(condition: Callable[[], Any]) -> None:
-        for _ in range(500):
-            if condition():
-                return
+        deadline = asyncio.get_running_loop().time() + 30
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, "timed out"
             await asyncio.sleep(0.005)
-        raise AssertionError("timed out")
 
     async def scenario() -> None:
         poll = PollSource(
             requests_of(FEED),
             store,
             sink,
-            transport=httpx.MockTransport(feed),
+            transport=transport,
             lease=factory,
             committable=sink.tracker.committable,
         )
         poll.start()
         (lease,) = leases
-        await asyncio.sleep(0.05)
-        assert feed.requests == [] and poll.standby == "standing by: p2 owns it (group g)"
+        assert poll.standby == "standing by: p2 owns it (group g)"
+        # A source without a lease, started after it, asks at once: by the time it has, the
+        # one standing by would have asked too.
+        other_feed = Feed(total=0)
+        other = PollSource(
+            requests_of(FEED), Store(), Sink(), transport=httpx.MockTransport(other_feed)
+        )
+        other.start()
+        await until(lambda: other_feed.requests)
+        await other.stop(dict)
+        assert feed.requests == [], "a process standing by never polls"
         await lease.take()
         await until(lambda: len(sink.records) == 30)
         assert poll.standby is None
@@ -345,14 +381,21 @@ def test_a_poll_pipeline_polls_only_while_this_process_owns_it() -> None:
         # Another process takes over: the state of what is done is written first.
         await lease.give_up()
         assert store.states["feed"].cursor == "30"
-        asked = len(feed.requests)
-        await asyncio.sleep(0.05)
-        assert len(feed.requests) == asked, "a process standing by never polls"
+        assert transport.closed, "polling ended: the client it asked with is closed"
         assert poll.standby is not None
         await poll.stop(sink.tracker.committable)
         assert lease.stopped
 
     asyncio.run(scenario())
+
+
+class ClosingTransport(httpx.MockTransport):
+    """A mock transport that notes when the client using it is closed."""
+
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 def test_only_the_owner_changes_the_connect_cluster(tmp_path: Path) -> None:

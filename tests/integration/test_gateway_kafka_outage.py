@@ -1,6 +1,11 @@
-"""Kafka stops under a running `lhpipe run` and starts again: requests get 503 with
-Retry-After while it is down, and 202 again after it is back without restarting lhpipe; every
-request answered 202 is in the topic.
+"""Kafka stops under a running `lhpipe run` and starts again: requests are answered 202 before,
+503 with Retry-After while it is down, and 202 again once it is back, without restarting
+lhpipe; every request answered 202 is in the topic exactly once, and none answered 503 is
+(docs/webhooks.md: a 503's record is not delivered later behind the caller's back).
+
+The phases are told apart by order, not by time: each answer keeps the phase in which its
+request was sent and the one in which its answer came, and the test moves the phase on at each
+event (the broker stopped, its restart begun, it is back, lhpipe's producer is back).
 
 The stack's Kafka is shared (LittleHorse lives on it, and it cannot be restarted alone), so this
 test runs its own single-node broker from the same cached Kafka distribution, on free ports,
@@ -10,20 +15,24 @@ and stops and restarts that one with its data.
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from engine_run import LhpipeRun, free_port, unique, wait_until, write_pipelines
 from gateway_support import GITHUB_SECRET, github_headers, header_map
+from waiting import wait_for
 
-from lhpipe.connect.webhooks.route import ACK_DEADLINE_SECONDS
+from lhpipe.connect.webhooks.route import RETRY_AFTER_SECONDS
 from lhpipe.stack import addresses
 from lhpipe.stack.addresses import StackAddresses
 from lhpipe.stack.java import require_jdk
@@ -34,10 +43,12 @@ from lhpipe.stack.services import Kafka, Launch
 
 pytestmark = pytest.mark.integration
 
-# A 503 must come once the deadline has passed, not when the client gives up; the margin
-# covers librdkafka's once-a-second timeout scan and a loaded machine.
-ANSWER_BOUND_SECONDS = ACK_DEADLINE_SECONDS + 5
-OUTAGE_SECONDS = 12
+SENDERS = 4
+# A hang guard, not a bound on the answer's time: a request of the outage must be answered
+# (at the 5 s deadline), and one that is not is an answer missing, which fails the test.
+REQUEST_TIMEOUT_SECONDS = 60
+# The phases, in order: requests are sent in one, answered in the same or a later one.
+BEFORE, DOWN, RESTARTING, BACK, AFTER = range(5)
 
 
 class PrivateKafka:
@@ -92,72 +103,119 @@ def kafka(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateKa
         broker.stop()
 
 
-@dataclass
+@dataclass(frozen=True)
+class Answer:
+    id: str
+    sent: int  # the phase the request was sent in
+    answered: int  # the phase its answer came in
+    status: int | None  # None: no answer (a connection error or the client's timeout)
+    retry_after: str | None
+
+
 class Load:
-    """Sends signed requests one after another from a thread, each with its own delivery
-    id, and keeps every answer."""
+    """Signed requests from :data:`SENDERS` threads, each with an id of its own (in its body,
+    and as its delivery id); every answer is kept with its phases. The test moves the phase on
+    (:meth:`enter`) and can hold the senders between requests (:meth:`hold`)."""
 
-    url: str
-    answers: list[tuple[str, int, float, str | None, float]] = field(default_factory=list)
-    stopping: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, url: str, tag: str) -> None:
+        self.url = url
+        self.tag = tag
+        self.answers: list[Answer] = []
+        self._phase = BEFORE
+        self._holding = False
+        self._done = False
+        self._busy = 0
+        self._numbers = itertools.count()
+        self._lock = threading.Condition()
+        self._threads = [threading.Thread(target=self._send, daemon=True) for _ in range(SENDERS)]
 
-    def run(self) -> None:
-        with httpx.Client(timeout=60) as client:
-            for n in itertools.count():
-                if self.stopping.is_set():
-                    return
-                delivery = f"delivery-{n}"
-                body = b'{"n": %d}' % n
-                started = time.monotonic()
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        with self._lock:
+            self._done = True
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join(REQUEST_TIMEOUT_SECONDS + 10)
+
+    def _send(self) -> None:
+        with httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS) as client:
+            while True:
+                with self._lock:
+                    self._lock.wait_for(lambda: self._done or not self._holding)
+                    if self._done:
+                        return
+                    sent = self._phase
+                    self._busy += 1
+                    request_id = f"{self.tag}-{next(self._numbers)}"
+                body = json.dumps({"id": request_id}).encode()
+                status = retry_after = None
                 try:
                     response = client.post(
-                        self.url, headers=github_headers(body, delivery), content=body
+                        self.url, headers=github_headers(body, request_id), content=body
                     )
+                    status, retry_after = response.status_code, response.headers.get("retry-after")
                 except httpx.TransportError:
-                    continue
-                self.answers.append(
-                    (
-                        delivery,
-                        response.status_code,
-                        time.monotonic() - started,
-                        response.headers.get("retry-after"),
-                        started,
-                    )
-                )
+                    pass  # kept as an answer missing
+                with self._lock:
+                    # Read after the answer came: `answered` is a phase it came in or before.
+                    self.answers.append(Answer(request_id, sent, self._phase, status, retry_after))
+                    self._busy -= 1
+                    self._lock.notify_all()
                 time.sleep(0.02)
 
-    def accepted(self) -> list[str]:
-        return [a[0] for a in self.answers if a[1] == 202]
+    def hold(self) -> None:
+        """Send no more requests, and return once each one under way has its answer."""
+        with self._lock:
+            self._holding = True
+            assert self._lock.wait_for(lambda: self._busy == 0, REQUEST_TIMEOUT_SECONDS + 10)
+
+    def enter(self, phase: int) -> None:
+        """Requests sent from now on are of ``phase``; sending goes on if it was held."""
+        with self._lock:
+            self._phase, self._holding = phase, False
+            self._lock.notify_all()
+
+    def count(self, matches: Callable[[Answer], bool]) -> int:
+        with self._lock:
+            return sum(1 for answer in self.answers if matches(answer))
 
 
-def topic_ids(bootstrap: str, topic: str, expected: int) -> list[str]:
+def topic_ids(bootstrap: str, topic: str) -> list[str]:
+    """The id in the body of every record of ``topic``, read from its start to its end (the
+    end as it is now: nothing writes to it any more)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": unique("reader"),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        {"bootstrap.servers": bootstrap, "group.id": unique("reader"), "enable.auto.commit": False}
     )
-    consumer.subscribe([topic])
-    ids: list[str] = []
-    deadline = time.monotonic() + 60
-    settle: float | None = None
     try:
-        while time.monotonic() < deadline:
+        ends: dict[int, int] = {}
+        for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 10)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        ids: list[str] = []
+
+        def read_to_end() -> bool:
             for message in consumer.consume(num_messages=500, timeout=0.5):
-                if message.error() is None:
-                    ids.append(header_map(message)["lhpipe.webhook.id"].decode())
-            if len(ids) >= expected and settle is None:
-                settle = time.monotonic() + 3
-            if settle is not None and time.monotonic() > settle:
-                break
+                assert message.error() is None, message.error()
+                request_id = json.loads(message.value())["id"]
+                assert header_map(message)["lhpipe.webhook.id"] == request_id.encode()
+                ids.append(request_id)
+                if message.offset() + 1 >= ends.get(message.partition(), 0):
+                    ends.pop(message.partition(), None)
+            return not ends
+
+        wait_for(read_to_end, f"every record of {topic}", 60)
     finally:
         consumer.close()
     return ids
 
 
-def test_kafka_down_is_503_and_back_is_202_without_losing_an_accepted_request(
+def test_kafka_down_is_503_and_back_is_202_and_only_the_202s_are_in_the_topic(
     stack: StackAddresses, kafka: PrivateKafka, tmp_path: Path
 ) -> None:
     topic = unique("g2-outage")
@@ -174,48 +232,54 @@ webhook hooks {{
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap, "GH_SECRET": GITHUB_SECRET}
     with LhpipeRun(folder, env=env) as run:
         run.wait_ready()
-        load = Load(f"http://127.0.0.1:{run.port}/hooks/github")
-        sender = threading.Thread(target=load.run, daemon=True)
-        sender.start()
-        try:
-            wait_until(lambda: len(load.accepted()) >= 20, 30, "requests accepted before")
+        url = f"http://127.0.0.1:{run.port}/hooks/github"
+        with Load(url, unique("outage")) as load:
+            wait_for(lambda: load.count(lambda a: a.sent == BEFORE) >= 20, "requests before", 60)
+            # The broker stops between requests: one under way as it shuts down may be written
+            # with its acknowledgement lost, a 503 whose record is in the topic all the same
+            # (docs/webhooks.md allows that), which this test would take for a defect.
+            load.hold()
             kafka.stop()
-            stopped_at = time.monotonic()
-            wait_until(
-                lambda: any(a[1] == 503 and a[4] > stopped_at for a in load.answers),
-                30,
-                "a 503 while Kafka is down",
+            load.enter(DOWN)
+            wait_for(
+                lambda: load.count(lambda a: a.sent == a.answered == DOWN) >= 2 * SENDERS,
+                "requests sent and answered while Kafka is down",
+                120,
             )
-            time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped_at)))
-        finally:
-            kafka.start()  # whatever happened: the broker comes back
-        restarted_at = time.monotonic()
-        wait_until(
-            lambda: any(a[1] == 202 and a[4] > restarted_at for a in load.answers),
-            60,
-            "a 202 after Kafka is back",
-        )
-        wait_until(
-            lambda: sum(1 for a in load.answers if a[1] == 202 and a[4] > restarted_at) >= 20,
-            30,
-            "requests accepted after",
-        )
-        load.stopping.set()
-        sender.join(60)
+            # The requests go on through the restart: a 503 whose record were still queued
+            # would reach the broker now, and show in the topic.
+            load.enter(RESTARTING)
+            kafka.start()
+            load.enter(BACK)
+            # Until lhpipe's producer has reconnected (librdkafka backs off between attempts),
+            # a request may still time out; once one sent now is accepted, every later one is.
+            wait_for(
+                lambda: load.count(lambda a: a.sent == BACK and a.status == 202),
+                "a request accepted after Kafka is back",
+                120,
+            )
+            load.enter(AFTER)
+            wait_for(lambda: load.count(lambda a: a.sent == AFTER) >= 20, "requests after", 60)
         assert run.process.poll() is None  # the same lhpipe process throughout
+        # Once lhpipe has exited, nothing more can reach the topic (its producer is closed).
+        assert run.terminate() == 0, run.log()
 
-    statuses = {a[1] for a in load.answers}
-    assert statuses <= {202, 503}, statuses
-    # Kafka was down only between the stop and the restart: every 503 is a refusal of that
-    # outage (a request sent while the broker was shutting down may be one too).
-    refused = [a for a in load.answers if a[1] == 503]
-    assert any(a[4] + a[2] > stopped_at for a in refused), "no request refused while Kafka was down"
-    assert all(a[3] is not None and int(a[3]) > 0 for a in load.answers if a[1] == 503)
-    slowest = max(a[2] for a in refused)
-    assert slowest < ANSWER_BOUND_SECONDS, f"a 503 took {slowest:.1f} s"
-    accepted = load.accepted()
-    ids = topic_ids(kafka.bootstrap, topic, expected=len(accepted))
-    missing = set(accepted) - set(ids)
-    assert not missing, f"{len(missing)} request(s) answered 202 are not in the topic"
-    duplicated = {i for i in ids if ids.count(i) > 1}
-    assert not duplicated
+    answers = load.answers
+    # (phase sent, phase answered, status): count, for the messages below.
+    seen = sorted(Counter((a.sent, a.answered, a.status) for a in answers).items())
+    assert {a.status for a in answers} <= {202, 503}, seen
+    assert {a.status for a in answers if a.sent == BEFORE} == {202}, seen
+    assert {a.status for a in answers if a.sent == a.answered == DOWN} == {503}, seen
+    assert {a.status for a in answers if a.sent == AFTER} == {202}, seen
+    assert {a.retry_after for a in answers if a.status == 503} == {str(RETRY_AFTER_SECONDS)}
+
+    accepted = [a.id for a in answers if a.status == 202]
+    refused = {a.id for a in answers if a.status == 503}
+    ids = topic_ids(kafka.bootstrap, topic)
+    late = sorted(refused & set(ids))
+    assert not late, f"{len(late)} request(s) answered 503 are in the topic: {late[:5]}"
+    missing = sorted(set(accepted) - set(ids))
+    assert not missing, f"{len(missing)} request(s) answered 202 are missing: {missing[:5]}"
+    twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+    assert not twice, f"{len(twice)} request(s) are in the topic more than once: {twice[:5]}"
+    assert sorted(ids) == sorted(accepted)  # and nothing else is there

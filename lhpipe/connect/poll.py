@@ -115,6 +115,8 @@ class PollSource:
         self.paused = False
         self.error: str | None = None
         self.lag: dict[TopicPartition, int] = {}
+        #: How many times it began to wait ``every`` after an answer (tests wait for it).
+        self.waits = 0
         self._connected = False
         self._task: asyncio.Task[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -249,6 +251,7 @@ class PollSource:
                     self._fail(f"polling failed: {type(exc).__name__}: {exc}")
                     more = False
                 if not more:
+                    self.waits += 1
                     await asyncio.sleep(every)
 
     async def _load_state(self) -> None:

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,6 +92,8 @@ def _outermost(folders: Sequence[Path]) -> list[Path]:
 
 #: A file's identity for :func:`snapshot`: its modification time (ns) and size.
 Stamp = tuple[int, int]
+#: Told each batch's changed paths once it is dealt with, and whether it made a reload.
+BatchHook = Callable[[list[str], bool], None]
 
 
 def snapshot(roots: Sequence[Path]) -> dict[str, Stamp]:
@@ -160,6 +162,7 @@ async def watch_and_reload(
     baseline: Mapping[str, Stamp] | None = None,
     step_ms: int = STEP_MS,
     debounce_ms: int = DEBOUNCE_MS,
+    on_batch: BatchHook | None = None,
 ) -> None:
     """Reload on every batch of changes until ``stop`` is set (a reload under way finishes
     first).
@@ -170,6 +173,7 @@ async def watch_and_reload(
     and the watch's start (start-up can take seconds) are reloaded before ``armed`` is set.
     Every later start of a watch (the folders changed, or watching failed and is tried again)
     catches up the same way, from a snapshot taken before the previous watch ended.
+    ``on_batch`` hears of every batch dealt with (tests wait for it, not for time to pass).
     """
     # watchfiles logs every batch at INFO; the reload's own line says what changed.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
@@ -182,7 +186,7 @@ async def watch_and_reload(
             if baseline is None:
                 baseline = await asyncio.to_thread(snapshot, roots)
             log.info("hot reload: watching %s", ", ".join(str(root) for root in roots))
-            watch = _Watch(reloader, stop, roots, step_ms, debounce_ms)
+            watch = _Watch(reloader, stop, roots, step_ms, debounce_ms, on_batch)
             try:
                 await watch.run(baseline, armed)
                 # Caught up. A watch that ended because the folders changed hands over the files
@@ -216,12 +220,14 @@ class _Watch:
         roots: list[Path],
         step_ms: int,
         debounce_ms: int,
+        on_batch: BatchHook | None = None,
     ) -> None:
         self.reloader = reloader
         self.stop = stop
         self.roots = roots
         self.step_ms = step_ms
         self.debounce_ms = debounce_ms
+        self.on_batch = on_batch or (lambda changed, reloaded: None)
         self.caught_up = False
         #: Set when the watch ended because the folders to watch changed (see
         #: :meth:`_folders_changed`): the baseline of the next watch.
@@ -275,10 +281,12 @@ class _Watch:
                     # The rest of a save the last reload already read (its write, after the
                     # truncation that triggered it): no second reload, no second report.
                     log.debug("hot reload: %s as already read; nothing to do", changed)
+                    self.on_batch(changed, False)
                     upcoming = asyncio.ensure_future(anext(batches))
                     continue
                 read = before
                 await self.reloader.reload(changed)
+                self.on_batch(changed, True)
                 if self._folders_changed(before):
                     return  # watch the new set of folders
                 upcoming = asyncio.ensure_future(anext(batches))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +53,29 @@ def folder_with(tmp_path: Path, **files: str) -> Path:
 
 class Watching:
     """A watch of ``folder`` started as ``lhpipe run --watch`` starts it: :meth:`start`
-    returns once it is armed; :meth:`stop` ends it."""
+    returns once it is armed; :meth:`stop` ends it. ``batches``: the names of each batch's
+    changed files once dealt with, and whether it made a reload."""
 
     def __init__(self, folder: Path, target: Target, baseline: Any = None) -> None:
         self.reloader = Reloader([str(folder)], target, stderr=io.StringIO())
+        self.batches: list[tuple[list[str], bool]] = []
         self._stop = asyncio.Event()
         self._baseline = baseline
         self._task: asyncio.Task[None] | None = None
 
+    def _dealt_with(self, changed: list[str], reloaded: bool) -> None:
+        self.batches.append(([Path(p).name for p in changed], reloaded))
+
     async def start(self) -> Reloader:
         armed = asyncio.Event()
         self._task = asyncio.create_task(
-            watch_and_reload(self.reloader, self._stop, armed=armed, baseline=self._baseline)
+            watch_and_reload(
+                self.reloader,
+                self._stop,
+                armed=armed,
+                baseline=self._baseline,
+                on_batch=self._dealt_with,
+            )
         )
         await armed.wait()
         return self.reloader
@@ -72,6 +84,15 @@ class Watching:
         assert self._task is not None
         self._stop.set()
         await asyncio.wait_for(self._task, 10)
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 async def wait_for_reload(
@@ -148,13 +169,17 @@ def test_nothing_saved_during_start_up_means_no_reload(tmp_path: Path) -> None:
     folder = folder_with(tmp_path, **{"first.lhp": FIRST})
 
     async def scenario() -> None:
-        target = Target(folder)
+        target = RecordingTarget(folder)
         baseline = snapshot(watch_roots([str(folder)], target.program, target.settings))
         watching = Watching(folder, target, baseline)
         reloader = await watching.start()
-        await asyncio.sleep(0.2)
-        assert reloader.last is None
+        assert reloader.last is None  # no catch-up before the watch was armed
+        # Nor after: the first reload there is, is the one of a later save.
+        (folder / "more.lhp").write_text(MORE, encoding="utf-8")
+        await wait_for_reload(reloader)
         await watching.stop()
+        assert [d.pipelines.added for d in target.diffs] == [("more",)]
+        assert watching.batches == [(["more.lhp"], True)]
 
     asyncio.run(scenario())
 
@@ -238,7 +263,7 @@ def test_a_failing_watch_never_stops_the_process(
             watch_and_reload(reloader, stop, armed=armed, baseline=baseline)
         )
         await armed.wait()
-        await asyncio.sleep(0.5)  # the failed watch ended and the next one began
+        await until(lambda: calls >= 2, "the next watch to begin")  # its catch-up listing
         assert not stop.is_set() and not watcher.done()
         (folder / "more.lhp").write_text(MORE, encoding="utf-8")
         await wait_for_reload(reloader)
@@ -286,18 +311,28 @@ def test_a_save_that_truncates_then_writes_later_is_one_reload_of_the_written_fi
     monkeypatch.setattr(watch_module, "SETTLE_SECONDS", 5.0)  # ends when the file is written
     edited = MORE.replace('"m"', '"m2"')
 
+    real_settle = watch_module.settle
+    settling: list[list[str]] = []
+
+    async def settle(paths: Any) -> None:
+        settling.append([Path(p).name for p in paths])
+        await real_settle(paths)
+
+    monkeypatch.setattr(watch_module, "settle", settle)
+
     async def scenario() -> None:
         target = RecordingTarget(folder)
         watching = Watching(folder, target)
-        reloader = await watching.start()
+        await watching.start()
         with (folder / "more.lhp").open("w", encoding="utf-8") as file:
             file.flush()  # truncated, nothing written yet
-            await asyncio.sleep(0.2)  # several debounce steps: the truncation is a batch
+            await until(lambda: settling, "the truncation's batch")
             file.write(edited)
-        await wait_for_reload(reloader)
-        for _ in range(40):  # the write's own batch may follow: let it run
-            await asyncio.sleep(0.05)
+        # The write, after the truncation's batch was taken, is a batch of its own.
+        await until(lambda: len(watching.batches) == 2, "the write's batch")
         await watching.stop()
+        assert settling == [["more.lhp"], ["more.lhp"]]
+        assert watching.batches == [(["more.lhp"], True), (["more.lhp"], False)]
         assert len(target.diffs) == 1, target.diffs
         assert target.diffs[0].pipelines.removed == ()
         assert target.diffs[0].pipelines.changed == ("more",)

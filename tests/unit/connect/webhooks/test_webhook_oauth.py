@@ -272,7 +272,9 @@ def test_alg_none_is_refused(gateway: Gateway) -> None:
     payload = b64url(json.dumps(claims()).encode())
 
     for unsigned in (f"{header}.{payload}.", f"{header}.{payload}.c2ln"):
-        assert refusal(gateway.bearer(unsigned))[:2] == (401, INVALID)
+        outcome = gateway.bearer(unsigned)
+        assert refusal(outcome)[:2] == (401, INVALID)
+        assert isinstance(outcome, Refused) and outcome.reason == "alg 'none' is not allowed"
 
 
 def test_hs256_signed_with_the_public_key_as_secret_is_refused(gateway: Gateway) -> None:
@@ -284,7 +286,12 @@ def test_hs256_signed_with_the_public_key_as_secret_is_refused(gateway: Gateway)
 
     forged = f"{header}.{payload}.{b64url(signature)}"
 
-    assert refusal(gateway.bearer(forged))[:2] == (401, INVALID)
+    outcome = gateway.bearer(forged)
+    assert refusal(outcome)[:2] == (401, INVALID)
+    # Refused by the allow-list, before any key is looked up: not only by the key-type check
+    # that would follow (defence in depth).
+    assert isinstance(outcome, Refused) and outcome.reason == "alg 'HS256' is not allowed"
+    assert gateway.issuer.requests == []
 
 
 def test_an_allowed_algorithm_outside_the_list_is_refused(gateway: Gateway) -> None:
@@ -292,8 +299,10 @@ def test_an_allowed_algorithm_outside_the_list_is_refused(gateway: Gateway) -> N
     hs512 = token(OctKey.generate_key(512, parameters={"kid": "plain-1"}), "HS512")
 
     assert isinstance(gateway.bearer(token(PLAIN, "RS256")), Authenticated)
-    assert refusal(gateway.bearer(rs384))[:2] == (401, INVALID)
-    assert refusal(gateway.bearer(hs512))[:2] == (401, INVALID)
+    for refused, alg in ((rs384, "RS384"), (hs512, "HS512")):
+        outcome = gateway.bearer(refused)
+        assert refusal(outcome)[:2] == (401, INVALID)
+        assert isinstance(outcome, Refused) and outcome.reason == f"alg '{alg}' is not allowed"
 
 
 def test_a_token_naming_a_key_of_another_type_is_refused(gateway: Gateway) -> None:

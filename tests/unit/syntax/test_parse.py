@@ -35,7 +35,10 @@ def _value(expr: str) -> ast.Expr:
     return step.value
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="the spec folder is not beside the clone")
+@pytest.mark.skipif(
+    not SPEC.exists(),
+    reason=f"../shared/spec is missing beside the clone (no {SPEC}): its examples are not checked",
+)
 @pytest.mark.parametrize("index", range(2))
 def test_every_example_of_the_language_spec_parses_and_is_kept_in_tests_data(index: int) -> None:
     examples = re.findall(r"```\n(.*?)```", SPEC.read_text(), re.S)

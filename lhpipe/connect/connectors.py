@@ -46,6 +46,7 @@ from lhpipe.connect.connect_rest import (
     ConnectRestError,
 )
 from lhpipe.connect.ownership import Callback, Lease
+from lhpipe.engine import metrics
 from lhpipe.engine.decode import Decoder
 from lhpipe.engine.errors import DecodeError
 from lhpipe.engine.status import PipelineStatus, State
@@ -419,6 +420,7 @@ class ConnectorManager:
             except Exception:  # a defect here must not end the rounds
                 log.exception("connectors: a refresh round failed")
                 continue
+            metrics.CONNECTOR_ROUNDS.inc()
             if settled and not self._declared:
                 return
 

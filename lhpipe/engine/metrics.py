@@ -94,6 +94,12 @@ RECORD_LATENCY = Histogram(
     registry=REGISTRY,
 )
 RELOADS = Counter("lhpipe_reloads", "Hot reloads by outcome", ["outcome"], registry=REGISTRY)
+CONNECTOR_ROUNDS = Counter(
+    "lhpipe_connector_rounds",
+    "Background rounds of the connector manager (the cluster read, and changed by the process "
+    "that manages the connectors)",
+    registry=REGISTRY,
+)
 RELOAD_DURATION = Histogram(
     "lhpipe_reload_duration_seconds",
     "Time from a reload's start to the new program running (or to its failure)",

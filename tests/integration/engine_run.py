@@ -28,7 +28,9 @@ from littlehorse.model import (
     SearchWfRunRequest,
     WfRunId,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
+from lhpipe.connect.poll_state import DEFAULT_STATE_TOPIC
 from lhpipe.stack.addresses import StackAddresses
 
 LHPIPE = str(Path(sys.executable).with_name("lhpipe"))
@@ -88,9 +90,14 @@ def produce(
     return count
 
 
-def read_all(stack: StackAddresses, topic: str, expected: int, timeout: float = 60.0) -> list[Any]:
-    """Read ``topic`` from the start until ``expected`` records arrived, then a moment more to
-    see that no extra one follows; returns the messages."""
+def read_all(stack: StackAddresses, topic: str, expected: int, timeout: float = 90.0) -> list[Any]:
+    """Read ``topic`` from the start until at least ``expected`` records arrived and the
+    reader is at the end of every partition; returns the messages (none for a topic that does
+    not exist: nothing was written to it). Fails after ``timeout`` seconds.
+
+    A record that is not there proves something only once whatever would have written it is
+    done: read after an event that comes later (its writer stopped or acknowledged what it
+    read, a record sent after it arrived), never after a pause."""
     consumer = Consumer(
         {
             "bootstrap.servers": stack.kafka_bootstrap,
@@ -99,21 +106,23 @@ def read_all(stack: StackAddresses, topic: str, expected: int, timeout: float = 
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
     messages: list[Any] = []
     deadline = time.monotonic() + timeout
-    settle_until: float | None = None
     try:
-        while time.monotonic() < deadline:
+        if topic not in consumer.list_topics(timeout=10).topics:
+            return messages
+        consumer.subscribe([topic])
+        # Done once the reader has its partitions and has read up to their end: before that,
+        # "no record yet" (expected=0) would say nothing.
+        while len(messages) < expected or not _read_to_end(consumer):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout:.0f} s reading {topic} to its end: "
+                    f"{len(messages)} of at least {expected} records"
+                )
             for message in consumer.consume(num_messages=500, timeout=0.5):
                 if message.error() is None:
                     messages.append(message)
-            # Counting starts once the reader has its partitions and has read up to their end:
-            # before that, "no record yet" (expected=0) would say nothing.
-            if len(messages) >= expected and settle_until is None and _read_to_end(consumer):
-                settle_until = time.monotonic() + 3.0
-            if settle_until is not None and time.monotonic() > settle_until:
-                break
     finally:
         consumer.close()
     return messages
@@ -157,6 +166,38 @@ def reset_to_earliest(stack: StackAddresses, group: str, topic: str, partitions:
     assert committed(stack, group, topic, partitions) == [0] * partitions
 
 
+def poll_state(stack: StackAddresses, pipeline: str) -> dict[str, Any] | None:
+    """The newest state of ``pipeline`` in the poll state topic."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "group.id": unique("poll-state-check"),
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        found = None
+        metadata = consumer.list_topics(DEFAULT_STATE_TOPIC, timeout=10)
+        for partition in metadata.topics[DEFAULT_STATE_TOPIC].partitions:
+            tp = TopicPartition(DEFAULT_STATE_TOPIC, partition)
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(DEFAULT_STATE_TOPIC, partition, low)])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is None or message.error() is not None:
+                    continue
+                if message.key() == pipeline.encode():
+                    found = json.loads(message.value())
+                if message.offset() >= high - 1:
+                    break
+        return found
+    finally:
+        consumer.close()
+
+
 # -- LittleHorse ---------------------------------------------------------------------------------
 
 
@@ -177,17 +218,24 @@ def count_wf_runs(config: LHConfig, wf_spec: str) -> int:
 
 
 def settled_wf_run_count(config: LHConfig, wf_spec: str, expected: int) -> int:
-    """The WfRun count once it reached ``expected`` and then stayed a while, so that an extra
-    one would show. LittleHorse indexes WfRuns for search asynchronously (a repartition
-    topic): on a busy server the index trails the WfRuns by seconds, at worst minutes."""
-    wait_until(
-        lambda: count_wf_runs(config, wf_spec) >= expected,
+    """The WfRun count once LittleHorse's search index holds ``expected`` WfRuns. It indexes
+    them asynchronously (a repartition topic): on a busy server the index trails the WfRuns by
+    seconds, at worst minutes, and no event tells when it has caught up, so no wait here shows
+    that no WfRun more is coming. That is what the ids are for: run_wf names a WfRun after its
+    record (key, header or position), so a record sent again is ALREADY_EXISTS, never a second
+    WfRun (:meth:`LhpipeRun.metric` ``lhpipe_lh_already_exists_total`` counts them)."""
+
+    def reached() -> tuple[int] | None:
+        count = count_wf_runs(config, wf_spec)
+        return (count,) if count >= expected else None
+
+    (count,) = wait_until(
+        reached,
         SEARCH_INDEX_TIMEOUT_SECONDS,
         f"{expected} WfRuns in LittleHorse's search index",
         every=1.0,
     )
-    time.sleep(3)
-    return count_wf_runs(config, wf_spec)
+    return count
 
 
 def external_events_of(config: LHConfig, wf_run_id: str) -> ExternalEventList:
@@ -237,6 +285,16 @@ class LhpipeRun:
 
         body: dict[str, Any] = wait_until(ready, timeout, "lhpipe to be ready")
         return body
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of the sample ``name`` with ``labels`` on ``/metrics`` (0 before any)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    return float(sample.value)
+        return 0.0
 
     def stats(self, pipeline: str) -> dict[str, Any]:
         # Called in polling loops on a busy machine: one slow answer is asked again.

@@ -173,7 +173,7 @@ pipeline {name} {{
         )
         assert run.terminate() == 0, run.log()
     # Every record of every case reached LittleHorse: none was dead-lettered.
-    assert read_all(stack, dlq, expected=0, timeout=10) == []
+    assert read_all(stack, dlq, expected=0) == []
 
 
 def pipeline(targets: Targets, case: str) -> str:
@@ -286,7 +286,7 @@ def test_correlation_is_first_write_wins_and_the_second_is_no_error(targets: Tar
         (order, {"receipt": "paid 99 EUR"}, {}),
     )
     assert correlated_event(config, order, targets.paid_event) == "paid 10 EUR"
-    assert read_all(targets.stack, targets.dlq, expected=0, timeout=10) == []
+    assert read_all(targets.stack, targets.dlq, expected=0) == []
 
     # The correlated WfRun starts after both events: it must find the first one.
     wf_run_id = run_wf(config, targets.await_paid_spec, order=order)

@@ -168,5 +168,5 @@ def test_a_schema_the_registry_refuses_as_incompatible_dead_letters_the_records(
         headers = dict(letter.headers())
         assert headers["lhpipe.error.class"] == b"permanent"
         assert headers["lhpipe.error.code"] == b"HTTP_409"
-    assert read_all(stack, out, 0, timeout=5) == []
+    assert read_all(stack, out, 0) == []
     assert registry.get_latest_version(f"{out}-value").version == 1

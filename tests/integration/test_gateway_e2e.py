@@ -171,6 +171,19 @@ pipeline payments {{
         assert run.terminate() == 0, run.log()
 
 
+ALREADY_EXISTS = "lhpipe_lh_already_exists_total"
+
+
+def wait_for_metric(run: LhpipeRun, at_least: float, **labels: str) -> float:
+    """:data:`ALREADY_EXISTS` with ``labels`` once it is ``at_least``."""
+    value: float = wait_until(
+        lambda: (found := run.metric(ALREADY_EXISTS, **labels)) >= at_least and found,
+        60,
+        f"{ALREADY_EXISTS} {labels} to reach {at_least}",
+    )
+    return value
+
+
 def wf_run_exists(config: LHConfig, wf_run_id: str) -> bool:
     try:
         config.stub().GetWfRun(WfRunId(id=wf_run_id))
@@ -183,6 +196,7 @@ def test_a_keycloak_authenticated_webhook_becomes_one_wf_run_with_its_variables(
     running: Running,
 ) -> None:
     token = keycloak_token(running.stack, scope=running.stack.keycloak_scope)
+    already = running.run.metric(ALREADY_EXISTS, pipeline="start_kyc")
     delivery = unique("kyc")  # the client's Idempotency-Key, reused on its retry
     body = json.dumps({"applicant_id": "ann-1", "age": 30, "note": "first"}).encode()
     headers = {**bearer(token), "idempotency-key": delivery}
@@ -191,7 +205,7 @@ def test_a_keycloak_authenticated_webhook_becomes_one_wf_run_with_its_variables(
 
     assert [(a.status_code, a.json()) for a in answers] == [(202, {"id": delivery})] * 2
     # Both requests are records (Kafka holds what it acknowledged), with the same id and key.
-    records = read_all(running.stack, running.kyc_topic, expected=2, timeout=30)
+    records = read_all(running.stack, running.kyc_topic, expected=2)
     assert len(records) == 2
     for record in records:
         assert record.key() == delivery.encode()
@@ -209,8 +223,10 @@ def test_a_keycloak_authenticated_webhook_becomes_one_wf_run_with_its_variables(
     assert [f["name"] for f in by_id["fields"]] == ["applicant_id", "age", "note"]
     decoded = fastavro.schemaless_reader(io.BytesIO(value[5:]), fastavro.parse_schema(by_id))
     assert decoded == {"applicant_id": "ann-1", "age": 30, "note": "first"}
-    # One WfRun, named by the delivery (the default key), with the body's fields as variables.
+    # One WfRun, named by the delivery (the default key), with the body's fields as variables:
+    # the second record's run_wf is answered ALREADY_EXISTS.
     wait_until(lambda: wf_run_exists(running.config, delivery), 60, "the WfRun")
+    assert wait_for_metric(running.run, already + 1, pipeline="start_kyc") == already + 1
     assert settled_wf_run_count(running.config, running.kyc_flow, 1) == 1
     assert variable_value(running.config, delivery, "applicant_id") == "ann-1"
     assert variable_value(running.config, delivery, "age") == 30
@@ -234,26 +250,33 @@ def test_a_request_without_any_id_gets_a_new_uuid_and_its_own_wf_run(running: Ru
 
 
 def test_a_providers_retry_of_the_same_delivery_creates_one_wf_run(running: Running) -> None:
+    already = running.run.metric(ALREADY_EXISTS, pipeline="verdicts")
     message_id = f"msg_{uuid.uuid4().hex}"  # a Standard Webhooks id, underscore included
     body = b'{"approved": true}'
+    now = int(time.time())
 
     first = http_post(
-        f"{running.url}/hooks/verdict", headers=standard_headers(body, message_id), content=body
+        f"{running.url}/hooks/verdict",
+        headers=standard_headers(body, message_id, timestamp=now),
+        content=body,
     )
-    time.sleep(1.1)  # the provider's retry is signed again, with a later timestamp
+    # The provider's retry is signed again, with a later timestamp.
     retry = http_post(
-        f"{running.url}/hooks/verdict", headers=standard_headers(body, message_id), content=body
+        f"{running.url}/hooks/verdict",
+        headers=standard_headers(body, message_id, timestamp=now + 1),
+        content=body,
     )
 
     assert (first.status_code, retry.status_code) == (202, 202)
     assert first.json() == retry.json() == {"id": message_id}
-    records = read_all(running.stack, running.verdict_topic, expected=2, timeout=30)
+    records = read_all(running.stack, running.verdict_topic, expected=2)
     assert [header_map(r)["lhpipe.webhook.id"] for r in records] == [message_id.encode()] * 2
     # The default key is the webhook id; run_wf names the WfRun by it, made a valid
     # LittleHorse id (delivery.md: the webhook id plays the role of the record's position).
     assert [r.key() for r in records] == [message_id.encode()] * 2
     wf_run_id = message_id.replace("_", "-")
     wait_until(lambda: wf_run_exists(running.config, wf_run_id), 60, "the WfRun")
+    assert wait_for_metric(running.run, already + 1, pipeline="verdicts") == already + 1
     assert settled_wf_run_count(running.config, running.verdict_flow, 1) == 1
     assert variable_value(running.config, wf_run_id, "approved") is True
 
@@ -269,16 +292,16 @@ def test_a_providers_retry_posts_one_external_event(running: Running) -> None:
     message_id = f"msg_{uuid.uuid4().hex}"
     body = json.dumps({"order": order, "status": "paid"}).encode()
 
-    answers = []
-    for _ in "12":
-        answers.append(
-            http_post(
-                f"{running.url}/hooks/paid",
-                headers=standard_headers(body, message_id),
-                content=body,
-            ).status_code
-        )
-        time.sleep(1.1)  # the retry is signed again, with a later timestamp
+    now = int(time.time())
+    answers = [
+        http_post(
+            f"{running.url}/hooks/paid",
+            # The retry is signed again, with a later timestamp.
+            headers=standard_headers(body, message_id, timestamp=now + attempt),
+            content=body,
+        ).status_code
+        for attempt in (0, 1)
+    ]
 
     assert answers == [202, 202]
     wait_until(lambda: running.run.stats("payments")["acknowledged"] == 2, 60, "both records done")
@@ -287,6 +310,7 @@ def test_a_providers_retry_posts_one_external_event(running: Running) -> None:
 
 
 def test_a_direct_mode_webhook_answers_once_its_wf_run_exists(running: Running) -> None:
+    already = running.run.metric(ALREADY_EXISTS, pipeline="direct_kyc")
     delivery = str(uuid.uuid4())
     body = json.dumps({"applicant_id": "cy-3", "age": 25}).encode()
 
@@ -302,6 +326,8 @@ def test_a_direct_mode_webhook_answers_once_its_wf_run_exists(running: Running) 
         f"{running.url}/hooks/direct", headers=github_headers(body, delivery), content=body
     )
     assert again.status_code == 202
+    # Answered after LittleHorse's ALREADY_EXISTS: no second WfRun.
+    assert running.run.metric(ALREADY_EXISTS, pipeline="direct_kyc") == already + 1
     assert settled_wf_run_count(running.config, running.direct_flow, 1) == 1
 
 

@@ -133,8 +133,9 @@ pipeline follow_{token} {{
                 WAIT_SECONDS,
                 f"the follow-up WfRun of {wf_run_id}",
             )
-        exported = read_all(stack, export_topic, expected=len(runs))
         assert lhpipe.terminate() == 0, lhpipe.log()
+    # Read once lhpipe has stopped: nothing more can come.
+    exported = read_all(stack, export_topic, expected=len(runs))
 
     expected = {
         wf_run_id: {
@@ -233,8 +234,8 @@ pipeline {pipeline} {{
         runs = _run_to_completion(config, wf_spec, (*APPLICANTS, "reject"))
         accepted = {wf_run_id for wf_run_id, a in runs.items() if a != "reject"}
         wait_until(lambda: crm.delivered() >= accepted, WAIT_SECONDS, "the CRM to get every one")
-        dead = read_all(stack, dlq, expected=1)
         assert lhpipe.terminate() == 0, lhpipe.log()
+    dead = read_all(stack, dlq, expected=1)
 
     statuses = [status for status, _ in crm.answers]
     assert statuses[0] == 503 and statuses.count(503) >= 2, statuses
@@ -256,7 +257,7 @@ pipeline {pipeline} {{
 def _records_of(stack: StackAddresses, wf_run_id: str) -> list[tuple[int, int, OutputTopicRecord]]:
     """(partition, offset, record) of every committed output-topic record of the WfRun."""
     found = []
-    for message in read_all(stack, stack.execution_output_topic, expected=1, timeout=15):
+    for message in read_all(stack, stack.execution_output_topic, expected=1):
         if message.key() == wf_run_id.encode():
             record = OutputTopicRecord.FromString(message.value())
             found.append((message.partition(), message.offset(), record))

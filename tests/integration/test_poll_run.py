@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,9 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from engine_run import (
     LhpipeRun,
+    poll_state,
     settled_wf_run_count,
     unique,
     wait_until,
@@ -32,7 +31,6 @@ from engine_run import (
 from lh import lh_config, register_wf_spec
 from littlehorse.workflow import Workflow, WorkflowThread
 
-from lhpipe.connect.poll_state import DEFAULT_STATE_TOPIC
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration
@@ -100,38 +98,6 @@ def feed() -> Iterator[Feed]:
         server.gate.set()
         server.shutdown()
         server.server_close()
-
-
-def poll_state(stack: StackAddresses, pipeline: str) -> dict[str, Any] | None:
-    """The newest state of ``pipeline`` in the poll state topic."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": unique("poll-state-check"),
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        found = None
-        metadata = consumer.list_topics(DEFAULT_STATE_TOPIC, timeout=10)
-        for partition in metadata.topics[DEFAULT_STATE_TOPIC].partitions:
-            tp = TopicPartition(DEFAULT_STATE_TOPIC, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(DEFAULT_STATE_TOPIC, partition, low)])
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                message = consumer.poll(0.5)
-                if message is None or message.error() is not None:
-                    continue
-                if message.key() == pipeline.encode():
-                    found = json.loads(message.value())
-                if message.offset() >= high - 1:
-                    break
-        return found
-    finally:
-        consumer.close()
 
 
 def test_a_killed_poller_restarted_makes_exactly_one_wf_run_per_item(

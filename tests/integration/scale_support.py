@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +28,7 @@ class Endpoint(ThreadingHTTPServer):
 
     ``GET /items?after=N``: a feed of :attr:`items` items, :attr:`page` at a time, with the
     cursor ``next``; pages after :attr:`gate_after` wait for :attr:`feed_gate`. Every
-    ``after`` asked is recorded with its time."""
+    ``after`` asked is recorded, in order."""
 
     daemon_threads = True
     request_queue_size = 256
@@ -44,7 +43,7 @@ class Endpoint(ThreadingHTTPServer):
         self.page = page
         self.gate_after = gate_after
         self.feed_gate = threading.Event()
-        self.asked: list[tuple[float, str]] = []
+        self.asked: list[str] = []
 
     @property
     def url(self) -> str:
@@ -81,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = parse_qs(urlparse(self.path).query, keep_blank_values=True)
         after_text = query.get("after", [""])[0]
         with self.server.lock:
-            self.server.asked.append((time.monotonic(), after_text))
+            self.server.asked.append(after_text)
         after = int(after_text) if after_text else 0
         gate_after = self.server.gate_after
         if gate_after is not None and after >= gate_after:
@@ -119,11 +118,14 @@ def serve(endpoint: Endpoint) -> Iterator[Endpoint]:
 
 
 class GroupOffsets:
-    """The committed offsets and ends of a topic's partitions for one group."""
+    """The committed offsets and ends of a topic's partitions (all of them unless
+    ``partitions`` is given) for one group."""
 
-    def __init__(self, stack: StackAddresses, group: str, topic: str, partitions: int) -> None:
+    def __init__(
+        self, stack: StackAddresses, group: str, topic: str, partitions: int | None = None
+    ) -> None:
         self.topic = topic
-        self.partitions = partitions
+        self.group = group
         self._consumer = Consumer(
             {
                 "bootstrap.servers": stack.kafka_bootstrap,
@@ -131,7 +133,10 @@ class GroupOffsets:
                 "enable.auto.commit": False,
             }
         )
-        self._ends: list[int] | None = None
+        if partitions is None:
+            metadata = self._consumer.list_topics(topic, timeout=10)
+            partitions = len(metadata.topics[topic].partitions)
+        self.partitions = partitions
 
     def committed(self) -> list[int]:
         tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
@@ -149,6 +154,17 @@ class GroupOffsets:
             )
             result.append(high)
         return result
+
+    def wait_committed_to_the_end(self, timeout: float = 120.0) -> None:
+        """Until the group has committed every partition up to where it ends now: whatever
+        its processes do with the records so far (deliver them, again too), they have done."""
+        ends = self.ends()
+        wait_until(
+            lambda: all(c >= e for c, e in zip(self.committed(), ends, strict=True)),
+            timeout,
+            f"{self.group} to commit {self.topic} up to {ends}",
+            every=0.5,
+        )
 
     def close(self) -> None:
         self._consumer.close()

@@ -15,7 +15,6 @@ size) is nothing the pipeline reads. A check that were skipped would start a WfR
 from __future__ import annotations
 
 import json
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from lh import lh_config, register_wf_spec
 from littlehorse.config import LHConfig
 from littlehorse.model import SearchWfRunRequest, WfRunId
 from littlehorse.workflow import Workflow, WorkflowThread
-from prometheus_client.parser import text_string_to_metric_families
 
 from lhpipe.stack.addresses import StackAddresses
 
@@ -131,17 +129,6 @@ def wf_run_ids(config: LHConfig, wf_spec: str) -> set[str]:
         bookmark = page.bookmark
 
 
-def metric(run: LhpipeRun, name: str, **labels: str) -> float:
-    """The sample ``name`` with ``labels`` on lhpipe's ``/metrics`` (0 before any)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{run.port}/metrics", timeout=30) as answer:
-        text = answer.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and labels.items() <= sample.labels.items():
-                return float(sample.value)
-    return 0.0
-
-
 def test_a_refused_request_to_a_direct_mode_webhook_starts_no_wf_run(
     stack: StackAddresses, tmp_path: Path
 ) -> None:
@@ -185,14 +172,14 @@ pipeline direct_start {{
         assert statuses == {c.what: c.status for c in cases}
         # The route answered each (not the listener before it), and none reached the pipeline.
         counted = {
-            status: metric(run, "lhpipe_http_requests_total", route="intake", status=status)
+            status: run.metric("lhpipe_http_requests_total", route="intake", status=status)
             for status in ("202", "400", "401", "405", "413", "415")
         }
         assert counted == {
             "202": 0,
             **{str(s): float(n) for s, n in Counter(c.status for c in cases).items()},
         }
-        assert metric(run, "lhpipe_records_in_total", pipeline="direct_start") == 0
+        assert run.metric("lhpipe_records_in_total", pipeline="direct_start") == 0
         # A WfRun a request started exists before its answer came: none of these has one.
         assert [c.what for c in cases if wf_run_exists(config, c.delivery)] == []
 
@@ -201,7 +188,7 @@ pipeline direct_start {{
         accepted = send("POST", list(github_headers(body, delivery).items()), body)
         assert accepted.status_code == 202 and accepted.json() == {"id": delivery}
         assert wf_run_exists(config, delivery)
-        assert metric(run, "lhpipe_records_in_total", pipeline="direct_start") == 1
+        assert run.metric("lhpipe_records_in_total", pipeline="direct_start") == 1
         assert run.terminate() == 0, run.log()
 
     # Once the search index shows the accepted WfRun, the workflow has that one and no other.

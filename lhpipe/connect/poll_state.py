@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -92,12 +93,29 @@ class PollStateStore(Protocol):
 
 
 class KafkaPollStateStore:
-    """:class:`PollStateStore` on a compacted topic (see the module docstring)."""
+    """:class:`PollStateStore` on a compacted topic (see the module docstring).
 
-    def __init__(self, settings: Settings, producer: RecordProducer, topic: str) -> None:
+    ``consumer`` (makes the reader from its configuration), ``ensure_topic`` (creates the topic
+    when missing, True when it did) and ``clock`` (monotonic seconds) are Kafka's and the
+    system's unless a test passes its own.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        producer: RecordProducer,
+        topic: str,
+        *,
+        consumer: Callable[[dict[str, Any]], Consumer] = Consumer,
+        ensure_topic: Callable[[Settings, str], bool] = ensure_compacted_topic,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.topic = topic
         self._producer = producer
+        self._new_consumer = consumer
+        self._ensure_compacted = ensure_topic
+        self._clock = clock
         self._topic_ready = False
 
     @classmethod
@@ -119,7 +137,7 @@ class KafkaPollStateStore:
         if self._topic_ready:
             return
         try:
-            if ensure_compacted_topic(self.settings, self.topic):
+            if self._ensure_compacted(self.settings, self.topic):
                 log.info("created the poll state topic %r", self.topic)
         except KafkaException as exc:
             raise TransientError(
@@ -130,7 +148,7 @@ class KafkaPollStateStore:
     def _read(self, key: bytes) -> bytes | None:
         """The value of the newest record with ``key``, reading every partition to its end."""
         self._ensure_topic()
-        consumer = Consumer(
+        consumer = self._new_consumer(
             {
                 **client_config(self.settings),
                 "group.id": "lhpipe-poll-state-reader",  # never joined: partitions are assigned
@@ -160,9 +178,9 @@ class KafkaPollStateStore:
             return None
         consumer.assign(starts)
         found: bytes | None = None
-        deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+        deadline = self._clock() + READ_TIMEOUT_SECONDS
         while ends:
-            if time.monotonic() > deadline:
+            if self._clock() > deadline:
                 raise TransientError(
                     f"reading the poll state topic {topic!r} took over "
                     f"{READ_TIMEOUT_SECONDS:.0f} s",

@@ -249,7 +249,7 @@ class CustomSignature:
     """The custom form: one header holding the HMAC of the body, maybe after a prefix."""
 
     def __init__(
-        self, secret: str, *, header: str, algorithm: str, encoding: str, prefix: str = ""
+        self, secret: str, *, header: str, algorithm: str, encoding: str, prefix: str
     ) -> None:
         self.header = header.lower()
         self.reads: tuple[str, ...] = (self.header,)

@@ -199,11 +199,11 @@ class Delivery:
                     delay = backoff_delay(
                         transient_retries, self._backoff, MAX_BACKOFF_SECONDS, self._rng
                     )
-                    # A server that says when to come back (HTTP Retry-After) is believed,
-                    # within the backoff's cap.
+                    # A server that says when to come back (HTTP Retry-After) is believed
+                    # when it asks for longer, within the backoff's cap.
                     hint = getattr(error, "retry_after", None)
-                    if isinstance(hint, int | float) and hint > delay:
-                        delay = min(float(hint), MAX_BACKOFF_SECONDS)
+                    if isinstance(hint, int | float):
+                        delay = min(max(delay, float(hint)), MAX_BACKOFF_SECONDS)
                     transient_retries += 1
                 else:
                     raise RecordFailed(Failure(error, self.target, attempts, first_ms, now_ms()))
@@ -251,11 +251,11 @@ async def plan_and_deliver(
     plans = []
     for target in targets:
         try:
-            plans.append(target.planner(env, record))
+            plans.append((target.delivery, target.planner(env, record)))
         except Exception as exc:
             raise failed(classify(exc), target.label) from exc
-    for target, plan in zip(targets, plans, strict=True):
-        await target.delivery.deliver(plan)
+    for delivery, plan in plans:
+        await delivery.deliver(plan)
 
 
 def _gave_up(error: TransientError, retries: int) -> PermanentError:
@@ -293,7 +293,7 @@ def envelope(record: Record, failure: Failure, pipeline: str) -> list[tuple[str,
         ]
     else:
         fields.append(("lhpipe.source.webhook.id", origin.id))
-    return [(name, value.encode("utf-8")) for name, value in fields]
+    return [(name, value.encode()) for name, value in fields]
 
 
 class DeadLetterWriter:
@@ -356,7 +356,7 @@ class FailurePolicy:
         *,
         pipeline: str,
         dead_letters: DeadLetterWriter | None,
-        permanent: Literal["stop", "skip"] = "stop",
+        permanent: Literal["stop", "skip"],
     ) -> None:
         self.pipeline = pipeline
         self._dead_letters = dead_letters

@@ -264,14 +264,16 @@ def test_retries_failures_acceptances_and_latency_are_counted_per_pipeline_and_t
     # Sent before: LittleHorse answers ALREADY_EXISTS, which is a success counted apart.
     delivery.sender = Sender(outcome=ALREADY_EXISTS)
     asyncio.run(delivery.deliver(PLAN))
+    delivery.sender = Sender()
+    asyncio.run(delivery.deliver(PLAN))
     took = time.monotonic() - began
     grown = {name: _sample(name, **labels) - start[name] for name in names}
     latency = grown.pop("lhpipe_target_latency_seconds_sum")
     assert grown == {
-        "lhpipe_records_out_total": 2,
+        "lhpipe_records_out_total": 3,
         "lhpipe_lh_already_exists_total": 1,
         "lhpipe_retries_total": 3,
-        "lhpipe_target_latency_seconds_count": 2,
+        "lhpipe_target_latency_seconds_count": 3,
     }
     assert 0 <= latency <= took
     assert {

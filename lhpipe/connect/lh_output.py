@@ -54,7 +54,8 @@ from littlehorse.model import (
 from littlehorse.utils import extract_value
 
 from lhpipe.check.scopes import LH_OUTPUT_KINDS
-from lhpipe.connect.kafka import KafkaSource, RecordSink, client_config
+from lhpipe.connect.consumer import KafkaSource, RecordSink
+from lhpipe.connect.kafka import client_config
 from lhpipe.engine.errors import DecodeError
 from lhpipe.engine.sources import PipelineNotRunnable, SourceParts
 

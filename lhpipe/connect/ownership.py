@@ -42,14 +42,8 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from lhpipe.connect.kafka import (
-    SETTLE_QUIET_SECONDS,
-    admin_client,
-    client_config,
-    ensure_compacted_topic,
-    group_membership,
-    settle_then_close,
-)
+from lhpipe.connect.consumer import SETTLE_QUIET_SECONDS, group_membership, settle_then_close
+from lhpipe.connect.kafka import admin_client, client_config, ensure_compacted_topic
 from lhpipe.engine.worker import this_worker
 from lhpipe.settings import Settings
 

@@ -1,7 +1,7 @@
 """One pipeline running: source → decode → steps → plans → delivery per target → acknowledge.
 
 A :class:`PipelineRunner` is fed batches of records by its source (a
-:class:`~lhpipe.connect.kafka.KafkaSource` in its thread) and processes them on the event loop
+:class:`~lhpipe.connect.consumer.KafkaSource` in its thread) and processes them on the event loop
 through a :class:`~lhpipe.engine.ordering.KeyOrderedScheduler`: up to ``max_in_flight``
 records at once, records with the same key (in the same partition) strictly in order.
 
@@ -58,7 +58,7 @@ Planner = Callable[[Mapping[str, Any], Record], Plan]
 
 
 class Source(Protocol):
-    """What the runner needs of its source (a :class:`~lhpipe.connect.kafka.KafkaSource`)."""
+    """What the runner needs of its source (a :class:`~lhpipe.connect.consumer.KafkaSource`)."""
 
     paused: bool
     error: str | None

@@ -82,7 +82,7 @@ def source_parts(
 def kafka_parts(spec: PipelineSpec, program: Program, settings: Settings) -> SourceParts:
     """A Kafka consumer of the pipeline's topic, in the group ``source.group`` (default
     ``lhpipe-<pipeline>``), decoding as ``value =`` and ``key =`` say."""
-    from lhpipe.connect.kafka import KafkaSource
+    from lhpipe.connect.consumer import KafkaSource
     from lhpipe.engine.decode import Decoder, schema_id_of
     from lhpipe.engine.steps import initial_env
 

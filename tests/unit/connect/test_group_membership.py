@@ -17,9 +17,9 @@ from confluent_kafka import TopicPartition
 from test_connectors import FakeConnect, _connectors, _manager
 from test_poll import Feed, Sink, Store, requests_of
 
-from lhpipe.connect import kafka
+from lhpipe.connect import consumer as consumer_module
 from lhpipe.connect.connectors import ConnectorManager
-from lhpipe.connect.kafka import (
+from lhpipe.connect.consumer import (
     DEFAULT_ASSIGNMENT_STRATEGY,
     KafkaSource,
     group_membership,
@@ -232,7 +232,7 @@ def test_a_consumer_closes_at_once_without_a_recent_rebalance_and_waits_one_out_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FakeClock()
-    monkeypatch.setattr(kafka, "time", clock)
+    monkeypatch.setattr(consumer_module, "time", clock)
     consumer = FakeConsumer(clock)
     settle_then_close(consumer, lambda: 0.0, quiet=0.5)  # type: ignore[arg-type]
     assert consumer.closed and consumer.consumed == 0

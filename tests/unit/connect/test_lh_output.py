@@ -433,7 +433,7 @@ def test_the_lookback_setting() -> None:
 
 
 def test_the_replay_hooks_into_the_kafka_source_assignment_callback() -> None:
-    from lhpipe.connect.kafka import KafkaSource
+    from lhpipe.connect.consumer import KafkaSource
 
     # OutputTopicSource extends KafkaSource's own callback; a rename there would skip the replay.
     assert "_on_assign" in vars(KafkaSource)

@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from waiting import wait_for
 
-from lhpipe.connect import kafka
-from lhpipe.connect.kafka import KafkaSource
+from lhpipe.connect import consumer as consumer_module
+from lhpipe.connect.consumer import KafkaSource
 from lhpipe.engine import metrics, runner
 from lhpipe.engine.record import KafkaOrigin, Record
 from lhpipe.settings import Settings
@@ -281,7 +281,7 @@ def test_a_runner_that_does_not_answer_in_time_is_given_up_on(
     def wait() -> None:
         answers.append(source._from_loop(never(), timeout=0.05))
 
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.kafka"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
         threading.Thread(target=wait, daemon=True).start()
         wait_for(lambda: answers, "the consumer thread to give up", timeout=5)
     assert answers == [None]
@@ -301,7 +301,7 @@ def test_lost_partitions_are_forgotten_without_a_commit(
     consumer.calls.clear()
     waits = _waits(source)
     before = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.kafka"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
         source._on_lost(consumer, _tps(0, 1))
     assert before <= source._last_rebalance <= time.monotonic()
     # Another member may own them already: its commits must not be overwritten.
@@ -398,7 +398,7 @@ def test_a_failed_commit_is_not_reported_as_committed(
     source._on_assign(consumer, _tps(0))
     consumer.failing_commits = 1
     source.commit({("t", 0): 5})
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.kafka"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
         source._commit_requested(consumer)
     assert [r.getMessage() for r in caplog.records] == [
         f"pipeline p: commit failed: {consumer.commit_error}"
@@ -471,7 +471,7 @@ def test_a_fetch_error_is_reported_until_records_come_again(
     source._on_assign(consumer, _tps(0))
     source._connected = False
     failure = Message(0, 0, KafkaError.TOPIC_AUTHORIZATION_FAILED)
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.kafka"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
         assert source._records([failure]) == []
     assert source.error == f"topic 't': {KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED).str()}"
     assert [r.getMessage() for r in caplog.records] == [f"pipeline p: {source.error}"]
@@ -582,8 +582,8 @@ def test_a_consumer_thread_commits_through_rebalances_and_its_stop(
         settling.append((source._held, last_rebalance()))
         c.close()
 
-    monkeypatch.setattr(kafka, "Consumer", make)
-    monkeypatch.setattr(kafka, "settle_then_close", settle)
+    monkeypatch.setattr(consumer_module, "Consumer", make)
+    monkeypatch.setattr(consumer_module, "settle_then_close", settle)
     sink = FakeSink({("t", 1): 1, ("t", 2): 1})
     source = _source(None, sink)
     _start(source, loop)
@@ -627,10 +627,10 @@ def test_a_failing_consumer_reports_it_and_is_closed_all_the_same(
 
     consumer = ScriptedConsumer([(fail, [])])
     consumer.close_error = KafkaException(KafkaError(KafkaError._DESTROY))
-    monkeypatch.setattr(kafka, "Consumer", lambda config: consumer)
-    monkeypatch.setattr(kafka, "settle_then_close", lambda c, last_rebalance: c.close())
+    monkeypatch.setattr(consumer_module, "Consumer", lambda config: consumer)
+    monkeypatch.setattr(consumer_module, "settle_then_close", lambda c, last_rebalance: c.close())
     source = _source(None, FakeSink())
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.kafka"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
         _start(source, loop)
         wait_for(lambda: _ended(source), "the consumer thread to end")
         _stop(source, loop)
@@ -651,9 +651,9 @@ def test_a_consumer_that_cannot_be_made_is_reported_and_nothing_is_closed(
     def refuse(config: dict[str, Any]) -> None:
         raise KafkaException(KafkaError(KafkaError._INVALID_ARG))
 
-    monkeypatch.setattr(kafka, "Consumer", refuse)
+    monkeypatch.setattr(consumer_module, "Consumer", refuse)
     source = _source(None, FakeSink())
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.kafka"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
         _start(source, loop)
         wait_for(lambda: _ended(source), "the consumer thread to end")
         _stop(source, loop)

@@ -29,12 +29,13 @@ sent: the planners say what the targets would send.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo
+from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo, WebhookInfo
 from lhpipe.connect.avro_encode import AvroValueEncoder
 from lhpipe.connect.webhooks.validate import BodyRejected, SchemaBody
 from lhpipe.engine.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
@@ -90,18 +91,21 @@ class TestOutcome:
         return not self.problems
 
 
-def run_tests(program: Program) -> list[TestOutcome]:
-    """Run every test of ``program``, in declaration order."""
-    return [run_test(test, program) for test in program.tests.values()]
+def run_tests(program: Program, *, clock: Callable[[], float] = time.time) -> list[TestOutcome]:
+    """Run every test of ``program``, in declaration order. ``clock`` (unix seconds) gives
+    the records' timestamp."""
+    return [run_test(test, program, clock=clock) for test in program.tests.values()]
 
 
-def run_test(test: TestInfo, program: Program) -> TestOutcome:
+def run_test(
+    test: TestInfo, program: Program, *, clock: Callable[[], float] = time.time
+) -> TestOutcome:
     """Run one test."""
     span = test.decl.span
     location = f"{span.file}:{span.line}"
     pipeline = program.pipelines[test.pipeline]
     try:
-        problems = _Run(test, pipeline, program).problems()
+        problems = _Run(test, pipeline, program, clock).problems()
     except _GivenError as exc:
         problems = [f"the given record cannot be built: {exc}"]
     except DeliveryError as exc:
@@ -134,10 +138,17 @@ def format_report(outcomes: list[TestOutcome], *, color: bool = False) -> str:
 
 
 class _Run:
-    def __init__(self, test: TestInfo, pipeline: PipelineInfo, program: Program) -> None:
+    def __init__(
+        self,
+        test: TestInfo,
+        pipeline: PipelineInfo,
+        program: Program,
+        clock: Callable[[], float],
+    ) -> None:
         self.test = test
         self.pipeline = pipeline
         self.program = program
+        self.clock = clock
 
     def given(self, name: str) -> Any:
         expr = self.test.given.get(name)
@@ -185,11 +196,12 @@ class _Run:
             if name.startswith("headers.")
         )
         decoder = Decoder(source, self.program)
-        direct = self._direct(source)
+        webhook = self._direct_webhook(source)
+        direct = webhook is not None
         raw_key = None if key is None else _encode_key(key, source.key)
         origin: Origin
-        if direct:
-            origin = WebhookOrigin(source.webhook or self.pipeline.name, "test")
+        if webhook is not None:
+            origin = WebhookOrigin(webhook.name, "test")
         elif source.kind is ast.SourceKind.POLL:
             from lhpipe.connect.poll_items import given_origin
 
@@ -198,8 +210,8 @@ class _Run:
                 raise ExpressionError(origin.problem)
         else:
             origin = KafkaOrigin(source.topic or source.kind.value, 0, 0)
-        if direct:
-            value = self._direct_body(source, value)
+        if webhook is not None:
+            value = self._direct_body(webhook, value)
         encode = self._value_encoder(source, decoder, direct)
         raw_value = None if encode is None or value is None else encode(value)
         record = Record(
@@ -207,26 +219,26 @@ class _Run:
             key=raw_key,
             value=raw_value,
             headers=headers,
-            timestamp_ms=int(datetime.now(UTC).timestamp() * 1000),
+            timestamp_ms=int(self.clock() * 1000),
         )
         if not direct:
             key = decoder.decode_key(raw_key)
         if encode is not None:
-            value = decoder.decode_value(raw_value, decoder.reader_schema)
+            value = decoder.decode_value(raw_value)
         return record, key, value
 
-    def _direct(self, source: SourceInfo) -> bool:
-        if source.kind is not ast.SourceKind.WEBHOOK or source.webhook is None:
-            return False
-        webhook = self.program.webhooks.get(source.webhook)
-        return webhook is not None and webhook.direct
+    def _direct_webhook(self, source: SourceInfo) -> WebhookInfo | None:
+        """The webhook of a ``from webhook`` source in direct mode, else ``None``."""
+        if source.webhook is None:
+            return None
+        webhook = self.program.webhooks[source.webhook]
+        return webhook if webhook.direct else None
 
-    def _direct_body(self, source: SourceInfo, value: Any) -> Any:
+    def _direct_body(self, webhook: WebhookInfo, value: Any) -> Any:
         """A direct-mode webhook's body as its request gives it: JSON checked against the
         webhook's schema, which fills in defaults and reads timestamps written as text or
         epoch milliseconds. A ``json`` or ``bytes`` body, or a registry schema, is taken as
         it is."""
-        webhook = self.program.webhooks[source.webhook or ""]
         schema = self.program.schemas.get(webhook.body)
         if value is None or schema is None or schema.avro is None:
             return value
@@ -265,7 +277,7 @@ class _Run:
             actual = getattr(plan, fields[entry.key.name])
             if entry.key.name == "headers" and isinstance(expected, dict):
                 # Headers are text on the wire: `n = 3` means the text "3".
-                expected = {k: render_text(v) if v is not None else v for k, v in expected.items()}
+                expected = {k: render_text(v) for k, v in expected.items()}
             differences: list[str] = []
             _diff(entry.key.name, expected, actual, differences)
             problems.extend(f"{label}: {d}" for d in differences)

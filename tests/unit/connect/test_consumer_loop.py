@@ -310,6 +310,8 @@ def test_it_polls_once_a_quarter_batch_is_free_and_waits_otherwise(
     source._fetch_loop(consumer)  # type: ignore[arg-type]
     assert consumer.polls()[:1] == polls
     assert consumer.pauses() == []
+    if polls:  # polled at once, without waiting for room
+        assert clock.sleeps == []
 
 
 def test_a_full_buffer_pauses_the_partitions_only_after_5_s_and_resumes_them_with_room(

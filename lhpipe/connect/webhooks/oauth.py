@@ -359,7 +359,7 @@ class BearerVerifier:
         if not valid:
             raise _TokenRefused("bad signature")
         try:
-            claims = orjson.loads(signed.payload or b"")
+            claims = orjson.loads(signed.payload)
         except orjson.JSONDecodeError:
             claims = None
         if not isinstance(claims, dict):

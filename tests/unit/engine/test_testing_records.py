@@ -54,6 +54,37 @@ def test_a_direct_webhook_delivery_has_the_webhook_id_test_and_its_body_defaults
     assert lines == ["PASS t"]
 
 
+def test_a_direct_webhook_body_keeps_microseconds_that_an_avro_record_cannot(
+    tmp_path: Path,
+) -> None:
+    # The body goes from the request to the pipeline; a Kafka record went through the
+    # writer's `timestamp-millis`.
+    program = """\
+schema Reading { at: timestamp }
+webhook reading_hook { path = "/hooks/reading"  auth = none  body = Reading }
+pipeline direct { from webhook reading_hook  run_wf "w" { variables { at = value.at } } }
+pipeline kafka { from topic "r" { value = Reading }  run_wf "w" { variables { at = value.at } } }
+"""
+    tests = "".join(
+        f"""\
+test "{pipeline}" {{
+  pipeline = {pipeline}
+  given {{ value = {{ at = "2024-05-01T12:30:00.123456Z" }} }}
+  expect run_wf "w" {{ variables {{ at = "2024-05-01T12:30:00.123456Z" }} }}
+}}
+"""
+        for pipeline in ("direct", "kafka")
+    )
+    _, out, _ = run_text(tmp_path, program + tests)
+
+    assert out.splitlines()[:3] == [
+        "PASS direct",
+        f"FAIL kafka  ({tmp_path / 't.lhp'}:10)",
+        '    run_wf "w": variables.at: expected "2024-05-01T12:30:00.123456Z" but got'
+        ' "2024-05-01T12:30:00.123Z"',
+    ]
+
+
 def test_a_webhook_in_topic_mode_is_read_from_its_topic(tmp_path: Path) -> None:
     lines = outcome(
         tmp_path, "queued", 'value = { email = "a@x" }', 'expect run_wf "w" { id = "x" }'

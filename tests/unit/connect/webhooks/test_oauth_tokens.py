@@ -100,6 +100,12 @@ REFUSALS = [
         IS_INVALID,
     ),
     (
+        "an empty payload",
+        lambda: jws.serialize_compact({"alg": "RS256", "kid": "rsa-1"}, b"", RSA),
+        "the payload is not a JSON object",
+        IS_INVALID,
+    ),
+    (
         "parts that are not base64",
         lambda: "!!!.???.###",
         "malformed token: DecodeError",

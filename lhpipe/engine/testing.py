@@ -296,10 +296,11 @@ class _Run:
 def _find_plan(
     expect: ast.Target, wanted: str | None, plans: list[tuple[Any, Plan]]
 ) -> Plan | None:
+    # By the name the target is declared with (a `to http` target's is its URL as written; the
+    # checker, LHP501, lets an `expect` name declared targets only), never by a rendered URL:
+    # an earlier target whose URL renders to a later one's declared URL would be taken for it.
     for target, plan in plans:
-        if target.kind is not expect.kind:
-            continue
-        if wanted is None or target.name == wanted or getattr(plan, "url", None) == wanted:
+        if target.kind is expect.kind and (wanted is None or target.name == wanted):
             return plan
     return None
 

@@ -186,3 +186,24 @@ def test_in_colour_pass_is_green_and_fail_red_and_nothing_else_is_coloured() -> 
         "\n"
         "1 passed, 1 failed\n"
     )
+
+
+def test_an_http_expect_names_a_target_by_its_declared_url_not_a_rendered_one(
+    tmp_path: Path,
+) -> None:
+    # The first target's URL renders to the second one's declared URL: the expect is the
+    # second's all the same.
+    program = """\
+pipeline calls {
+  from topic "in"
+  to http "https://h.example.com/${value.p}" { method = "PUT"  body = 1 }
+  to http "https://h.example.com/q" { body = 2 }
+}
+
+test "declared" {
+  pipeline = calls
+  given { value = { p = "q" } }
+  expect to http "https://h.example.com/q" { method = "POST"  body = 2 }
+}
+"""
+    assert report(tmp_path, program) == ["PASS declared", "", "1 passed, 0 failed"]

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import pytest
+from test_delivery import Pauses, Sleeps
 
 from lhpipe.engine.delivery import (
     Delivery,
@@ -64,25 +65,6 @@ class Sender:
 
     def connected(self) -> bool:
         return True
-
-
-class Pauses:
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def enter_pause(self, detail: str) -> None:
-        self.events.append(f"pause: {detail}")
-
-    def leave_pause(self) -> None:
-        self.events.append("resume")
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
 
 
 def _delivery(

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from engine_run import LhpipeRun, unique, wait_until
 
 from lhpipe.stack.addresses import StackAddresses
@@ -126,6 +126,7 @@ class GroupOffsets:
     ) -> None:
         self.topic = topic
         self.group = group
+        self._bootstrap = stack.kafka_bootstrap
         self._consumer = Consumer(
             {
                 "bootstrap.servers": stack.kafka_bootstrap,
@@ -147,13 +148,41 @@ class GroupOffsets:
         return [max(tp.offset, 0) for tp in sorted(found, key=lambda tp: tp.partition)]
 
     def ends(self) -> list[int]:
-        result = []
-        for p in range(self.partitions):
-            _low, high = self._consumer.get_watermark_offsets(
-                TopicPartition(self.topic, p), timeout=10
-            )
-            result.append(high)
-        return result
+        """Per partition, the offset after its last record. On a transactional topic (the
+        LittleHorse output topic) that is not the high watermark: a transaction's commit marker
+        takes an offset too and is never delivered, so no consumer ever commits past it."""
+        return [self._end_of(p) for p in range(self.partitions)]
+
+    def _end_of(self, partition: int) -> int:
+        tp = TopicPartition(self.topic, partition)
+        low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+        if high <= low:
+            return high
+        reader = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"{self.group}-ends",  # never joins: assign() and no commits
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+            }
+        )
+        try:
+            reader.assign([TopicPartition(self.topic, partition, max(low, high - 200))])
+            last = None
+            while True:
+                message = reader.poll(10)
+                if message is None:
+                    raise AssertionError(f"no end of {self.topic}[{partition}] within 10 s")
+                if message.error() is None:
+                    last = message.offset()
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    break
+        finally:
+            reader.close()
+        # The last 200 offsets were all markers (they never come so many in a row): take the
+        # watermark, which can only make a wait stricter.
+        return high if last is None else last + 1
 
     def wait_committed_to_the_end(self, timeout: float = 120.0) -> None:
         """Until the group has committed every partition up to where it ends now: whatever

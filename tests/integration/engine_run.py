@@ -29,6 +29,7 @@ from littlehorse.model import (
     WfRunId,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_for
 
 from lhpipe.connect.poll_state import DEFAULT_STATE_TOPIC
 from lhpipe.stack.addresses import StackAddresses
@@ -43,16 +44,8 @@ def unique(prefix: str) -> str:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` after
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
+    """:func:`waiting.wait_for` with the timeout first, as the integration tests write it."""
+    return wait_for(condition, what, timeout, every)
 
 
 # -- Kafka ---------------------------------------------------------------------------------------
@@ -201,20 +194,25 @@ def poll_state(stack: StackAddresses, pipeline: str) -> dict[str, Any] | None:
 # -- LittleHorse ---------------------------------------------------------------------------------
 
 
-def count_wf_runs(config: LHConfig, wf_spec: str) -> int:
-    """Every WfRun of ``wf_spec``, counted with SearchWfRun page by page."""
+def wf_run_ids(config: LHConfig, wf_spec: str) -> set[str]:
+    """Every WfRun id of ``wf_spec`` in LittleHorse's search index, page by page."""
     stub = config.stub()
-    total = 0
+    ids: set[str] = set()
     bookmark: bytes | None = None
     while True:
         request = SearchWfRunRequest(wf_spec_name=wf_spec, limit=1000)
         if bookmark:
             request.bookmark = bookmark
         page = stub.SearchWfRun(request)
-        total += len(page.results)
+        ids.update(result.id for result in page.results)
         if not page.bookmark:
-            return total
+            return ids
         bookmark = page.bookmark
+
+
+def count_wf_runs(config: LHConfig, wf_spec: str) -> int:
+    """Every WfRun of ``wf_spec`` in the search index (a WfRun id is unique)."""
+    return len(wf_run_ids(config, wf_spec))
 
 
 def settled_wf_run_count(config: LHConfig, wf_spec: str, expected: int) -> int:

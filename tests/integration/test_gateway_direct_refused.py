@@ -24,11 +24,11 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from engine_run import LhpipeRun, unique, wait_until, write_pipelines
+from engine_run import LhpipeRun, unique, wait_until, wf_run_ids, write_pipelines
 from gateway_support import GITHUB_SECRET, github_headers
 from lh import lh_config, register_wf_spec
 from littlehorse.config import LHConfig
-from littlehorse.model import SearchWfRunRequest, WfRunId
+from littlehorse.model import WfRunId
 from littlehorse.workflow import Workflow, WorkflowThread
 
 from lhpipe.stack.addresses import StackAddresses
@@ -111,22 +111,6 @@ def wf_run_exists(config: LHConfig, wf_run_id: str) -> bool:
             return False
         raise
     return True
-
-
-def wf_run_ids(config: LHConfig, wf_spec: str) -> set[str]:
-    """Every WfRun id of ``wf_spec`` in LittleHorse's search index, page by page."""
-    stub = config.stub()
-    ids: set[str] = set()
-    bookmark: bytes | None = None
-    while True:
-        request = SearchWfRunRequest(wf_spec_name=wf_spec, limit=1000)
-        if bookmark:
-            request.bookmark = bookmark
-        page = stub.SearchWfRun(request)
-        ids.update(result.id for result in page.results)
-        if not page.bookmark:
-            return ids
-        bookmark = page.bookmark
 
 
 def test_a_refused_request_to_a_direct_mode_webhook_starts_no_wf_run(

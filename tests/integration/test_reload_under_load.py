@@ -31,10 +31,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from engine_run import LhpipeRun, committed, create_topic, produce, read_all, unique, wait_until
+from engine_run import (
+    LhpipeRun,
+    committed,
+    create_topic,
+    produce,
+    read_all,
+    unique,
+    wait_until,
+    wf_run_ids,
+)
 from lh import lh_config, register_wf_spec, variable_value
 from littlehorse.config import LHConfig
-from littlehorse.model import SearchWfRunRequest
 from littlehorse.workflow import Workflow, WorkflowThread
 
 from lhpipe.connect.webhooks.route import RETRY_AFTER_SECONDS
@@ -51,22 +59,6 @@ WEBHOOK_ATTEMPTS = 10
 SETTLE_SECONDS = 300.0
 # The one refusal a webhook may get under reloads: Kafka's deadline (docs/webhooks.md).
 KAFKA_DEADLINE = (503, str(RETRY_AFTER_SECONDS), "Kafka did not acknowledge the request")
-
-
-def wf_run_ids(config: LHConfig, wf_spec: str) -> set[str]:
-    """Every WfRun id of ``wf_spec`` (SearchWfRun, page by page)."""
-    stub = config.stub()
-    ids: set[str] = set()
-    bookmark: bytes | None = None
-    while True:
-        request = SearchWfRunRequest(wf_spec_name=wf_spec, limit=1000)
-        if bookmark:
-            request.bookmark = bookmark
-        page = stub.SearchWfRun(request)
-        ids.update(result.id for result in page.results)
-        if not page.bookmark:
-            return ids
-        bookmark = page.bookmark
 
 
 def settled_ids(config: LHConfig, wf_spec: str, expected: int) -> set[str]:

@@ -6,13 +6,13 @@ the real contiguous commit tracker."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from waiting import until
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
@@ -147,14 +147,6 @@ class Sink:
 
 def source(feed: Any, store: Store, sink: Sink, text: str = FEED, **kwargs: Any) -> PollSource:
     return PollSource(requests_of(text), store, sink, transport=httpx.MockTransport(feed), **kwargs)
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def commit_and_settle(poll: PollSource, sink: Sink) -> None:

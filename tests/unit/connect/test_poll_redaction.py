@@ -7,7 +7,8 @@ import logging
 
 import httpx
 import pytest
-from test_poll import FEED, Feed, Sink, Store, source, until
+from test_poll import FEED, Feed, Sink, Store, source
+from waiting import until
 
 from lhpipe.connect.poll import PollSource
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import watchfiles.main
+from waiting import until
 
 from lhpipe.engine import watch as watch_module
 from lhpipe.engine.reload import Reloader, ReloadOutcome, diff_programs, load_program
@@ -84,15 +84,6 @@ class Watching:
         assert self._task is not None
         self._stop.set()
         await asyncio.wait_for(self._task, 10)
-
-
-async def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def wait_for_reload(

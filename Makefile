@@ -74,7 +74,7 @@ bench: install
 
 # Not part of `make test`: mutation testing of the modules listed under [tool.mutmut] in
 # pyproject.toml, then the score per module (goal 90 %; docs/testing.md lists the survivors).
-# MUTANTS narrows the run, e.g. MUTANTS='lhpipe.engine.commit.*'.
+# MUTANTS narrows the run, e.g. MUTANTS='lhpipe.runtime.commit.*'.
 mutation: install
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children $(or $(JOBS),2) $(MUTANTS)

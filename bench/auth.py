@@ -38,10 +38,10 @@ from joserfc.jws import JWSRegistry
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import HmacAuth
-from lhpipe.connect.webhooks.hmac import signature_verifier
-from lhpipe.connect.webhooks.oauth import BearerVerifier, IssuerKeys
-from lhpipe.connect.webhooks.outcome import Authenticated
-from lhpipe.connect.webhooks.validate import body_decoder
+from lhpipe.gateway.hmac import signature_verifier
+from lhpipe.gateway.oauth import BearerVerifier, IssuerKeys
+from lhpipe.gateway.outcome import Authenticated
+from lhpipe.gateway.validate import body_decoder
 from lhpipe.settings import Settings
 
 ISSUER = "https://idp.example.com/realms/bench"

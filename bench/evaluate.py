@@ -33,11 +33,11 @@ from _timing import best_us, plain, show, show_header
 from lhpipe.check.load import load
 from lhpipe.check.program import Program
 from lhpipe.check.rules import WF_RUN_ID
-from lhpipe.engine.decode import WIRE_HEADER, WIRE_HEADER_SIZE, Decoder
-from lhpipe.engine.planners import compile_planner
-from lhpipe.engine.plans import Plan, RunWfPlan
-from lhpipe.engine.record import KafkaOrigin, Record
-from lhpipe.engine.steps import compile_steps, initial_env
+from lhpipe.core.decode import WIRE_HEADER, WIRE_HEADER_SIZE, Decoder
+from lhpipe.core.plans import Plan, RunWfPlan
+from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.core.steps import compile_steps, initial_env
+from lhpipe.targets.planners import compile_planner
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 

@@ -8,7 +8,7 @@ Against the running local stack (``lhpipe stack up``):
    registry wire format (``--body json``: any JSON, written as received), ``202`` only after the
    broker's acknowledgement (``acks=all``).
 2. The limit: a bare raw-ASGI handler that reads the body and answers ``202 {"id": ...}``,
-   served by the engine's own listener class (:class:`lhpipe.engine.server.HttpListener`: the
+   served by the engine's own listener class (:class:`lhpipe.gateway.server.HttpListener`: the
    same uvicorn configuration, httptools, the same event loop kind) in another subprocess.
 3. Maximum throughput: ``wrk`` (a second process, on loopback) with ``--connections``
    connections for ``--duration`` seconds against each, validly signed requests, each with
@@ -21,7 +21,7 @@ Against the running local stack (``lhpipe stack up``):
    against the server: no coordinated omission), p50/p99/p99.9/max.
 
 The bare handler's process sets the garbage collector as ``lhpipe run`` does after start-up
-(:func:`lhpipe.engine.heap.settle`), so the two differ only by what the route does. The load
+(:func:`lhpipe.core.heap.settle`), so the two differ only by what the route does. The load
 average is printed at the start and the end: on a busy machine the absolute figures drop.
 
 Every figure is printed with its goal; the topic's record count is checked against the number
@@ -141,8 +141,8 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def serve_bare(port: int) -> None:
-    from lhpipe.engine import heap
-    from lhpipe.engine.server import HttpListener
+    from lhpipe.core import heap
+    from lhpipe.gateway.server import HttpListener
 
     async def main() -> None:
         listener = HttpListener(bare_app, host="127.0.0.1", port=port)  # type: ignore[arg-type]

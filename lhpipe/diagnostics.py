@@ -135,7 +135,7 @@ CODES: dict[str, CodeInfo] = _registry(
     CodeInfo("LHP501", _E, "invalid test block"),
     # --- connectors and settings ---
     CodeInfo("LHP601", _E, "invalid connector block"),
-    # --- online checks (owned by lhpipe.connect.online and .online_topics: `lint --online`) ---
+    # --- online checks (owned by lhpipe.online.lint and .online_topics: `lint --online`) ---
     CodeInfo("LHP901", _E, "WfSpec does not exist in LittleHorse"),
     CodeInfo("LHP902", _E, "WfSpec version does not exist in LittleHorse"),
     CodeInfo("LHP903", _E, "variable is not an input variable of the WfSpec"),

@@ -16,8 +16,8 @@ KILLED = {"killed", "timeout"}
 
 
 def module_of(mutant: str) -> str:
-    # lhpipe.engine.commit.xǁPartitionOffsetsǁmark_done__mutmut_2 -> lhpipe.engine.commit
-    # lhpipe.engine.delivery.x_classify__mutmut_3                   -> lhpipe.engine.delivery
+    # lhpipe.runtime.commit.xǁPartitionOffsetsǁmark_done__mutmut_2 -> lhpipe.runtime.commit
+    # lhpipe.runtime.delivery.x_classify__mutmut_3                   -> lhpipe.runtime.delivery
     head = mutant.split("__mutmut_")[0]
     return head.rsplit(".", 1)[0]
 

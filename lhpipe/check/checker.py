@@ -778,7 +778,7 @@ class _Checker:
         source = self._source(decl.name.name, decl.source)
         is_lh_output = source.kind is ast.SourceKind.LH_OUTPUT
         webhook = self.webhooks.get(source.webhook) if source.webhook else None
-        # A polled item is a record of `poll:<pipeline>` (lhpipe/connect/poll_items.py).
+        # A polled item is a record of `poll:<pipeline>` (lhpipe/sources/poll_items.py).
         has_record = not (webhook is not None and webhook.direct)
         scope = scopes.pipeline_scope(
             source.value_type,

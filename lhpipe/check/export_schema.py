@@ -2,7 +2,7 @@
 
 The checker calls :func:`misfits` with the value's static type; what it cannot know (a ``json``
 value, a schema ``from registry``) the encoder checks at run time
-(:mod:`lhpipe.connect.avro_encode`), where a misfit is a permanent error. The rules follow what
+(:mod:`lhpipe.core.avro.encode`), where a misfit is a permanent error. The rules follow what
 the encoder accepts:
 
 * an ``int`` or ``long`` fits any numeric field, a ``float`` or ``double`` only a ``float`` or

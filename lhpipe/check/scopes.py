@@ -70,7 +70,7 @@ _WF_SPEC: Final = t.RecordType(
 #: * ``timestamp``: when it happened; ``payload``: the whole record as protobuf JSON, for
 #:   anything not listed here.
 #:
-#: See ``docs/lh_output.md`` and :mod:`lhpipe.connect.lh_output`.
+#: See ``docs/lh_output.md`` and :mod:`lhpipe.sources.lh_output`.
 EVENT: Final = t.RecordType(
     "event",
     {

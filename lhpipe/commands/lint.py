@@ -48,7 +48,7 @@ def _online_diagnostics(
     program: Program, paths: Sequence[str], processes: int | None
 ) -> list[Diagnostic]:
     # Imported here: plain `lint` never loads gRPC, Avro, Kafka or the registry client.
-    from lhpipe.connect.online import OnlineUnavailable, check_online
+    from lhpipe.online.lint import OnlineUnavailable, check_online
     from lhpipe.settings import SettingsError, load_settings
 
     try:

@@ -14,7 +14,7 @@ hot-reloaded (:mod:`lhpipe.engine.reload`): a program with errors prints its dia
 changes nothing that runs; a good one replaces only the pipelines and webhooks that changed.
 
 A worker of ``lhpipe run --workers N`` (:mod:`lhpipe.commands.workers` starts it with
-``LHPIPE_WORKER_INDEX`` and ``LHPIPE_WORKERS``: :mod:`lhpipe.engine.worker`) runs this same
+``LHPIPE_WORKER_INDEX`` and ``LHPIPE_WORKERS``: :mod:`lhpipe.core.worker`) runs this same
 command, with three differences: it binds the port with ``SO_REUSEPORT``, its log lines carry
 its index, and only worker 0 prints the program's warnings (the parent printed any errors and
 started no worker). A signal repeated within a second of the first counts as the same one: a
@@ -38,8 +38,8 @@ from lhpipe.commands.outcome import ExitCode
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
+    from lhpipe.core.worker import Worker
     from lhpipe.engine.watch import Stamp
-    from lhpipe.engine.worker import Worker
     from lhpipe.graph.model import CompiledProgram
     from lhpipe.settings import Settings
 
@@ -65,8 +65,8 @@ def run_engine(
     """Run the pipelines of ``paths`` until a signal; return the exit code. The listener
     binds ``host:port``; ``host`` defaults to ``$LHPIPE_HOST``, else ``0.0.0.0`` (every
     interface: docs/operations.md)."""
+    from lhpipe.core.worker import WorkerEnvironmentError, this_worker
     from lhpipe.engine.reload import ProgramRejected, load_program
-    from lhpipe.engine.worker import WorkerEnvironmentError, this_worker
 
     err = stderr or sys.stderr
     try:
@@ -92,8 +92,8 @@ def run_engine(
         err.write(loaded.warnings)
         err.flush()
 
-    from lhpipe.engine.logs import configure_logging
-    from lhpipe.engine.runner import DRAIN_SECONDS
+    from lhpipe.core.logs import configure_logging
+    from lhpipe.runtime.runner import DRAIN_SECONDS
 
     configure_logging(err, worker=worker.index if worker.one_of_many else None)
     return asyncio.run(
@@ -129,14 +129,14 @@ async def _serve(
     signal abandoned the drain). ``watch``: the paths to hot-reload from; ``early``: their
     files' snapshot taken before the program was read; ``worker``: which process this is
     (default: from the environment)."""
-    from lhpipe.engine import heap
-    from lhpipe.engine.gateway import starting_routes
-    from lhpipe.engine.http_limits import HttpLimits
+    from lhpipe.core import heap
+    from lhpipe.core.worker import DUPLICATE_SIGNAL_SECONDS, this_worker
     from lhpipe.engine.reload import Reloader, publish_program
-    from lhpipe.engine.server import EngineApp, HttpListener
     from lhpipe.engine.supervisor import Supervisor
     from lhpipe.engine.watch import start_snapshot, watch_and_reload
-    from lhpipe.engine.worker import DUPLICATE_SIGNAL_SECONDS, this_worker
+    from lhpipe.gateway.gateway import starting_routes
+    from lhpipe.gateway.http_limits import HttpLimits
+    from lhpipe.gateway.server import EngineApp, HttpListener
     from lhpipe.settings import SettingsError
 
     me = worker if worker is not None else this_worker()
@@ -201,7 +201,7 @@ async def _serve(
             )
             await armed.wait()  # a change saved once /readyz says 200 is never missed
         app.starting = False  # /readyz may say 200 from now on
-        heap.settle()  # start-up's objects out of the collector's way (lhpipe/engine/heap.py)
+        heap.settle()  # start-up's objects out of the collector's way (lhpipe/core/heap.py)
         log.info(
             "running %d pipeline(s) and %d webhook(s); /readyz on port %d",
             len(compiled.pipelines),

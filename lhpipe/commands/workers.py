@@ -3,7 +3,7 @@
 The parent checks the program exactly as ``lhpipe run`` does (errors print in lint's text
 format and exit 1 before anything starts), then starts N workers: each is ``python -m lhpipe
 run PATHS --port P [--watch]`` with ``LHPIPE_WORKER_INDEX`` (0 to N-1) and ``LHPIPE_WORKERS``
-(N) in its environment (:mod:`lhpipe.engine.worker`). Each worker is a whole engine: it binds
+(N) in its environment (:mod:`lhpipe.core.worker`). Each worker is a whole engine: it binds
 the port itself with ``SO_REUSEPORT`` (the kernel spreads new connections over the workers),
 joins the same consumer groups (the same files, so the same groups: Kafka spreads the
 partitions), and answers ``/readyz`` for itself. The parent binds nothing, connects to nothing
@@ -51,7 +51,7 @@ from typing import TextIO
 
 from lhpipe.commands.formats import wants_color
 from lhpipe.commands.outcome import ExitCode
-from lhpipe.engine.worker import DUPLICATE_SIGNAL_SECONDS, worker_environment
+from lhpipe.core.worker import DUPLICATE_SIGNAL_SECONDS, worker_environment
 
 log = logging.getLogger("lhpipe.workers")
 
@@ -265,7 +265,7 @@ def run_workers(
 ) -> int:
     """Check the program of ``paths``, then run it in ``workers`` processes on ``port`` until a
     signal; return the exit code (see the module docstring)."""
-    from lhpipe.engine.logs import configure_logging
+    from lhpipe.core.logs import configure_logging
     from lhpipe.engine.reload import ProgramRejected, load_program
 
     err = stderr or sys.stderr

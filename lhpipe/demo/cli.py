@@ -283,11 +283,11 @@ def _program(paths: Sequence[str]) -> Program | None:
 def create_topics(paths: Sequence[str], settings: Settings) -> list[str]:
     """Create the topics the pipelines and webhooks of ``paths`` read or write first, so
     consumers find them at once; returns those created. A webhook's topic gets the partitions
-    the engine would give it (lhpipe/connect/topics.py), the others the broker's default.
+    the engine would give it (lhpipe/clients/kafka/topics.py), the others the broker's default.
     Files that do not load, or a bad ``LHPIPE_TOPIC_PARTITIONS``, are left for the engine to
     report."""
-    from lhpipe.connect.kafka import ensure_topics
-    from lhpipe.connect.topics import partitions_for
+    from lhpipe.clients.kafka.admin import ensure_topics
+    from lhpipe.clients.kafka.topics import partitions_for
     from lhpipe.settings import SettingsError
 
     program = _program(paths)
@@ -306,7 +306,7 @@ def create_connector_files(paths: Sequence[str], settings: Settings) -> list[str
     """Create (empty, with their folder) the files that the FileStreamSource connectors of
     ``paths`` read and that do not exist yet, so that lines appended to them flow at once;
     returns every such file."""
-    from lhpipe.connect.connectors import FILE_STREAM_SOURCE, canonical_class
+    from lhpipe.engine.connectors import FILE_STREAM_SOURCE, canonical_class
     from lhpipe.settings import SettingsError, resolve_text
 
     program = _program(paths)

@@ -17,7 +17,7 @@ A reload (:meth:`Reloader.reload`) goes in three steps (delivery.md, "Hot reload
 
 Reloads run one at a time (a lock); changes saved while one runs make the next one. Every
 reload is logged (one line, with ``event = "reload"`` and its fields in the JSON log) and
-counted in :mod:`lhpipe.engine.metrics`; the running program's hash is in ``/readyz``.
+counted in :mod:`lhpipe.core.metrics`; the running program's hash is in ``/readyz``.
 """
 
 from __future__ import annotations
@@ -30,18 +30,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
-from lhpipe.engine import heap, metrics
+from lhpipe.core import heap, metrics
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
-    from lhpipe.engine.server import EngineApp
+    from lhpipe.gateway.server import EngineApp
     from lhpipe.graph.model import CompiledProgram
     from lhpipe.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: How long after a successful reload the collector gets the replaced program's objects
-#: (:func:`lhpipe.engine.heap.settle`: a full collection, tens of milliseconds).
+#: (:func:`lhpipe.core.heap.settle`: a full collection, tens of milliseconds).
 SETTLE_DELAY_SECONDS = 1.0
 
 Change = Literal["added", "removed", "changed", "unchanged"]

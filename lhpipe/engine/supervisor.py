@@ -1,13 +1,13 @@
 """The Supervisor: every pipeline of a compiled program, the clients they share, and the drain.
 
-It builds one :class:`~lhpipe.engine.runner.PipelineRunner` per pipeline from its
+It builds one :class:`~lhpipe.runtime.runner.PipelineRunner` per pipeline from its
 :class:`~lhpipe.graph.model.PipelineSpec`, and the process's shared clients, each only when some
 pipeline needs it: the LittleHorse client (``run_wf``, ``post_event``, ``correlate``), the
 schema registry (Avro sources), the idempotent Kafka producer (dead letters and ``to topic``),
 the HTTP client and the file and log senders. Dead-letter topics that do not exist are created
-at start (see :func:`lhpipe.connect.kafka.ensure_topics`).
+at start (see :func:`lhpipe.clients.kafka.admin.ensure_topics`).
 
-The webhooks are the :class:`~lhpipe.engine.gateway.Gateway`'s: the Supervisor builds it with
+The webhooks are the :class:`~lhpipe.gateway.gateway.Gateway`'s: the Supervisor builds it with
 the shared clients and installs its routes on the listener (:meth:`Supervisor.start`). A
 pipeline ``from webhook`` of a topic-mode webhook is an ordinary topic pipeline here; the
 pipeline of a direct-mode webhook runs inside the Gateway's requests, not as a runner.
@@ -35,23 +35,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lhpipe.check.program import ConnectorInfo, PipelineInfo, Program, Text
-from lhpipe.engine import metrics
-from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
-from lhpipe.engine.ordering import DEFAULT_MAX_IN_FLIGHT
-from lhpipe.engine.runner import DRAIN_SECONDS, PipelineLogic, PipelineRunner
-from lhpipe.engine.senders import Sender, SenderRegistry
-from lhpipe.engine.sources import PipelineNotRunnable
-from lhpipe.engine.status import PipelineStatus, State
+from lhpipe.core import metrics
+from lhpipe.core.senders import Sender, SenderRegistry
 from lhpipe.graph.model import CompiledProgram, PipelineSpec
+from lhpipe.runtime.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
+from lhpipe.runtime.kind import PipelineNotRunnable
+from lhpipe.runtime.ordering import DEFAULT_MAX_IN_FLIGHT
+from lhpipe.runtime.runner import DRAIN_SECONDS, PipelineLogic, PipelineRunner
+from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError
 from lhpipe.settings import resolve_text as read_setting
 from lhpipe.syntax import ast
 
 if TYPE_CHECKING:
-    from lhpipe.connect.connectors import ConnectorManager
-    from lhpipe.engine.gateway import Gateway
+    from lhpipe.engine.connectors import ConnectorManager
     from lhpipe.engine.reload import ProgramDiff
-    from lhpipe.engine.server import EngineApp
+    from lhpipe.gateway.gateway import Gateway
+    from lhpipe.gateway.server import EngineApp
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,14 @@ class _Shared:
 
     def kafka_producer(self) -> Any:
         if self.producer is None:
-            from lhpipe.connect.kafka import KafkaProducer
+            from lhpipe.clients.kafka.producer import KafkaProducer
 
             self.producer = KafkaProducer(self.settings)
         return self.producer
 
     def schema_registry(self) -> Any:
         if self.registry is None:
-            from lhpipe.connect.registry import SchemaRegistry
+            from lhpipe.clients.registry import SchemaRegistry
 
             self.registry = SchemaRegistry.from_settings(self.settings)
         return self.registry
@@ -103,7 +103,7 @@ class _Shared:
     def forget_registry_schemas(self) -> None:
         """``to topic``'s ``from registry`` schemas are read again on next use (a reload may
         follow a new version in the registry)."""
-        from lhpipe.connect.topic_sender import TopicSender
+        from lhpipe.targets.to_topic import TopicSender
 
         sender = self.senders.get(ast.TargetKind.TOPIC)
         if isinstance(sender, TopicSender):
@@ -116,24 +116,24 @@ class _Shared:
         sender: Sender
         if kind in _LITTLEHORSE_TARGETS:
             if self.littlehorse is None:
-                from lhpipe.connect.littlehorse import LittleHorseClient
+                from lhpipe.clients.littlehorse import LittleHorseClient
 
                 self.littlehorse = LittleHorseClient.from_settings(self.settings)
             sender = self.littlehorse
         elif kind is ast.TargetKind.TOPIC:
-            from lhpipe.connect.topic_sender import TopicSender
+            from lhpipe.targets.to_topic import TopicSender
 
             sender = TopicSender(self.kafka_producer(), self.schema_registry)
         elif kind is ast.TargetKind.HTTP:
-            from lhpipe.connect.http_sender import HttpSender
+            from lhpipe.targets.to_http import HttpSender
 
             sender = HttpSender()
         elif kind is ast.TargetKind.FILE:
-            from lhpipe.connect.file_sender import FileSender
+            from lhpipe.targets.to_file import FileSender
 
             sender = FileSender()
         else:
-            from lhpipe.connect.log_sender import LogSender
+            from lhpipe.targets.to_log import LogSender
 
             sender = LogSender()
         self.senders[kind] = sender
@@ -361,9 +361,9 @@ class Supervisor:
     # -- building --------------------------------------------------------------------------------
 
     def _build(self, spec: PipelineSpec) -> PipelineRunner:
-        from lhpipe.engine.planners import compile_planner
-        from lhpipe.engine.sources import source_parts
-        from lhpipe.engine.steps import compile_steps
+        from lhpipe.core.steps import compile_steps
+        from lhpipe.runtime.kind import source_parts
+        from lhpipe.targets.planners import compile_planner
 
         info = spec.pipeline
         name = spec.name
@@ -415,7 +415,7 @@ class Supervisor:
         return None
 
     async def _start_gateway(self) -> None:
-        from lhpipe.engine.gateway import Gateway
+        from lhpipe.gateway.gateway import Gateway
 
         self.gateway = Gateway(self.compiled, self.program, self.settings, self._shared)
         self.gateway.build()
@@ -451,13 +451,13 @@ class Supervisor:
             await self.connectors.close()
             self.connectors = None
         if self.connectors is None:
-            from lhpipe.connect.connectors import ConnectorManager
-            from lhpipe.connect.ownership import Callback, Lease
+            from lhpipe.clients.kafka.ownership import Callback, Lease
+            from lhpipe.engine.connectors import ConnectorManager
 
             settings = self.settings
 
             def lease(acquire: Callback, release: Callback, version: Callable[[], str]) -> Lease:
-                from lhpipe.connect.connectors import DEFAULT_OWNER, OWNER_SETTING
+                from lhpipe.engine.connectors import DEFAULT_OWNER, OWNER_SETTING
 
                 owner = settings.get(OWNER_SETTING) or DEFAULT_OWNER
                 name = f"connectors-{owner}"
@@ -484,9 +484,9 @@ class Supervisor:
 
     async def _create_dead_letter_topics(self, runners: Mapping[str, PipelineRunner]) -> None:
         """The dead-letter topics of ``runners`` that this process has not seen yet, created
-        when missing with the partitions :mod:`lhpipe.connect.topics` gives them."""
-        from lhpipe.connect.kafka import ensure_topics
-        from lhpipe.connect.topics import partitions_for
+        when missing with the partitions :mod:`lhpipe.clients.kafka.topics` gives them."""
+        from lhpipe.clients.kafka.admin import ensure_topics
+        from lhpipe.clients.kafka.topics import partitions_for
 
         topics = set()
         for name in runners:

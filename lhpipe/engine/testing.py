@@ -1,21 +1,21 @@
 """`lhpipe test`: run the ``test`` blocks of a program with the engine's own code.
 
 Each test builds the record its ``given`` block describes, runs it through the same path a
-Kafka record takes (decode, :func:`~lhpipe.engine.steps.initial_env`, the ``where``/``let``
+Kafka record takes (decode, :func:`~lhpipe.core.steps.initial_env`, the ``where``/``let``
 steps, every target's planner) and compares the plans with its ``expect`` blocks. Nothing is
 sent: the planners say what the targets would send.
 
 * The given ``value`` is evaluated, then encoded as the source would receive it (JSON text for
   ``json``, UTF-8 for ``string``, the registry wire format for an inline or ``.avsc`` schema,
   whose Avro writer fills in defaults) and decoded again by the source's
-  :class:`~lhpipe.engine.decode.Decoder`. A direct-mode webhook's body arrives as JSON in a
+  :class:`~lhpipe.core.decode.Decoder`. A direct-mode webhook's body arrives as JSON in a
   request, not from Kafka: it is checked against the webhook's schema as the Gateway checks it
-  (:class:`~lhpipe.connect.webhooks.validate.SchemaBody`). A schema ``from registry`` takes the
+  (:class:`~lhpipe.gateway.validate.SchemaBody`). A schema ``from registry`` takes the
   value as it is.
 * A ``timestamp`` field may be given as ISO-8601 text or epoch milliseconds (the checker allows
   it there only); the Avro writer and the webhook body check turn it into a timestamp.
 * For ``from lh_output`` the given value is also ``event``; the source's ``kinds`` and
-  ``wf_spec`` filter it as at run time (:func:`lhpipe.engine.steps.lh_output_filter`).
+  ``wf_spec`` filter it as at run time (:func:`lhpipe.core.steps.lh_output_filter`).
 * The record comes from partition 0, offset 0 of the source's topic (``lh_output`` and
   sources without a topic use the source kind as the topic name), with the current time as
   its timestamp; a direct-mode webhook delivery has the webhook id ``test``; a polled item
@@ -36,17 +36,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo, WebhookInfo
-from lhpipe.connect.avro_encode import AvroValueEncoder
-from lhpipe.connect.webhooks.validate import BodyRejected, SchemaBody
-from lhpipe.engine.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
-from lhpipe.engine.errors import DeliveryError, ExpressionError
-from lhpipe.engine.evaluate import compile_expr, describe, json_text, render_text, values_equal
-from lhpipe.engine.planners import compile_planner
-from lhpipe.engine.plans import Plan, TopicPlan
-from lhpipe.engine.record import KafkaOrigin, Origin, Record, WebhookOrigin
-from lhpipe.engine.steps import compile_steps, initial_env
+from lhpipe.core.avro.encode import AvroValueEncoder
+from lhpipe.core.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
+from lhpipe.core.errors import DeliveryError, ExpressionError
+from lhpipe.core.evaluate import compile_expr, describe, json_text, render_text, values_equal
+from lhpipe.core.plans import Plan, TopicPlan
+from lhpipe.core.record import KafkaOrigin, Origin, Record, WebhookOrigin
+from lhpipe.core.steps import compile_steps, initial_env
+from lhpipe.gateway.validate import BodyRejected, SchemaBody
 from lhpipe.syntax import ast
 from lhpipe.syntax.formatter import format_expr, target_words
+from lhpipe.targets.planners import compile_planner
 
 __test__ = False  # not a pytest module, despite its name
 
@@ -203,7 +203,7 @@ class _Run:
         if webhook is not None:
             origin = WebhookOrigin(webhook.name, "test")
         elif source.kind is ast.SourceKind.POLL:
-            from lhpipe.connect.poll_items import given_origin
+            from lhpipe.sources.poll_items import given_origin
 
             origin = given_origin(self.pipeline, self.program, value)
             if origin.problem is not None:

@@ -50,7 +50,7 @@ from lhpipe.syntax.canonical import structure
 # Connection settings, by what needs them (names as in language.md and LittleHorse's client).
 KAFKA_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS",)
 REGISTRY_SETTINGS = ("LHPIPE_REGISTRY_URL",)
-# The output topic's name (lhpipe.connect.lh_output), besides LHC_TENANT_ID.
+# The output topic's name (lhpipe.sources.lh_output), besides LHC_TENANT_ID.
 LH_OUTPUT_SETTINGS = ("LHPIPE_LH_OUTPUT_TOPIC", "LHPIPE_LH_CLUSTER_ID", "LHPIPE_LH_OUTPUT_LOOKBACK")
 # The poll source's state topic (in Kafka) and dedupe window.
 POLL_SETTINGS = ("LHPIPE_POLL_STATE_TOPIC", "LHPIPE_POLL_DEDUPE_WINDOW")

@@ -25,7 +25,7 @@ from engine_run import (
 from lh import lh_config, register_wf_spec, variable_value
 from littlehorse.workflow import Workflow, WorkflowThread
 
-from lhpipe.connect.registry import SchemaRegistry, encode
+from lhpipe.clients.registry import SchemaRegistry, encode
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

@@ -11,12 +11,12 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from lhpipe.connect.kafka import KafkaProducer
-from lhpipe.connect.topic_sender import TopicSender
-from lhpipe.engine.errors import PermanentError, TransientError
-from lhpipe.engine.plans import TopicPlan
+from lhpipe.clients.kafka.producer import KafkaProducer
+from lhpipe.core.errors import PermanentError, TransientError
+from lhpipe.core.plans import TopicPlan
 from lhpipe.settings import Settings
 from lhpipe.stack.addresses import StackAddresses
+from lhpipe.targets.to_topic import TopicSender
 
 pytestmark = pytest.mark.integration
 

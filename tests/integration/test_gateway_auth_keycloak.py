@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from lhpipe.check.program import EnvRef, OAuthAuth
-from lhpipe.connect.webhooks.auth import build_authenticator
-from lhpipe.connect.webhooks.oauth import BearerVerifier, IssuerDirectory
-from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Refused
+from lhpipe.gateway.auth import build_authenticator
+from lhpipe.gateway.oauth import BearerVerifier, IssuerDirectory
+from lhpipe.gateway.outcome import Authenticated, AuthOutcome, Refused
 from lhpipe.settings import Settings
 from lhpipe.stack.addresses import StackAddresses
 

@@ -32,7 +32,7 @@ from engine_run import LhpipeRun, free_port, unique, wait_until, write_pipelines
 from gateway_support import GITHUB_SECRET, github_headers, header_map
 from waiting import wait_for
 
-from lhpipe.connect.webhooks.route import RETRY_AFTER_SECONDS
+from lhpipe.gateway.route import RETRY_AFTER_SECONDS
 from lhpipe.stack import addresses
 from lhpipe.stack.addresses import StackAddresses
 from lhpipe.stack.java import require_jdk

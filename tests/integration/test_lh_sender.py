@@ -33,13 +33,13 @@ from littlehorse.model import (
 )
 from littlehorse.workflow import Workflow, WorkflowThread
 
-from lhpipe.connect.littlehorse import (
+from lhpipe.clients.lh_values import ConversionError, UndeclaredVariableError
+from lhpipe.clients.littlehorse import (
     LittleHorseClient,
     LittleHorsePausedError,
     LittleHorsePermanentError,
 )
-from lhpipe.connect.values import ConversionError, UndeclaredVariableError
-from lhpipe.engine.plans import CorrelatePlan, PostEventPlan, RunWfPlan
+from lhpipe.core.plans import CorrelatePlan, PostEventPlan, RunWfPlan
 from lhpipe.settings import Settings
 from lhpipe.stack.addresses import StackAddresses
 

@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 from engine_run import unique
 
-from lhpipe.connect.kafka import KafkaProducer
-from lhpipe.connect.poll_state import STATE_TOPIC_SETTING, KafkaPollStateStore, PollState
+from lhpipe.clients.kafka.producer import KafkaProducer
 from lhpipe.settings import Settings
+from lhpipe.sources.poll_state import STATE_TOPIC_SETTING, KafkaPollStateStore, PollState
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import fastavro
 import pytest
 from lh import unique_name
 
-from lhpipe.connect.registry import RegistryPermanentError, SchemaRegistry, encode
-from lhpipe.engine.decode import schema_id_of
+from lhpipe.clients.registry import RegistryPermanentError, SchemaRegistry, encode
+from lhpipe.core.decode import schema_id_of
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

@@ -45,7 +45,7 @@ from lh import lh_config, register_wf_spec, variable_value
 from littlehorse.config import LHConfig
 from littlehorse.workflow import Workflow, WorkflowThread
 
-from lhpipe.connect.webhooks.route import RETRY_AFTER_SECONDS
+from lhpipe.gateway.route import RETRY_AFTER_SECONDS
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,7 @@ from lh import lh_config, register_wf_spec, run_wf
 from littlehorse.workflow import Workflow, WorkflowThread
 from scale_support import Endpoint, GroupOffsets, serve, state_of, wait_running
 
-from lhpipe.connect.consumer import HOLD_BEFORE_PAUSE_SECONDS
+from lhpipe.clients.kafka.consumer import HOLD_BEFORE_PAUSE_SECONDS
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

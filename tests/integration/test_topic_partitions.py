@@ -1,4 +1,4 @@
-"""The partitions of the topics `lhpipe run` creates (lhpipe/connect/topics.py), on the real
+"""The partitions of the topics `lhpipe run` creates (lhpipe/clients/kafka/topics.py), on the real
 Kafka: a topic-mode webhook's topic and a dead-letter topic get their `partitions`, the others
 LHPIPE_TOPIC_PARTITIONS, else 6; a topic that exists is left as it is, and logged."""
 

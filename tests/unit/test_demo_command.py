@@ -23,10 +23,6 @@ import pytest
 from lhpipe import cli
 from lhpipe.check.load import load
 from lhpipe.check.program import Program
-from lhpipe.connect.poll_items import PollRequests
-from lhpipe.connect.webhooks.auth import build_authenticator
-from lhpipe.connect.webhooks.oauth import IssuerDirectory
-from lhpipe.connect.webhooks.outcome import Authenticated, Refused
 from lhpipe.demo import cli as demo_cli
 from lhpipe.demo import requests
 from lhpipe.demo.guide import READY_LINE, guide_text, not_running
@@ -48,7 +44,11 @@ from lhpipe.demo.workflows import (
     partner_referral,
 )
 from lhpipe.engine.testing import run_tests
+from lhpipe.gateway.auth import build_authenticator
+from lhpipe.gateway.oauth import IssuerDirectory
+from lhpipe.gateway.outcome import Authenticated, Refused
 from lhpipe.settings import Settings
+from lhpipe.sources.poll_items import PollRequests
 from lhpipe.stack.addresses import StackAddresses
 from lhpipe.syntax import ast
 

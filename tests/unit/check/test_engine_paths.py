@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from lhpipe.check import rules
 from lhpipe.check.load import load_texts
-from lhpipe.engine.server import EngineApp, Receive, Scope, Send, send_json
+from lhpipe.gateway.server import EngineApp, Receive, Scope, Send, send_json
 
 CANDIDATES = ("/", "/healthz", "/readyz", "/metrics", "/health", "/metrics/x", "/healthz/")
 

@@ -91,7 +91,7 @@ def test_the_deepest_accepted_nesting_goes_through_every_step() -> None:
     assert [d.code for d in result.diagnostics] == []
     assert result.program is not None
 
-    from lhpipe.engine.evaluate import compile_expr
+    from lhpipe.core.evaluate import compile_expr
     from lhpipe.syntax.formatter import format_file
 
     pipeline = result.program.files[0].decls[0]

@@ -1,5 +1,5 @@
 """`partitions` of a webhook's topic and of a dead-letter topic: what the checker keeps, what the
-engine creates the topics with (lhpipe/connect/topics.py), what the formatter and the graph
+engine creates the topics with (lhpipe/clients/kafka/topics.py), what the formatter and the graph
 show. The diagnostics are in tests/data/lint/topics_partitions.lhp."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.connect.topics import (
+from lhpipe.clients.kafka.topics import (
     DEFAULT_PARTITIONS,
     declared_partitions,
     default_partitions,

@@ -30,9 +30,9 @@ import lhpipe.commands.run
 import lhpipe.commands.workers
 from lhpipe.cli import main
 from lhpipe.commands.workers import WorkerParent, exit_status, run_workers, worker_command
-from lhpipe.engine.logs import JsonLineFormatter
-from lhpipe.engine.server import EngineApp, listening_socket, render_status_page
-from lhpipe.engine.worker import Worker, WorkerEnvironmentError, this_worker
+from lhpipe.core.logs import JsonLineFormatter
+from lhpipe.core.worker import Worker, WorkerEnvironmentError, this_worker
+from lhpipe.gateway.server import EngineApp, listening_socket, render_status_page
 
 LHPIPE = str(Path(sys.executable).with_name("lhpipe"))
 

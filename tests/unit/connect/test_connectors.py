@@ -17,16 +17,16 @@ import pytest
 
 from lhpipe.check.load import load
 from lhpipe.check.program import ConnectorInfo
-from lhpipe.connect import connectors as mod
-from lhpipe.connect.connect_rest import ConnectRest
-from lhpipe.connect.connectors import (
+from lhpipe.clients.connect_rest import ConnectRest
+from lhpipe.core.errors import DecodeError
+from lhpipe.engine import connectors as mod
+from lhpipe.engine.connectors import (
     ConnectorManager,
     ConnectorValueDecoder,
     cluster_config,
     health_of,
 )
-from lhpipe.engine.errors import DecodeError
-from lhpipe.engine.status import State
+from lhpipe.runtime.status import State
 from lhpipe.settings import Settings, SettingsError
 
 URL = "http://connect.test:8083"

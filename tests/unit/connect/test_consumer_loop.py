@@ -15,8 +15,8 @@ from test_rebalance import FakeConsumer, FakeSink, Message, _tps, settled
 from test_rebalance import loop as loop  # the fixture
 from waiting import wait_for
 
-from lhpipe.connect import consumer as consumer_module
-from lhpipe.connect.consumer import KafkaSource
+from lhpipe.clients.kafka import consumer as consumer_module
+from lhpipe.clients.kafka.consumer import KafkaSource
 from lhpipe.settings import Settings
 
 TP = tuple[str, int]
@@ -92,7 +92,7 @@ def test_kafka_errors_are_logged_and_only_a_lost_broker_disconnects(
     source = KafkaSource(_settings(), pipeline="p", topic="t", group="g", sink=FakeSink())
     source._connected = True
     timeout = KafkaError(KafkaError._MSG_TIMED_OUT)
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         source._on_error(timeout)
         assert (source._connected, source.error) == (True, None)
         for code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):

@@ -11,9 +11,14 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from test_consumer_loop import Clock, _fetching, _settings
 from test_rebalance import FakeConsumer, FakeSink, _tps
 
-from lhpipe.connect import consumer as consumer_module
-from lhpipe.connect.consumer import KafkaSource, group_membership, settle_then_close, stall_seconds
-from lhpipe.engine import metrics
+from lhpipe.clients.kafka import consumer as consumer_module
+from lhpipe.clients.kafka.consumer import (
+    KafkaSource,
+    group_membership,
+    settle_then_close,
+    stall_seconds,
+)
+from lhpipe.core import metrics
 from lhpipe.settings import SettingsError
 
 TP = tuple[str, int]
@@ -65,7 +70,7 @@ def test_a_partition_is_stalled_at_exactly_the_threshold_logged_counted_and_resu
 ) -> None:
     source, consumer = _watched("stall-edge", {3: (100, 1)}, since=1000.0)
     counted = _stalls("stall-edge")
-    with caplog.at_level(logging.INFO, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.INFO, logger="lhpipe.clients.kafka.consumer"):
         source._check_stalls(consumer, 1004.9, holding=False)
         assert source.stalled == {}
         source._check_stalls(consumer, 1005.0, holding=False)  # one record unread is enough
@@ -102,7 +107,7 @@ def test_a_partition_lhpipe_holds_back_is_never_stalled_and_its_watch_restarts(
     source, consumer = _watched(f"stall-{how}", {0: (100, 40)}, since=1000.0)
     source._held = how == "held"
     source.paused = how == "paused"
-    with caplog.at_level(logging.INFO, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.INFO, logger="lhpipe.clients.kafka.consumer"):
         source._check_stalls(consumer, 1100.0, holding=how == "holding")
     assert source.stalled == {}
     assert source._progress == {("t", 0): (100, 1100.0)}
@@ -119,7 +124,7 @@ def test_partitions_that_read_again_are_logged_and_cleared_each_of_them(
     assert source.stalled == {("t", 0): 4, ("t", 1): 4}
     assert _stalls("stall-again") == counted + 2
     source._positions = {("t", 0): 11, ("t", 1): 21}
-    with caplog.at_level(logging.INFO, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.INFO, logger="lhpipe.clients.kafka.consumer"):
         source._check_stalls(consumer, 1011.0, holding=False)
     assert source.stalled == {}
     assert (_gauge("stall-again", 0), _gauge("stall-again", 1)) == (0, 0)
@@ -150,7 +155,7 @@ def test_stalls_are_found_in_the_fetch_loop_whenever_lhpipe_does_not_hold(
     consumer.positions = {("t", 0): 100, ("t", 1): 100}
     consumer.high = {("t", 0): 140, ("t", 1): 110}
     source._progress[("t", 0)] = (100, 990.0)  # unmoved for 10 s already
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         source._fetch_loop(consumer)  # type: ignore[arg-type]
     # Partition 0 at the first turn, partition 1 (first seen at 100 then) at the next check.
     assert [c for c in consumer.calls if c[0] == "resume"] == [

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from lhpipe.connect import file_sender
-from lhpipe.connect.file_sender import FileSender
-from lhpipe.engine.errors import PausedError, PermanentError, TransientError
-from lhpipe.engine.plans import FilePlan
+from lhpipe.core.errors import PausedError, PermanentError, TransientError
+from lhpipe.core.plans import FilePlan
+from lhpipe.targets import to_file as file_sender
+from lhpipe.targets.to_file import FileSender
 
 
 def lines(path: Path) -> list[object]:

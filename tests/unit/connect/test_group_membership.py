@@ -17,22 +17,22 @@ from confluent_kafka import TopicPartition
 from test_connectors import FakeConnect, _connectors, _manager
 from test_poll import Feed, Sink, Store, requests_of
 
-from lhpipe.connect import consumer as consumer_module
-from lhpipe.connect.connectors import ConnectorManager
-from lhpipe.connect.consumer import (
+from lhpipe.clients.kafka import consumer as consumer_module
+from lhpipe.clients.kafka.consumer import (
     DEFAULT_ASSIGNMENT_STRATEGY,
     KafkaSource,
     group_membership,
     settle_then_close,
 )
-from lhpipe.connect.ownership import Callback
-from lhpipe.connect.poll import PollSource
-from lhpipe.engine import metrics
-from lhpipe.engine.delivery import Delivery
-from lhpipe.engine.plans import Plan
-from lhpipe.engine.senders import ALREADY_EXISTS
-from lhpipe.engine.status import PipelineStatus, State
+from lhpipe.clients.kafka.ownership import Callback
+from lhpipe.core import metrics
+from lhpipe.core.plans import Plan
+from lhpipe.core.senders import ALREADY_EXISTS
+from lhpipe.engine.connectors import ConnectorManager
+from lhpipe.runtime.delivery import Delivery
+from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError
+from lhpipe.sources.poll import PollSource
 
 
 def _settings(**environ: str) -> Settings:
@@ -460,7 +460,7 @@ def test_a_program_without_connectors_joins_no_group_when_none_of_ours_is_left()
 
 
 def _lease_with(claims: list[tuple[str, str, int]], live: list[str] | None) -> Any:
-    from lhpipe.connect.ownership import Lease
+    from lhpipe.clients.kafka.ownership import Lease
 
     async def nothing() -> None:
         pass

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from lhpipe.connect.http_sender import HttpSender, HttpTransientError, parse_retry_after
-from lhpipe.engine.errors import PausedError, PermanentError, TransientError
-from lhpipe.engine.plans import HttpPlan, LogPlan
+from lhpipe.core.errors import PausedError, PermanentError, TransientError
+from lhpipe.core.plans import HttpPlan, LogPlan
+from lhpipe.targets.to_http import HttpSender, HttpTransientError, parse_retry_after
 
 PLAN = HttpPlan(
     url="https://crm.example.com/customers",

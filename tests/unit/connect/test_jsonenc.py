@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from lhpipe.connect.jsonenc import dumps, dumps_text
-from lhpipe.engine.errors import PermanentError
+from lhpipe.core.errors import PermanentError
+from lhpipe.core.jsonenc import dumps, dumps_text
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,13 @@ from littlehorse.model import (
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.scopes import EVENT
-from lhpipe.connect import jsonenc
-from lhpipe.connect.lh_output import (
+from lhpipe.core import jsonenc
+from lhpipe.core.errors import DecodeError
+from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.core.steps import compile_steps
+from lhpipe.graph.compile import compile_program
+from lhpipe.settings import Settings
+from lhpipe.sources.lh_output import (
     EventDecoder,
     OutputTopicSource,
     WfRunMemory,
@@ -47,11 +52,6 @@ from lhpipe.connect.lh_output import (
     source_parts,
     wf_run_id_text,
 )
-from lhpipe.engine.errors import DecodeError
-from lhpipe.engine.record import KafkaOrigin, Record
-from lhpipe.engine.steps import compile_steps
-from lhpipe.graph.compile import compile_program
-from lhpipe.settings import Settings
 
 WF_SPEC = WfSpecId(name="know-your-customer", major_version=2, revision=1)
 RUN = WfRunId(id="run-1")
@@ -398,7 +398,7 @@ class _Reader:
 
 
 def test_the_replay_rebuilds_the_memory_up_to_the_committed_offset() -> None:
-    from lhpipe.connect.lh_output import _replay
+    from lhpipe.sources.lh_output import _replay
 
     other = WfRunId(id="run-2")
     partition_0 = [
@@ -423,8 +423,8 @@ def test_the_replay_rebuilds_the_memory_up_to_the_committed_offset() -> None:
 
 
 def test_the_lookback_setting() -> None:
-    from lhpipe.connect.lh_output import DEFAULT_LOOKBACK, lookback
-    from lhpipe.engine.sources import PipelineNotRunnable
+    from lhpipe.runtime.kind import PipelineNotRunnable
+    from lhpipe.sources.lh_output import DEFAULT_LOOKBACK, lookback
 
     assert lookback(Settings(environ={})) == DEFAULT_LOOKBACK
     assert lookback(Settings(environ={"LHPIPE_LH_OUTPUT_LOOKBACK": "0"})) == 0
@@ -433,7 +433,7 @@ def test_the_lookback_setting() -> None:
 
 
 def test_the_replay_hooks_into_the_kafka_source_assignment_callback() -> None:
-    from lhpipe.connect.consumer import KafkaSource
+    from lhpipe.clients.kafka.consumer import KafkaSource
 
     # OutputTopicSource extends KafkaSource's own callback; a rename there would skip the replay.
     assert "_on_assign" in vars(KafkaSource)

@@ -31,7 +31,8 @@ from littlehorse.model import (
     add_LittleHorseServicer_to_server,
 )
 
-from lhpipe.connect.littlehorse import (
+from lhpipe.clients.lh_values import UndeclaredVariableError
+from lhpipe.clients.littlehorse import (
     LittleHorseClient,
     LittleHorseConnection,
     LittleHorsePausedError,
@@ -39,10 +40,9 @@ from lhpipe.connect.littlehorse import (
     LittleHorseTransientError,
     classify,
 )
-from lhpipe.connect.values import UndeclaredVariableError
-from lhpipe.engine.errors import PausedError, PermanentError, TransientError
-from lhpipe.engine.plans import CorrelatePlan, PostEventPlan, RunWfPlan, TopicPlan
-from lhpipe.engine.senders import ALREADY_EXISTS
+from lhpipe.core.errors import PausedError, PermanentError, TransientError
+from lhpipe.core.plans import CorrelatePlan, PostEventPlan, RunWfPlan, TopicPlan
+from lhpipe.core.senders import ALREADY_EXISTS
 from lhpipe.settings import Settings, SettingsError
 
 S = grpc.StatusCode

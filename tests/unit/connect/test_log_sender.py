@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lhpipe.connect.log_sender import LOGGER_NAME, LogSender
-from lhpipe.engine.errors import PermanentError
-from lhpipe.engine.plans import FilePlan, LogPlan
+from lhpipe.core.errors import PermanentError
+from lhpipe.core.plans import FilePlan, LogPlan
+from lhpipe.targets.to_log import LOGGER_NAME, LogSender
 
 
 def test_each_record_is_one_info_line_with_the_value_as_json(

@@ -8,7 +8,7 @@ import pytest
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.connect.online_topics import (
+from lhpipe.online.topics import (
     declared_processes,
     needs_kafka,
     partition_diagnostics,

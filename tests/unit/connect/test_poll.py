@@ -16,20 +16,20 @@ from waiting import until
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.connect.poll import PollSource
-from lhpipe.connect.poll_items import (
+from lhpipe.core.errors import ExpressionError
+from lhpipe.core.record import Record
+from lhpipe.core.steps import initial_env
+from lhpipe.runtime.commit import ContiguousCommitTracker
+from lhpipe.sources.poll import PollSource
+from lhpipe.sources.poll_items import (
     URL_HEADER,
     PollOrigin,
     PollRequests,
     generated_part,
     poll_environment,
 )
-from lhpipe.connect.poll_state import PollState
-from lhpipe.engine.commit import ContiguousCommitTracker
-from lhpipe.engine.errors import ExpressionError
-from lhpipe.engine.planners import generated_id
-from lhpipe.engine.record import Record
-from lhpipe.engine.steps import initial_env
+from lhpipe.sources.poll_state import PollState
+from lhpipe.targets.planners import generated_id
 
 FEED = """
 pipeline feed {
@@ -338,7 +338,7 @@ def test_the_state_is_read_again_until_kafka_answers() -> None:
     store.states["feed"] = PollState(cursor="3")
 
     async def scenario() -> list[bool]:
-        import lhpipe.connect.poll as poll_module
+        import lhpipe.sources.poll as poll_module
 
         poll_module.STATE_RETRY_SECONDS = 0.01
         try:
@@ -612,10 +612,10 @@ def test_a_cursor_that_wraps_around_to_known_items_waits_for_the_next_tick() -> 
 
 
 def test_source_parts_read_the_settings_and_decode_items_as_json() -> None:
-    from lhpipe.connect.poll import source_parts
-    from lhpipe.engine.sources import PipelineNotRunnable
     from lhpipe.graph.compile import compile_program
+    from lhpipe.runtime.kind import PipelineNotRunnable
     from lhpipe.settings import Settings
+    from lhpipe.sources.poll import source_parts
 
     prog = program()
     spec = compile_program(prog, Settings(environ={})).pipelines["feed"]

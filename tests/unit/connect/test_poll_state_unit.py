@@ -17,14 +17,14 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from lhpipe.connect.poll_state import (
+from lhpipe.core.errors import TransientError
+from lhpipe.settings import Settings
+from lhpipe.sources.poll_state import (
     DEFAULT_STATE_TOPIC,
     STATE_TOPIC_SETTING,
     KafkaPollStateStore,
     PollState,
 )
-from lhpipe.engine.errors import TransientError
-from lhpipe.settings import Settings
 
 TOPIC = "poll_state_test"
 SETTINGS = Settings(environ={"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"})
@@ -354,7 +354,7 @@ def test_the_topic_is_created_at_the_first_read_only(
     kafka: FakeKafka, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = kafka.store()
-    caplog.set_level(logging.INFO, logger="lhpipe.connect.poll_state")
+    caplog.set_level(logging.INFO, logger="lhpipe.sources.poll_state")
 
     load(store, "orders")
     load(store, "orders")
@@ -367,7 +367,7 @@ def test_a_topic_that_already_existed_is_not_reported_created(
     kafka: FakeKafka, caplog: pytest.LogCaptureFixture
 ) -> None:
     kafka.on_broker = True  # another process created it
-    caplog.set_level(logging.INFO, logger="lhpipe.connect.poll_state")
+    caplog.set_level(logging.INFO, logger="lhpipe.sources.poll_state")
 
     load(kafka.store(), "orders")
 

@@ -16,10 +16,11 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from waiting import wait_for
 
-from lhpipe.connect import consumer as consumer_module
-from lhpipe.connect.consumer import KafkaSource
-from lhpipe.engine import metrics, runner
-from lhpipe.engine.record import KafkaOrigin, Record
+from lhpipe.clients.kafka import consumer as consumer_module
+from lhpipe.clients.kafka.consumer import KafkaSource
+from lhpipe.core import metrics
+from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.runtime import runner
 from lhpipe.settings import Settings
 
 TP = tuple[str, int]
@@ -281,7 +282,7 @@ def test_a_runner_that_does_not_answer_in_time_is_given_up_on(
     def wait() -> None:
         answers.append(source._from_loop(never(), timeout=0.05))
 
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         threading.Thread(target=wait, daemon=True).start()
         wait_for(lambda: answers, "the consumer thread to give up", timeout=5)
     assert answers == [None]
@@ -301,7 +302,7 @@ def test_lost_partitions_are_forgotten_without_a_commit(
     consumer.calls.clear()
     waits = _waits(source)
     before = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         source._on_lost(consumer, _tps(0, 1))
     assert before <= source._last_rebalance <= time.monotonic()
     # Another member may own them already: its commits must not be overwritten.
@@ -398,7 +399,7 @@ def test_a_failed_commit_is_not_reported_as_committed(
     source._on_assign(consumer, _tps(0))
     consumer.failing_commits = 1
     source.commit({("t", 0): 5})
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         source._commit_requested(consumer)
     assert [r.getMessage() for r in caplog.records] == [
         f"pipeline p: commit failed: {consumer.commit_error}"
@@ -471,7 +472,7 @@ def test_a_fetch_error_is_reported_until_records_come_again(
     source._on_assign(consumer, _tps(0))
     source._connected = False
     failure = Message(0, 0, KafkaError.TOPIC_AUTHORIZATION_FAILED)
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         assert source._records([failure]) == []
     assert source.error == f"topic 't': {KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED).str()}"
     assert [r.getMessage() for r in caplog.records] == [f"pipeline p: {source.error}"]
@@ -630,7 +631,7 @@ def test_a_failing_consumer_reports_it_and_is_closed_all_the_same(
     monkeypatch.setattr(consumer_module, "Consumer", lambda config: consumer)
     monkeypatch.setattr(consumer_module, "settle_then_close", lambda c, last_rebalance: c.close())
     source = _source(None, FakeSink())
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         _start(source, loop)
         wait_for(lambda: _ended(source), "the consumer thread to end")
         _stop(source, loop)
@@ -653,7 +654,7 @@ def test_a_consumer_that_cannot_be_made_is_reported_and_nothing_is_closed(
 
     monkeypatch.setattr(consumer_module, "Consumer", refuse)
     source = _source(None, FakeSink())
-    with caplog.at_level(logging.WARNING, logger="lhpipe.connect.consumer"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.clients.kafka.consumer"):
         _start(source, loop)
         wait_for(lambda: _ended(source), "the consumer thread to end")
         _stop(source, loop)

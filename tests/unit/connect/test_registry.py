@@ -15,14 +15,14 @@ from typing import Any
 import fastavro
 import pytest
 
-from lhpipe.connect.registry import (
+from lhpipe.clients.registry import (
     RegistryPermanentError,
     RegistryTransientError,
     SchemaRegistry,
     encode,
 )
-from lhpipe.engine.decode import parse_avro_schema, schema_id_of
-from lhpipe.engine.errors import PermanentError
+from lhpipe.core.decode import parse_avro_schema, schema_id_of
+from lhpipe.core.errors import PermanentError
 
 ORDER = {
     "type": "record",

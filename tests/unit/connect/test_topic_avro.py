@@ -15,13 +15,13 @@ from typing import Any
 import fastavro
 import pytest
 
-from lhpipe.connect.avro_encode import AvroValueEncoder, TopicSchemas
-from lhpipe.connect.avro_writer import AVRO_DATUM, compile_writer
-from lhpipe.connect.registry import RegistryPermanentError, RegistryTransientError
-from lhpipe.connect.topic_sender import TopicSender
-from lhpipe.engine.decode import WIRE_HEADER, parse_avro_schema
-from lhpipe.engine.errors import PermanentError, TransientError
-from lhpipe.engine.plans import TopicPlan, TopicSchema
+from lhpipe.clients.registry import RegistryPermanentError, RegistryTransientError
+from lhpipe.core.avro.encode import AvroValueEncoder, TopicSchemas
+from lhpipe.core.avro.writer import AVRO_DATUM, compile_writer
+from lhpipe.core.decode import WIRE_HEADER, parse_avro_schema
+from lhpipe.core.errors import PermanentError, TransientError
+from lhpipe.core.plans import TopicPlan, TopicSchema
+from lhpipe.targets.to_topic import TopicSender
 
 SUMMARY: dict[str, Any] = {
     "type": "record",
@@ -64,7 +64,7 @@ VALUE: dict[str, Any] = {
 
 
 class FakeRegistry:
-    """Speaks the part of :class:`lhpipe.connect.registry.SchemaRegistry` the sender uses:
+    """Speaks the part of :class:`lhpipe.clients.registry.SchemaRegistry` the sender uses:
     ids by (subject, schema text), the same schema twice gives the same id."""
 
     def __init__(self) -> None:

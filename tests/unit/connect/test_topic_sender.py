@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from lhpipe.connect.topic_sender import TopicSender
-from lhpipe.engine.errors import PermanentError, TransientError
-from lhpipe.engine.plans import LogPlan, TopicPlan
+from lhpipe.core.errors import PermanentError, TransientError
+from lhpipe.core.plans import LogPlan, TopicPlan
+from lhpipe.targets.to_topic import TopicSender
 
 Produced = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 
 
 class FakeProducer:
-    """Speaks :class:`lhpipe.connect.kafka.KafkaProducer`'s ``produce``; fails on demand."""
+    """Speaks the ``produce`` of :class:`~lhpipe.clients.kafka.producer.KafkaProducer`."""
 
     def __init__(self, failure: Exception | None = None) -> None:
         self.records: list[Produced] = []

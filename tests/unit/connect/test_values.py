@@ -32,7 +32,7 @@ from littlehorse.model import (
 )
 from littlehorse.utils import extract_value
 
-from lhpipe.connect.values import (
+from lhpipe.clients.lh_values import (
     ConversionError,
     EventDefShape,
     LHType,
@@ -47,7 +47,7 @@ from lhpipe.connect.values import (
     run_wf_variables,
     wf_run_id,
 )
-from lhpipe.engine.errors import PermanentError, TransientError
+from lhpipe.core.errors import PermanentError, TransientError
 
 
 def kind(value: VariableValue) -> str | None:

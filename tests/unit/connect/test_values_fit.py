@@ -1,13 +1,13 @@
 """`lint --online`'s judgement of a static type against a declared LittleHorse type: it must
-agree with what the run-time coercion (lhpipe.connect.values) accepts."""
+agree with what the run-time coercion (lhpipe.clients.lh_values) accepts."""
 
 from __future__ import annotations
 
 import pytest
 
 from lhpipe.check import types as t
-from lhpipe.connect.online import Fit, fits
-from lhpipe.connect.values import LHType, StructFieldShape, StructShape
+from lhpipe.clients.lh_values import LHType, StructFieldShape, StructShape
+from lhpipe.online.lint import Fit, fits
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lhpipe.engine.commit import ContiguousCommitTracker, PartitionOffsets
+from lhpipe.runtime.commit import ContiguousCommitTracker, PartitionOffsets
 
 
 def test_nothing_is_committable_before_the_first_record_finishes() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lhpipe.engine.commit import ContiguousCommitTracker, PartitionOffsets
+from lhpipe.runtime.commit import ContiguousCommitTracker, PartitionOffsets
 
 
 def test_an_offset_out_of_read_order_is_refused_naming_the_partition() -> None:

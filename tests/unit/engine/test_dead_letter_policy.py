@@ -11,7 +11,10 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from lhpipe.engine.delivery import (
+from lhpipe.core.errors import PermanentError, TransientError
+from lhpipe.core.metrics import REGISTRY
+from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.runtime.delivery import (
     DeadLetterWriter,
     Failure,
     FailurePolicy,
@@ -19,9 +22,6 @@ from lhpipe.engine.delivery import (
     envelope,
     iso_ms,
 )
-from lhpipe.engine.errors import PermanentError, TransientError
-from lhpipe.engine.metrics import REGISTRY
-from lhpipe.engine.record import KafkaOrigin, Record
 
 RECORD = Record(
     origin=KafkaOrigin("orders", 2, 41),
@@ -133,7 +133,7 @@ def test_a_dead_letter_write_is_retried_with_the_default_backoff_and_each_retry_
         *(TransientError("timed out", code="KAFKA_MSG_TIMED_OUT") for _ in range(3))
     )
     sleeps = Sleeps()
-    with caplog.at_level(logging.WARNING, logger="lhpipe.engine.delivery"):
+    with caplog.at_level(logging.WARNING, logger="lhpipe.runtime.delivery"):
         asyncio.run(_writer(producer, sleeps).write(RECORD, FAILURE))
     assert producer.written == [("p-dlq", RECORD.value, RECORD.key)]
     assert sleeps.delays == [0.05, 0.1, 0.2]
@@ -185,7 +185,7 @@ def _handle(
     names = ("lhpipe_records_dead_lettered_total", "lhpipe_records_skipped_total")
     start = {name: _count(name, policy.pipeline) for name in names}
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="lhpipe.engine.delivery"):
+    with caplog.at_level(logging.INFO, logger="lhpipe.runtime.delivery"):
         outcome, why = asyncio.run(policy.handle(RECORD, FAILURE))
     lines = [(r.levelno, r.getMessage()) for r in caplog.records]
     counted = {name: _count(name, policy.pipeline) - start[name] for name in names}

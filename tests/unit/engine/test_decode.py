@@ -13,8 +13,8 @@ import pytest
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.engine.decode import Decoder, avro_writer_converter, parse_avro_schema, schema_id_of
-from lhpipe.engine.errors import DecodeError
+from lhpipe.core.decode import Decoder, avro_writer_converter, parse_avro_schema, schema_id_of
+from lhpipe.core.errors import DecodeError
 
 SCHEMA = """
 schema Order {

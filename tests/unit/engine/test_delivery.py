@@ -8,7 +8,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from lhpipe.engine.delivery import (
+from lhpipe.core.errors import (
+    BadIdError,
+    PausedError,
+    PermanentError,
+    TransientError,
+)
+from lhpipe.core.plans import LogPlan, Plan
+from lhpipe.core.record import KafkaOrigin, Record, WebhookOrigin
+from lhpipe.runtime.delivery import (
     DeadLetterWriter,
     Delivery,
     Failure,
@@ -18,14 +26,6 @@ from lhpipe.engine.delivery import (
     envelope,
     iso_ms,
 )
-from lhpipe.engine.errors import (
-    BadIdError,
-    PausedError,
-    PermanentError,
-    TransientError,
-)
-from lhpipe.engine.plans import LogPlan, Plan
-from lhpipe.engine.record import KafkaOrigin, Record, WebhookOrigin
 
 PLAN = LogPlan(value={"n": 1})
 RECORD = Record(

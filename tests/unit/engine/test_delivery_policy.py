@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 from test_delivery import Pauses, Sleeps
 
-from lhpipe.engine.delivery import (
+from lhpipe.core.errors import (
+    ExpressionError,
+    PausedError,
+    PermanentError,
+    TransientError,
+)
+from lhpipe.core.metrics import REGISTRY
+from lhpipe.core.plans import LogPlan, Plan
+from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.core.senders import ALREADY_EXISTS
+from lhpipe.runtime.delivery import (
     Delivery,
     RecordFailed,
     TargetStage,
@@ -20,16 +30,6 @@ from lhpipe.engine.delivery import (
     failed,
     plan_and_deliver,
 )
-from lhpipe.engine.errors import (
-    ExpressionError,
-    PausedError,
-    PermanentError,
-    TransientError,
-)
-from lhpipe.engine.metrics import REGISTRY
-from lhpipe.engine.plans import LogPlan, Plan
-from lhpipe.engine.record import KafkaOrigin, Record
-from lhpipe.engine.senders import ALREADY_EXISTS
 
 PLAN = LogPlan(value={"n": 1})
 
@@ -269,10 +269,10 @@ def test_the_first_failure_of_a_record_is_logged_and_its_retries_only_at_debug(
 ) -> None:
     sender = Sender(*(TransientError("down", code="UNAVAILABLE") for _ in range(3)))
     delivery, _, _ = _delivery(sender, pipeline="orders", draw=0.0)
-    with caplog.at_level(logging.DEBUG, logger="lhpipe.engine.delivery"):
+    with caplog.at_level(logging.DEBUG, logger="lhpipe.runtime.delivery"):
         asyncio.run(delivery.deliver(PLAN))
     lines = [
-        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "lhpipe.engine.delivery"
+        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "lhpipe.runtime.delivery"
     ]
     said = "pipeline orders: run_wf:wf: transient error UNAVAILABLE: down; retrying in"
     assert lines == [

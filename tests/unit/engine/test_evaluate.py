@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from lhpipe.check.load import load_texts
-from lhpipe.engine.errors import ExpressionError
-from lhpipe.engine.evaluate import compile_expr, format_timestamp, values_equal
+from lhpipe.core.errors import ExpressionError
+from lhpipe.core.evaluate import compile_expr, format_timestamp, values_equal
 
 SCHEMAS = """
 schema Person {

@@ -1,4 +1,4 @@
-"""The garbage collector's settings after start-up (lhpipe/engine/heap.py)."""
+"""The garbage collector's settings after start-up (lhpipe/core/heap.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lhpipe.engine import heap
+from lhpipe.core import heap
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""The listener's limits and timeouts (lhpipe/engine/http_limits.py), on a real socket: an
-:class:`~lhpipe.engine.server.HttpListener` on loopback in a thread of its own, serving a real
+"""The listener's limits and timeouts (lhpipe/gateway/http_limits.py), on a real socket: an
+:class:`~lhpipe.gateway.server.HttpListener` on loopback in a thread of its own, serving a real
 webhook route (``auth = none``, a fake producer) and raw bytes sent exactly as written."""
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import pytest
 from waiting import wait_for
 
 from lhpipe.check.load import load_texts
-from lhpipe.engine import http_limits
-from lhpipe.engine.gateway import Gateway
-from lhpipe.engine.http_limits import HttpLimits, LogLimiter, fit_max_connections
-from lhpipe.engine.server import EngineApp, HttpListener, Receive, Scope, Send
+from lhpipe.gateway import http_limits
+from lhpipe.gateway.gateway import Gateway
+from lhpipe.gateway.http_limits import HttpLimits, LogLimiter, fit_max_connections
+from lhpipe.gateway.server import EngineApp, HttpListener, Receive, Scope, Send
 from lhpipe.graph.compile import compile_program
 from lhpipe.settings import Settings, SettingsError
 
@@ -190,7 +190,7 @@ def problem(received: bytes) -> dict[str, Any]:
 
 
 def _refused(reason: str) -> float:
-    from lhpipe.engine.metrics import REGISTRY
+    from lhpipe.core.metrics import REGISTRY
 
     return REGISTRY.get_sample_value("lhpipe_http_refused_total", {"reason": reason}) or 0.0
 
@@ -505,7 +505,7 @@ def test_accept_errors_are_logged_at_most_once_per_interval(
         loop.call_exception_handler({"message": "after"})
 
     http_limits.LIMITER._last.pop("accept", None)
-    with caplog.at_level(logging.WARNING, "lhpipe.engine.server"):
+    with caplog.at_level(logging.WARNING, "lhpipe.gateway.server"):
         asyncio.run(go())
     lines = [r for r in caplog.records if "cannot accept connections" in r.getMessage()]
     assert len(lines) == 1

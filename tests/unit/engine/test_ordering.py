@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lhpipe.engine.ordering import KeyOrderedScheduler
+from lhpipe.runtime.ordering import KeyOrderedScheduler
 
 
 class Recorder:

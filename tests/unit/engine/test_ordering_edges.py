@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from lhpipe.engine.ordering import KeyOrderedScheduler
+from lhpipe.runtime.ordering import KeyOrderedScheduler
 
 
 class Held:
@@ -125,7 +125,7 @@ def test_an_item_that_raises_is_logged_with_its_traceback_and_nothing_else_is(
         asyncio.run(scenario())
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [(r.name, r.getMessage()) for r in errors] == [
-        ("lhpipe.engine.ordering", "record processing failed unexpectedly")
+        ("lhpipe.runtime.ordering", "record processing failed unexpectedly")
     ]
     assert errors[0].exc_info is not None
     assert isinstance(errors[0].exc_info[1], RuntimeError)

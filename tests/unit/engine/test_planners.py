@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 
 from lhpipe.check.load import load_texts
-from lhpipe.engine.errors import BadIdError, ExpressionError, PermanentError
-from lhpipe.engine.planners import compile_planner
-from lhpipe.engine.plans import (
+from lhpipe.core.errors import BadIdError, ExpressionError, PermanentError
+from lhpipe.core.plans import (
     CorrelatePlan,
     FilePlan,
     HttpPlan,
@@ -19,8 +18,9 @@ from lhpipe.engine.plans import (
     RunWfPlan,
     TopicPlan,
 )
-from lhpipe.engine.record import KafkaOrigin, Record, WebhookOrigin
-from lhpipe.engine.steps import compile_steps, initial_env
+from lhpipe.core.record import KafkaOrigin, Record, WebhookOrigin
+from lhpipe.core.steps import compile_steps, initial_env
+from lhpipe.targets.planners import compile_planner
 
 ORIGIN = KafkaOrigin("orders.v2_eu", 3, 42)
 

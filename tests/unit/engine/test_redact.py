@@ -9,11 +9,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from lhpipe.connect.http_sender import HttpSender
-from lhpipe.engine.errors import DeliveryError
-from lhpipe.engine.metrics import target_label
-from lhpipe.engine.plans import HttpPlan
-from lhpipe.engine.redact import redact_text, redact_url
+from lhpipe.core.errors import DeliveryError
+from lhpipe.core.metrics import target_label
+from lhpipe.core.plans import HttpPlan
+from lhpipe.core.redact import redact_text, redact_url
+from lhpipe.targets.to_http import HttpSender
 
 
 @pytest.mark.parametrize(

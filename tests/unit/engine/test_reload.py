@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from lhpipe.check.program import Program
-from lhpipe.engine import metrics, sources
-from lhpipe.engine.gateway import starting_routes
+from lhpipe.core import metrics
 from lhpipe.engine.reload import (
     LoadedProgram,
     ProgramRejected,
@@ -23,11 +22,13 @@ from lhpipe.engine.reload import (
     diff_programs,
     load_program,
 )
-from lhpipe.engine.runner import PipelineRunner, TopicPartition
-from lhpipe.engine.server import EngineApp
-from lhpipe.engine.status import State
 from lhpipe.engine.supervisor import Supervisor
+from lhpipe.gateway.gateway import starting_routes
+from lhpipe.gateway.server import EngineApp
 from lhpipe.graph.model import CompiledProgram
+from lhpipe.runtime import kind as sources
+from lhpipe.runtime.runner import PipelineRunner, TopicPartition
+from lhpipe.runtime.status import State
 from lhpipe.settings import Settings
 
 BEFORE = """

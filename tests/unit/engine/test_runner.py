@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from lhpipe.engine.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
-from lhpipe.engine.errors import DecodeError, PausedError, PermanentError, TransientError
-from lhpipe.engine.plans import LogPlan, Plan
-from lhpipe.engine.record import KafkaOrigin, Record
-from lhpipe.engine.runner import PipelineLogic, PipelineRunner
-from lhpipe.engine.status import State
+from lhpipe.core.errors import DecodeError, PausedError, PermanentError, TransientError
+from lhpipe.core.plans import LogPlan, Plan
+from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.runtime.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
+from lhpipe.runtime.runner import PipelineLogic, PipelineRunner
+from lhpipe.runtime.status import State
 
 TP = tuple[str, int]
 

@@ -15,7 +15,7 @@ import pytest
 from free_ports import free_port
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from lhpipe.engine.server import (
+from lhpipe.gateway.server import (
     EngineApp,
     HttpListener,
     Receive,
@@ -24,7 +24,7 @@ from lhpipe.engine.server import (
     listening_socket,
     send_json,
 )
-from lhpipe.engine.status import PipelineStatus, State
+from lhpipe.runtime.status import PipelineStatus, State
 
 RUNNING = PipelineStatus("orders", State.RUNNING, True, {"run_wf:order-flow": True})
 PAUSED = PipelineStatus(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from lhpipe.engine import metrics
+from lhpipe.core import metrics
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
 _ROW = re.compile(r"^\| `(lhpipe_\w+)` \| (\w+) \| ([^|]*) \|", re.MULTILINE)

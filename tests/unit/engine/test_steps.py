@@ -9,9 +9,9 @@ import pytest
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import PipelineInfo, Program
-from lhpipe.engine.errors import ExpressionError
-from lhpipe.engine.record import KafkaOrigin, Record, WebhookOrigin
-from lhpipe.engine.steps import compile_steps, initial_env
+from lhpipe.core.errors import ExpressionError
+from lhpipe.core.record import KafkaOrigin, Record, WebhookOrigin
+from lhpipe.core.steps import compile_steps, initial_env
 
 RECORD = Record(
     origin=KafkaOrigin("orders", 2, 17),

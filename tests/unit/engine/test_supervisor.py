@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from lhpipe.check.load import load_texts
-from lhpipe.engine.status import PipelineStatus, State
 from lhpipe.engine.supervisor import Supervisor
 from lhpipe.graph.compile import compile_program
+from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError
 
 PROGRAM = """

@@ -10,11 +10,11 @@ from typing import Any
 from lhpipe.check import types as t
 from lhpipe.check.export_schema import misfits, path_text
 from lhpipe.check.load import load_texts
-from lhpipe.engine.planners import compile_planner
-from lhpipe.engine.plans import TopicPlan, TopicSchema
-from lhpipe.engine.record import KafkaOrigin, Record
-from lhpipe.engine.steps import compile_steps, initial_env
+from lhpipe.core.plans import TopicPlan, TopicSchema
+from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.core.steps import compile_steps, initial_env
 from lhpipe.graph.compile import compile_program
+from lhpipe.targets.planners import compile_planner
 
 SCHEMAS = """
 schema Summary {

@@ -1,5 +1,5 @@
 """The Gateway behind the real listener, for hostile-input tests: an in-process
-:class:`~lhpipe.engine.server.HttpListener` on a loopback port (a real socket, the real HTTP
+:class:`~lhpipe.gateway.server.HttpListener` on a loopback port (a real socket, the real HTTP
 server) in a thread of its own, serving routes built from `.lhp` text, with fakes standing in
 for Kafka, LittleHorse and the token issuer; and a raw HTTP/1.1 client that sends headers
 exactly as given (duplicates, any Latin-1 byte), so nothing between the test and the server
@@ -31,12 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc.jwk import RSAKey
 
 from lhpipe.check.load import load_texts
-from lhpipe.connect.webhooks.oauth import IssuerDirectory
-from lhpipe.engine import metrics
-from lhpipe.engine.gateway import Gateway
-from lhpipe.engine.plans import Plan
-from lhpipe.engine.senders import Sender
-from lhpipe.engine.server import EngineApp, HttpListener
+from lhpipe.core import metrics
+from lhpipe.core.plans import Plan
+from lhpipe.core.senders import Sender
+from lhpipe.gateway.gateway import Gateway
+from lhpipe.gateway.oauth import IssuerDirectory
+from lhpipe.gateway.server import EngineApp, HttpListener
 from lhpipe.graph.compile import compile_program
 from lhpipe.settings import Settings
 from lhpipe.syntax import ast

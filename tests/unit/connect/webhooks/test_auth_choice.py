@@ -9,11 +9,11 @@ import hmac
 import pytest
 
 from lhpipe.check.program import EnvRef, HmacAuth, NoAuth, OAuthAuth
-from lhpipe.connect.webhooks.auth import OpenAccess, build_authenticator
-from lhpipe.connect.webhooks.config import WebhookConfigError
-from lhpipe.connect.webhooks.hmac import SignatureAuthenticator
-from lhpipe.connect.webhooks.oauth import BearerVerifier, IssuerDirectory
-from lhpipe.connect.webhooks.outcome import Authenticated, Refused
+from lhpipe.gateway.auth import OpenAccess, build_authenticator
+from lhpipe.gateway.config import WebhookConfigError
+from lhpipe.gateway.hmac import SignatureAuthenticator
+from lhpipe.gateway.oauth import BearerVerifier, IssuerDirectory
+from lhpipe.gateway.outcome import Authenticated, Refused
 from lhpipe.settings import Settings
 
 ISSUER = "https://idp.example.com/realms/lhpipe"

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lhpipe.connect.avro_writer import AVRO_DATUM, JSON_BODY, compile_writer, write_long
-from lhpipe.connect.registry import encode
-from lhpipe.connect.webhooks.validate import BodyRejected, SchemaBody
-from lhpipe.engine.decode import parse_avro_schema
-from lhpipe.engine.errors import PermanentError
+from lhpipe.clients.registry import encode
+from lhpipe.core.avro.writer import AVRO_DATUM, JSON_BODY, compile_writer, write_long
+from lhpipe.core.decode import parse_avro_schema
+from lhpipe.core.errors import PermanentError
+from lhpipe.gateway.validate import BodyRejected, SchemaBody
 
 SCHEMA_ID = 41
 

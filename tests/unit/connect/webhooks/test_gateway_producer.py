@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from lhpipe.connect.webhooks.producer import GatewayProducer
-from lhpipe.engine.errors import TransientError
+from lhpipe.core.errors import TransientError
+from lhpipe.gateway.producer import GatewayProducer
 from lhpipe.settings import Settings
 
 

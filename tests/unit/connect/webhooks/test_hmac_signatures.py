@@ -13,14 +13,14 @@ import json
 import pytest
 
 from lhpipe.check.program import HmacAuth
-from lhpipe.connect.webhooks.config import WebhookConfigError
-from lhpipe.connect.webhooks.hmac import (
+from lhpipe.gateway.config import WebhookConfigError
+from lhpipe.gateway.hmac import (
     SignatureAuthenticator,
     SignatureVerifier,
     Verdict,
     signature_verifier,
 )
-from lhpipe.connect.webhooks.outcome import Headers, Refused
+from lhpipe.gateway.outcome import Headers, Refused
 from lhpipe.settings import Settings
 
 NOW = 1_700_000_000

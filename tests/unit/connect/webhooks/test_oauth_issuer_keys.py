@@ -29,12 +29,12 @@ from test_webhook_oauth import (
     token,
 )
 
-from lhpipe.connect.webhooks.oauth import BearerVerifier, IssuerDirectory, IssuerKeys
-from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Refused
+from lhpipe.gateway.oauth import BearerVerifier, IssuerDirectory, IssuerKeys
+from lhpipe.gateway.outcome import Authenticated, AuthOutcome, Refused
 
 DISCOVERY = ISSUER + "/.well-known/openid-configuration"
 UNAVAILABLE = "the token issuer's keys cannot be fetched now"
-LOGGER = "lhpipe.connect.webhooks.oauth"
+LOGGER = "lhpipe.gateway.oauth"
 
 
 _SERIAL = itertools.count()

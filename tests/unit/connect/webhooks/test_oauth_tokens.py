@@ -26,9 +26,9 @@ from test_webhook_oauth import (
     token,
 )
 
-from lhpipe.connect.webhooks import oauth
-from lhpipe.connect.webhooks.oauth import BearerVerifier
-from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Refused
+from lhpipe.gateway import oauth
+from lhpipe.gateway.oauth import BearerVerifier
+from lhpipe.gateway.outcome import Authenticated, AuthOutcome, Refused
 
 EXPIRED = "the access token expired"
 NOT_YET = "the access token is not valid yet"

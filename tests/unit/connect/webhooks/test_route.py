@@ -19,16 +19,16 @@ import pytest
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.connect.registry import RegisteredSchema
-from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Refused
-from lhpipe.connect.webhooks.problems import Problem
-from lhpipe.connect.webhooks.route import WebhookRoute, new_webhook_id
-from lhpipe.engine import metrics
-from lhpipe.engine.decode import parse_avro_schema
-from lhpipe.engine.errors import PermanentError, TransientError
-from lhpipe.engine.gateway import Gateway
-from lhpipe.engine.plans import Plan, RunWfPlan
-from lhpipe.engine.senders import Sender
+from lhpipe.clients.registry import RegisteredSchema
+from lhpipe.core import metrics
+from lhpipe.core.decode import parse_avro_schema
+from lhpipe.core.errors import PermanentError, TransientError
+from lhpipe.core.plans import Plan, RunWfPlan
+from lhpipe.core.senders import Sender
+from lhpipe.gateway.gateway import Gateway
+from lhpipe.gateway.outcome import Authenticated, AuthOutcome, Refused
+from lhpipe.gateway.problems import Problem
+from lhpipe.gateway.route import WebhookRoute, new_webhook_id
 from lhpipe.graph.compile import compile_program
 from lhpipe.settings import Settings
 from lhpipe.syntax import ast
@@ -760,7 +760,7 @@ def test_a_webhook_that_cannot_be_built_answers_503_and_is_reported_failed(
 def test_install_puts_the_whole_table_on_the_listener_in_one_assignment(
     clients: FakeClients, producer: FakeProducer
 ) -> None:
-    from lhpipe.engine.server import EngineApp
+    from lhpipe.gateway.server import EngineApp
 
     text = (
         'webhook a { path = "/a"  auth = none  topic = "t" }\n'
@@ -778,7 +778,7 @@ def test_install_puts_the_whole_table_on_the_listener_in_one_assignment(
 def test_once_the_gateway_closes_every_webhook_answers_503_with_retry_after(
     clients: FakeClients, producer: FakeProducer
 ) -> None:
-    from lhpipe.engine.server import EngineApp
+    from lhpipe.gateway.server import EngineApp
 
     gw = gateway(topic_webhook(), clients, producer)
     app = EngineApp(lambda: [])

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from test_route import SECRET, FakeClients, FakeProducer, call, gateway, github, route_of
 
-from lhpipe.engine.plans import CorrelatePlan, PostEventPlan, RunWfPlan
-from lhpipe.engine.record import KafkaOrigin, Record
+from lhpipe.core.plans import CorrelatePlan, PostEventPlan, RunWfPlan
+from lhpipe.core.record import KafkaOrigin, Record
 
 DELIVERY = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 BODY = b'{"order": 7}'

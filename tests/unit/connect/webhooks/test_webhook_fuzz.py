@@ -289,11 +289,7 @@ def check(live: LiveGateway, request: Request) -> None:
     event(f"{path} {answer.status}")
     assert answer.status < 500, (answer.status, answer.body[:300])
     assert live.logs.tracebacks() == []
-    lines = [
-        r
-        for r in live.logs.records
-        if r.name.startswith(("uvicorn", "lhpipe.connect.webhooks.route"))
-    ]
+    lines = [r for r in live.logs.records if r.name.startswith(("uvicorn", "lhpipe.gateway.route"))]
     assert len(lines) <= 1, [r.getMessage()[:200] for r in lines]
     if answer.status == 202:
         assert reached(live) == before + 1

@@ -16,14 +16,14 @@ from typing import Literal
 import pytest
 
 from lhpipe.check.program import EnvRef, HmacAuth
-from lhpipe.connect.webhooks.config import Secret, WebhookConfigError
-from lhpipe.connect.webhooks.hmac import (
+from lhpipe.gateway.config import Secret, WebhookConfigError
+from lhpipe.gateway.hmac import (
     TOLERANCE_SECONDS,
     SignatureAuthenticator,
     Verdict,
     signature_verifier,
 )
-from lhpipe.connect.webhooks.outcome import Authenticated, Refused
+from lhpipe.gateway.outcome import Authenticated, Refused
 from lhpipe.settings import Settings
 
 NOW = 1_700_000_000

@@ -19,7 +19,7 @@ from live_gateway import (
     stripe_signature,
 )
 
-from lhpipe.engine.errors import PermanentError
+from lhpipe.core.errors import PermanentError
 
 BODY = b'{"id": "evt_1", "n": 1}'
 

@@ -21,11 +21,11 @@ from joserfc.jwk import ECKey, Key, OctKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 from lhpipe.check.program import EnvRef, OAuthAuth
-from lhpipe.connect.webhooks import oauth
-from lhpipe.connect.webhooks.auth import build_authenticator
-from lhpipe.connect.webhooks.config import WebhookConfigError
-from lhpipe.connect.webhooks.oauth import BearerVerifier, IssuerDirectory, IssuerKeys
-from lhpipe.connect.webhooks.outcome import Authenticated, AuthOutcome, Refused
+from lhpipe.gateway import oauth
+from lhpipe.gateway.auth import build_authenticator
+from lhpipe.gateway.config import WebhookConfigError
+from lhpipe.gateway.oauth import BearerVerifier, IssuerDirectory, IssuerKeys
+from lhpipe.gateway.outcome import Authenticated, AuthOutcome, Refused
 from lhpipe.settings import Settings
 
 ISSUER = "https://idp.example.com/realms/lhpipe"

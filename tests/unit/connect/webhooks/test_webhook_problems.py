@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lhpipe.connect.webhooks import problems
-from lhpipe.connect.webhooks.problems import FieldProblem, Problem
+from lhpipe.gateway import problems
+from lhpipe.gateway.problems import FieldProblem, Problem
 
 
 @pytest.mark.parametrize(

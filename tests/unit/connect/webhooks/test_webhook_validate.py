@@ -16,14 +16,14 @@ import pytest
 
 from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.connect.webhooks.validate import (
+from lhpipe.core.decode import Decoder
+from lhpipe.gateway.validate import (
     MAX_PROBLEMS,
     BodyRejected,
     SchemaBody,
     body_decoder,
     is_json_media_type,
 )
-from lhpipe.engine.decode import Decoder
 
 SCHEMAS = """
 schema Address { city: string  zip: string? }

@@ -1,0 +1,211 @@
+"""The schema registry (Apicurio's Confluent-compatible API, or Confluent's own) and the
+registry wire format.
+
+:class:`SchemaRegistry` wraps confluent-kafka's ``AsyncSchemaRegistryClient`` (the library's
+asyncio client: no thread hop per call) at ``LHPIPE_REGISTRY_URL`` and keeps the parsed fastavro
+schemas, so a schema id costs one HTTP request per process whatever the number of records:
+concurrent first lookups of one id share that request. Registrations are cached per subject
+and schema text.
+
+Failures map to the engine's error tree: an unknown schema id or subject is permanent
+(``SCHEMA_NOT_FOUND`` / ``SUBJECT_NOT_FOUND``: a record naming it can never be read), a schema
+the registry refuses is permanent (``HTTP_<status>``), and an unreachable or failing registry
+(connection errors, timeouts, 429, 5xx) is transient (``REGISTRY_UNAVAILABLE`` /
+``HTTP_<status>``). The client makes one attempt per call; the engine retries.
+
+:func:`encode` writes a value in the wire format (magic byte 0, 4-byte big-endian schema id,
+schemaless Avro body) that :func:`lhpipe.core.decode.schema_id_of` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import fastavro
+import httpx
+from confluent_kafka.schema_registry import AsyncSchemaRegistryClient, Schema, SchemaRegistryError
+from fastavro.validation import ValidationError, validate
+
+from lhpipe.core.decode import WIRE_HEADER, parse_avro_schema
+from lhpipe.core.errors import PermanentError, TransientError
+from lhpipe.settings import Settings
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+T = TypeVar("T")
+
+
+class RegistryTransientError(TransientError):
+    """The registry did not answer, or answered that it may succeed later."""
+
+
+class RegistryPermanentError(PermanentError):
+    """The registry has no such schema or subject, or refuses the schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredSchema:
+    """A subject's version: its schema id, version number and parsed Avro schema."""
+
+    subject: str
+    version: int
+    schema_id: int
+    schema: Any
+    avro: Any
+
+
+def _error(exc: Exception, what: str) -> TransientError | PermanentError:
+    if isinstance(exc, SchemaRegistryError):
+        status = exc.http_status_code
+        detail = f"{what}: {exc.error_message} (HTTP {status}, error {exc.error_code})"
+        if exc.error_code == 40403:
+            return RegistryPermanentError(detail, code="SCHEMA_NOT_FOUND")
+        if exc.error_code == 40401:
+            return RegistryPermanentError(detail, code="SUBJECT_NOT_FOUND")
+        if status == 429 or status >= 500 or status < 0:
+            return RegistryTransientError(detail, code=f"HTTP_{status}")
+        return RegistryPermanentError(detail, code=f"HTTP_{status}")
+    return RegistryTransientError(
+        f"{what}: the schema registry cannot be reached: {type(exc).__name__}: {exc}",
+        code="REGISTRY_UNAVAILABLE",
+    )
+
+
+class SchemaRegistry:
+    """Cached, asyncio-friendly access to the schema registry (one per process)."""
+
+    def __init__(self, url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.url = url
+        self._client = AsyncSchemaRegistryClient(
+            # One attempt per call: the engine's delivery policy owns retries and backoff.
+            # "Latest" must follow new versions: the client would keep it forever by default.
+            {"url": url, "timeout": timeout_seconds, "max.retries": 0, "cache.latest.ttl.sec": 1}
+        )
+        self._by_id: dict[int, asyncio.Future[Any]] = {}
+        self._registered: dict[tuple[str, str], asyncio.Future[int]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchemaRegistry:
+        """The registry at ``LHPIPE_REGISTRY_URL``."""
+        return cls(settings.registry_url)
+
+    async def schema_by_id(self, schema_id: int) -> Any:
+        """The parsed fastavro schema registered under ``schema_id``."""
+        return await self._once(self._by_id, schema_id, lambda: self._fetch(schema_id))
+
+    async def register(self, subject: str, avro: Mapping[str, Any] | str) -> int:
+        """Register an Avro schema (JSON text or its dict) under ``subject``; its schema id.
+        Registering the same schema again returns the same id without a request."""
+        text = avro if isinstance(avro, str) else json.dumps(avro, sort_keys=True)
+        return await self._once(
+            self._registered, (subject, text), lambda: self._register(subject, text)
+        )
+
+    async def latest(self, subject: str) -> RegisteredSchema:
+        """The latest version of ``subject`` (not cached: it changes when a version is
+        added); its schema joins the by-id cache."""
+        what = f"subject {subject}"
+        try:
+            registered = await self._client.get_latest_version(subject)
+        except (SchemaRegistryError, httpx.HTTPError) as exc:
+            raise _error(exc, what) from exc
+        schema_id = registered.schema_id
+        text = registered.schema.schema_str if registered.schema is not None else None
+        if schema_id is None or text is None or registered.version is None:
+            raise RegistryTransientError(f"{what}: an incomplete answer", code="HTTP_200")
+        avro = json.loads(text)
+        schema = await self._once(self._by_id, schema_id, lambda: _parsed(avro, what))
+        return RegisteredSchema(subject, registered.version, schema_id, schema, avro)
+
+    async def subjects(self) -> list[str]:
+        """Every subject the registry has (for "did you mean" hints)."""
+        try:
+            names: list[str] = await self._client.get_subjects()
+        except (SchemaRegistryError, httpx.HTTPError) as exc:
+            raise _error(exc, "subjects") from exc
+        return names
+
+    async def close(self) -> None:
+        """Close the HTTP connections."""
+        # The client closes its HTTP session on leaving its `async with` (untyped there).
+        await self._client.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
+
+    async def _fetch(self, schema_id: int) -> Any:
+        what = f"schema id {schema_id}"
+        try:
+            registered = await self._client.get_schema(schema_id)
+        except (SchemaRegistryError, httpx.HTTPError) as exc:
+            raise _error(exc, what) from exc
+        if registered.schema_type not in (None, "AVRO"):
+            raise RegistryPermanentError(
+                f"{what} is a {registered.schema_type} schema, not Avro", code="NOT_AVRO"
+            )
+        return await _parsed(json.loads(registered.schema_str or "null"), what)
+
+    async def _register(self, subject: str, text: str) -> int:
+        try:
+            schema_id: int = await self._client.register_schema(subject, Schema(text, "AVRO"))
+        except (SchemaRegistryError, httpx.HTTPError) as exc:
+            raise _error(exc, f"registering a schema under {subject}") from exc
+        return schema_id
+
+    @staticmethod
+    async def _once(
+        cache: dict[Any, asyncio.Future[Any]], key: Any, load: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``load()`` once per key; concurrent callers share it, a failure is not kept."""
+        future = cache.get(key)
+        if future is None:
+            future = asyncio.ensure_future(load())
+            cache[key] = future
+        try:
+            result: T = await asyncio.shield(future)
+        except BaseException:
+            if future.done() and cache.get(key) is future:
+                del cache[key]
+            raise
+        return result
+
+
+async def _parsed(avro: Any, what: str) -> Any:
+    try:
+        return parse_avro_schema(avro)
+    except Exception as exc:  # fastavro raises several kinds for a schema it cannot parse
+        raise RegistryPermanentError(
+            f"{what} is not a valid Avro schema: {exc}", code="BAD_SCHEMA"
+        ) from exc
+
+
+def topic_subject(topic: str) -> str:
+    """The subject a topic's values are registered under (TopicNameStrategy, as Kafka's
+    serializers do by default): ``<topic>-value``."""
+    return f"{topic}-value"
+
+
+def encode(schema_id: int, parsed_schema: Any, value: Any) -> bytes:
+    """``value`` in the registry wire format; raises :class:`PermanentError` (code
+    ``ENCODE``) naming the field when the value does not fit the schema."""
+    out = io.BytesIO()
+    out.write(WIRE_HEADER.pack(0, schema_id))
+    try:
+        fastavro.schemaless_writer(out, parsed_schema, value)
+    except Exception as exc:  # fastavro's writer raises TypeError, ValueError, KeyError...
+        raise PermanentError(
+            f"the value does not fit schema id {schema_id}: {_why_not(parsed_schema, value, exc)}",
+            code="ENCODE",
+        ) from exc
+    return out.getvalue()
+
+
+def _why_not(parsed_schema: Any, value: Any, exc: Exception) -> str:
+    """The validator's account (it names the field), else the writer's own error."""
+    try:
+        validate(value, parsed_schema, raise_errors=True)
+    except ValidationError as invalid:
+        return "; ".join(str(error) for error in invalid.errors) or str(invalid)
+    return f"{type(exc).__name__}: {exc}"

@@ -36,12 +36,12 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.jws import JWSRegistry
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import HmacAuth
 from lhpipe.gateway.hmac import signature_verifier
 from lhpipe.gateway.oauth import BearerVerifier, IssuerKeys
 from lhpipe.gateway.outcome import Authenticated
 from lhpipe.gateway.validate import body_decoder
+from lhpipe.kinds import load_texts
 from lhpipe.settings import Settings
 
 ISSUER = "https://idp.example.com/realms/bench"

@@ -30,14 +30,14 @@ import fastavro
 import orjson
 from _timing import best_us, plain, show, show_header
 
-from lhpipe.check.load import load
 from lhpipe.check.program import Program
 from lhpipe.check.rules import WF_RUN_ID
-from lhpipe.core.decode import WIRE_HEADER, WIRE_HEADER_SIZE, Decoder
+from lhpipe.core.avro.wire import WIRE_HEADER, WIRE_HEADER_SIZE
+from lhpipe.core.decode import Decoder
 from lhpipe.core.plans import Plan, RunWfPlan
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.core.steps import compile_steps, initial_env
-from lhpipe.targets.planners import compile_planner
+from lhpipe.kinds import compile_planner, load
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 

@@ -39,7 +39,7 @@ from littlehorse.model import (
     WfSpecId,
 )
 
-from lhpipe.sources.lh_output import EventDecoder
+from lhpipe.sources.lh_output_reader import EventDecoder
 
 RUN = WfRunId(id="0f6c2d8e4b7a4f21a3c95e8d1b2a7c64")
 SPEC = WfSpecId(name="know-your-customer")

@@ -121,7 +121,7 @@ def load_settings(
     values: dict[str, str] = {}
     if file is not None:
         try:
-            from lhpipe.check.sources import read_text
+            from lhpipe.check.files import read_text
 
             raw = tomllib.loads(read_text(file))  # only a regular file: a FIFO never hangs
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -28,46 +28,23 @@ class BlockSpec:
     keys: Mapping[str, Form]
 
 
-def _spec(what: str, values: str = "", maps: str = "") -> BlockSpec:
+def spec(what: str, values: str = "", maps: str = "") -> BlockSpec:
+    """The keys of a block: ``values`` take ``key = expr``, ``maps`` take ``key { ... }``
+    (both space-separated). A source's or target's block is its kind's (``lhpipe/sources/``,
+    ``lhpipe/targets/``)."""
     keys: dict[str, Form] = {k: "value" for k in values.split()}
     keys.update({k: "map" for k in maps.split()})
     return BlockSpec(what, keys)
 
 
-WEBHOOK: Final = _spec("a webhook", "path methods auth body topic partitions key max_body")
-OAUTH: Final = _spec("`oauth`", "issuer audience scopes leeway")
-HMAC: Final = _spec("`hmac`", "preset secret header algorithm encoding prefix")
-CONNECTOR: Final = _spec("a connector", "class topic", "config")
+WEBHOOK: Final = spec("a webhook", "path methods auth body topic partitions key max_body")
+OAUTH: Final = spec("`oauth`", "issuer audience scopes leeway")
+HMAC: Final = spec("`hmac`", "preset secret header algorithm encoding prefix")
+CONNECTOR: Final = spec("a connector", "class topic", "config")
 
-SOURCES: Final[Mapping[ast.SourceKind, BlockSpec]] = {
-    ast.SourceKind.TOPIC: _spec("`from topic`", "value key group"),
-    ast.SourceKind.WEBHOOK: _spec("`from webhook`"),
-    ast.SourceKind.LH_OUTPUT: _spec("`from lh_output`", "kinds wf_spec group"),
-    ast.SourceKind.POLL: _spec("`from poll`", "every items cursor id", "headers"),
-    ast.SourceKind.CONNECTOR: _spec("`from connector`", "group"),
-}
-
-TARGETS: Final[Mapping[ast.TargetKind, BlockSpec]] = {
-    ast.TargetKind.RUN_WF: _spec("`run_wf`", "id major_version revision parent", "variables"),
-    ast.TargetKind.POST_EVENT: _spec(
-        "`post_event`", "wf_run_id guid content thread_run_number node_run_position"
-    ),
-    ast.TargetKind.CORRELATE: _spec("`correlate`", "key content"),
-    ast.TargetKind.TOPIC: _spec("`to topic`", "value key schema", "headers"),
-    ast.TargetKind.HTTP: _spec("`to http`", "method body", "headers"),
-    ast.TargetKind.FILE: _spec("`to file`", "value"),
-    ast.TargetKind.LOG: _spec("`to log`", "value"),
-}
-
-#: The keys of an ``expect`` block: what a target sends (a topic's ``schema`` is how, not what).
-EXPECTS: Final[Mapping[ast.TargetKind, BlockSpec]] = {
-    **TARGETS,
-    ast.TargetKind.TOPIC: _spec("`expect to topic`", "value key", "headers"),
-}
-
-ON_ERROR: Final = _spec("`on_error`", "retry backoff dead_letter partitions permanent")
-TEST: Final = _spec("a test", "pipeline", "given")
-GIVEN: Final = _spec("`given`", "key value", "headers")
+ON_ERROR: Final = spec("`on_error`", "retry backoff dead_letter partitions permanent")
+TEST: Final = spec("a test", "pipeline", "given")
+GIVEN: Final = spec("`given`", "key value", "headers")
 
 
 @dataclass(frozen=True, slots=True)

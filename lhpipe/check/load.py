@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lhpipe.check.files import NotARegularFile, check_regular, read_text
+from lhpipe.check.kinds import KindChecks
 from lhpipe.check.program import Program
-from lhpipe.check.sources import NotARegularFile, check_regular, read_text
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import DroppedDecl, ast
 
@@ -47,7 +48,7 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
     resolved) are dropped, first occurrence kept.
 
     Raises :class:`FileNotFoundError` for a path that does not exist, and
-    :class:`~lhpipe.check.sources.NotARegularFile` for a FIFO, socket or device given or found
+    :class:`~lhpipe.check.files.NotARegularFile` for a FIFO, socket or device given or found
     (a `*.lhp` link that leads nowhere in a folder is passed over).
     """
     found: list[Path] = []
@@ -88,8 +89,9 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def load(paths: Sequence[str | Path]) -> LoadResult:
-    """Discover, parse and check the files of ``paths`` together.
+def load(paths: Sequence[str | Path], kinds: KindChecks) -> LoadResult:
+    """Discover, parse and check the files of ``paths`` together, each source and target by
+    its kind's check in ``kinds`` (:func:`lhpipe.kinds.load` passes the registry's).
 
     Never raises on bad `.lhp` content; raises :class:`OSError` when a path is missing or a
     file cannot be read (a `.avsc` file a schema names is content: its problems are
@@ -97,10 +99,10 @@ def load(paths: Sequence[str | Path]) -> LoadResult:
     """
     files = discover(paths)
     sources = {str(path): read_text(path) for path in files}
-    return load_texts(sources)
+    return load_texts(sources, kinds)
 
 
-def load_texts(sources: Mapping[str, str]) -> LoadResult:
+def load_texts(sources: Mapping[str, str], kinds: KindChecks) -> LoadResult:
     """Parse and check in-memory texts (path -> text) as one run; `.avsc` files are still read
     from disk, relative to each path."""
     from lhpipe.check.checker import check
@@ -117,7 +119,7 @@ def load_texts(sources: Mapping[str, str]) -> LoadResult:
             parsed.append(result.file)
     checked = _without_too_deep_schemas(parsed, diagnostics, unreadable)
     try:
-        program, check_diagnostics = check(checked, unreadable)
+        program, check_diagnostics = check(checked, kinds, unreadable)
     except RecursionError:
         # Not expected past the nesting limits; a diagnostic rather than a traceback (and,
         # under --watch, rather than a reload that dies).

@@ -114,12 +114,19 @@ class WebhookInfo:
         return self.topic is None
 
 
+def default_group(pipeline: str) -> str:
+    """The consumer group of a pipeline that reads Kafka and writes no ``group``."""
+    return f"lhpipe-{pipeline}"
+
+
 @dataclass(frozen=True, slots=True)
 class SourceInfo:
     """A pipeline's source, resolved.
 
     ``topic`` is the Kafka topic read: written for ``from topic``, the webhook's topic for
     ``from webhook`` (``None`` in direct mode), the connector's topic for ``from connector``.
+    ``group`` is the consumer group of a source that reads Kafka (``None`` for the others), as
+    written (``env(...)`` is read when the pipeline runs) or :func:`default_group`.
     ``value``/``key`` say how records decode (``value`` is a schema name, ``json``, ``string``
     or ``bytes``); ``value_type`` and ``key_type`` are their static types. ``settings`` are
     the block's ``key = expr`` entries; ``headers`` the request headers of ``from poll``.
@@ -128,7 +135,7 @@ class SourceInfo:
     kind: ast.SourceKind
     decl: ast.Source
     topic: str | None
-    group: str | None
+    group: Text | None
     value: str
     value_type: Type
     key: str

@@ -149,7 +149,7 @@ def read_avsc(path: Path, declared_name: str) -> tuple[dict[str, JSONValue], t.R
 
     Raises :class:`SchemaFileError` with a message naming what is wrong.
     """
-    from lhpipe.check.sources import read_text
+    from lhpipe.check.files import read_text
 
     try:
         text = read_text(path)

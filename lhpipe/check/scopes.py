@@ -70,7 +70,7 @@ _WF_SPEC: Final = t.RecordType(
 #: * ``timestamp``: when it happened; ``payload``: the whole record as protobuf JSON, for
 #:   anything not listed here.
 #:
-#: See ``docs/lh_output.md`` and :mod:`lhpipe.sources.lh_output`.
+#: See ``docs/lh_output.md`` and :mod:`lhpipe.sources.lh_output_reader`.
 EVENT: Final = t.RecordType(
     "event",
     {
@@ -109,9 +109,7 @@ EVENT: Final = t.RecordType(
 HEADERS: Final = t.MapType(t.STRING)
 
 
-def pipeline_scope(
-    value: Type, key: Type, *, has_record: bool, source: str, lh_output: bool
-) -> Scope:
+def pipeline_scope(value: Type, key: Type, *, has_record: bool, source: str, event: bool) -> Scope:
     """The names a pipeline's expressions see before any ``let``; ``source`` names the
     source kind in messages."""
     names = {
@@ -125,7 +123,7 @@ def pipeline_scope(
             f"`record` is not available: {a(source)} source has no Kafka record",
         ),
         "event": Binding(EVENT)
-        if lh_output
+        if event
         else Binding(t.UNKNOWN, "`event` is only available in pipelines `from lh_output`"),
     }
     return Scope(names)

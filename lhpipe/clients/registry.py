@@ -14,24 +14,21 @@ the registry refuses is permanent (``HTTP_<status>``), and an unreachable or fai
 ``HTTP_<status>``). The client makes one attempt per call; the engine retries.
 
 :func:`encode` writes a value in the wire format (magic byte 0, 4-byte big-endian schema id,
-schemaless Avro body) that :func:`lhpipe.core.decode.schema_id_of` reads.
+schemaless Avro body) that :func:`lhpipe.core.avro.wire.schema_id_of` reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import fastavro
 import httpx
 from confluent_kafka.schema_registry import AsyncSchemaRegistryClient, Schema, SchemaRegistryError
-from fastavro.validation import ValidationError, validate
 
-from lhpipe.core.decode import WIRE_HEADER, parse_avro_schema
+from lhpipe.core.avro.wire import parse_avro_schema
 from lhpipe.core.errors import PermanentError, TransientError
 from lhpipe.settings import Settings
 
@@ -179,33 +176,3 @@ async def _parsed(avro: Any, what: str) -> Any:
         raise RegistryPermanentError(
             f"{what} is not a valid Avro schema: {exc}", code="BAD_SCHEMA"
         ) from exc
-
-
-def topic_subject(topic: str) -> str:
-    """The subject a topic's values are registered under (TopicNameStrategy, as Kafka's
-    serializers do by default): ``<topic>-value``."""
-    return f"{topic}-value"
-
-
-def encode(schema_id: int, parsed_schema: Any, value: Any) -> bytes:
-    """``value`` in the registry wire format; raises :class:`PermanentError` (code
-    ``ENCODE``) naming the field when the value does not fit the schema."""
-    out = io.BytesIO()
-    out.write(WIRE_HEADER.pack(0, schema_id))
-    try:
-        fastavro.schemaless_writer(out, parsed_schema, value)
-    except Exception as exc:  # fastavro's writer raises TypeError, ValueError, KeyError...
-        raise PermanentError(
-            f"the value does not fit schema id {schema_id}: {_why_not(parsed_schema, value, exc)}",
-            code="ENCODE",
-        ) from exc
-    return out.getvalue()
-
-
-def _why_not(parsed_schema: Any, value: Any, exc: Exception) -> str:
-    """The validator's account (it names the field), else the writer's own error."""
-    try:
-        validate(value, parsed_schema, raise_errors=True)
-    except ValidationError as invalid:
-        return "; ".join(str(error) for error in invalid.errors) or str(invalid)
-    return f"{type(exc).__name__}: {exc}"

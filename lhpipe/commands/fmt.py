@@ -106,8 +106,8 @@ def run_fmt(
     stderr: TextIO | None = None,
 ) -> int:
     """Format ``paths`` in place (or only report with ``check``); return the exit code."""
+    from lhpipe.check.files import read_text
     from lhpipe.check.load import discover
-    from lhpipe.check.sources import read_text
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr

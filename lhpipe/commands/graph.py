@@ -19,9 +19,8 @@ def draw_graph(paths: Sequence[str], output_format: str, stderr: TextIO) -> byte
     """Load ``paths``, print their diagnostics to ``stderr``, and return the drawing (``None``
     when an error stops the program from compiling). Raises ``OSError`` for a bad path and
     :class:`~lhpipe.graph.render.RenderError` when Graphviz fails."""
-    from lhpipe.check.load import load
     from lhpipe.graph import render as draw
-    from lhpipe.graph.compile import compile_program
+    from lhpipe.kinds import compile_program, load
 
     result = load(paths)
     if result.diagnostics:

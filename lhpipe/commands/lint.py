@@ -29,7 +29,7 @@ def lint_report(
     ``OSError`` for a missing or unreadable path or one that is not a regular file (a FIFO, a
     socket, a device), ``UnicodeDecodeError`` for a file that is not UTF-8 text, and
     :class:`OnlineCheckFailed`."""
-    from lhpipe.check.load import load
+    from lhpipe.kinds import load
 
     result = load(paths)
     diagnostics = result.diagnostics

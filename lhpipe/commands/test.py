@@ -23,7 +23,7 @@ def run_test(
     stderr: TextIO | None = None,
 ) -> int:
     """Run the tests of ``paths`` and return the exit code."""
-    from lhpipe.check.load import load
+    from lhpipe.kinds import load
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr

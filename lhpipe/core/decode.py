@@ -22,9 +22,7 @@ goes to the dead-letter topic with its original bytes) saying what is wrong and 
 
 from __future__ import annotations
 
-import copy
 import io
-import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -32,40 +30,10 @@ import orjson
 
 from lhpipe.check.program import Program, SourceInfo
 from lhpipe.core.avro import convert as _avro
+from lhpipe.core.avro.wire import WIRE_HEADER_SIZE, parse_avro_schema, schema_id_of
 from lhpipe.core.errors import DecodeError
 
-#: Magic byte, then the schema id as a 4-byte big-endian unsigned int.
-WIRE_HEADER = struct.Struct(">BI")
-WIRE_HEADER_SIZE = WIRE_HEADER.size
-
 _TEXT_FORMATS = ("json", "string", "bytes")
-
-
-def schema_id_of(raw: bytes | None) -> int | None:
-    """The registry schema id of a value in the wire format; ``None`` for no value (a
-    tombstone). Raises :class:`DecodeError` for a value that is not in the wire format."""
-    if raw is None:
-        return None
-    if len(raw) < WIRE_HEADER_SIZE:
-        raise DecodeError(
-            f"the value is {len(raw)} byte{'' if len(raw) == 1 else 's'} long, too short for "
-            "the registry wire format (a magic byte 0 and a 4-byte schema id come first)"
-        )
-    magic, schema_id = WIRE_HEADER.unpack_from(raw)
-    if magic != 0:
-        looks = " (it looks like JSON)" if raw[:1] in (b"{", b"[", b'"') else ""
-        raise DecodeError(
-            f"unknown magic byte 0x{raw[0]:02x}: the value is not in the registry wire "
-            f"format{looks}"
-        )
-    return int(schema_id)
-
-
-def parse_avro_schema(avro: Any) -> Any:
-    """An Avro schema (JSON as a dict) parsed by fastavro, without touching the original."""
-    import fastavro
-
-    return fastavro.parse_schema(copy.deepcopy(avro))
 
 
 def _read_rule(logical: str) -> _avro.Convert | None:

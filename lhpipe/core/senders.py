@@ -7,18 +7,17 @@ per call and raise the run-time error tree (:mod:`lhpipe.core.errors`); the engi
 own. One sender serves every pipeline that has a target of its kind (they are shared per
 process: one gRPC channel, one Kafka producer, one HTTP client).
 
-:class:`SenderRegistry` maps a target kind to the sender that the runners use;
-:class:`RecordProducer` is the one Kafka producer interface that senders, dead letters, the
+Each target kind makes its sender (:attr:`lhpipe.runtime.kind.TargetDef.sender`), once per
+process; :class:`RecordProducer` is the one Kafka producer interface that senders, dead letters, the
 Gateway and the poll state write through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol, runtime_checkable
 
 from lhpipe.core.plans import Plan
-from lhpipe.syntax.ast import TargetKind
 
 
 class RecordProducer(Protocol):
@@ -63,39 +62,3 @@ class Sender(Protocol):
     def connected(self) -> bool:
         """Whether the sender can reach its system now (for ``/readyz``)."""
         ...
-
-
-class SenderRegistry(Mapping[TargetKind, Sender]):
-    """The senders of one process, by target kind; read-only once built.
-
-    A kind may be missing (a process whose pipelines never write files has no file sender);
-    asking for it raises ``KeyError`` naming the kind, and :meth:`close_all` closes each distinct
-    sender once even when it serves several kinds (the LittleHorse client serves three).
-    """
-
-    def __init__(self, senders: Mapping[TargetKind, Sender]) -> None:
-        self._senders = dict(senders)
-
-    def __getitem__(self, kind: TargetKind) -> Sender:
-        try:
-            return self._senders[kind]
-        except KeyError:
-            raise KeyError(f"no sender for target kind {kind.value!r}") from None
-
-    def __iter__(self) -> Iterator[TargetKind]:
-        return iter(self._senders)
-
-    def __len__(self) -> int:
-        return len(self._senders)
-
-    def distinct(self) -> list[Sender]:
-        """Each sender once, in registration order."""
-        seen: dict[int, Sender] = {}
-        for sender in self._senders.values():
-            seen.setdefault(id(sender), sender)
-        return list(seen.values())
-
-    async def close_all(self) -> None:
-        """Close every distinct sender once."""
-        for sender in self.distinct():
-            await sender.close()

@@ -25,21 +25,16 @@ def initial_env(
     record: Record,
     key: Any,
     value: Any,
-    pipeline: PipelineInfo,
     *,
     event: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The names a record's expressions start with: ``value``, ``key`` (decoded),
     ``headers`` (text, last value of a name wins), ``record`` (Kafka coordinates; absent for
-    a direct-mode webhook) and, for ``from lh_output``, ``event``.
-
-    ``event`` is the structured output-topic record of an ``lh_output`` source
-    (:data:`lhpipe.check.scopes.EVENT`, :mod:`lhpipe.sources.lh_output`); without it (in
-    ``lhpipe test``) ``event`` is the decoded value itself.
-    """
+    a direct-mode webhook) and, when the source gives one, ``event`` (``from lh_output``'s
+    structured output-topic record, :data:`lhpipe.check.scopes.EVENT`)."""
     env = record_env(record, key, value)
-    if pipeline.source.kind is ast.SourceKind.LH_OUTPUT:
-        env["event"] = value if event is None else event
+    if event is not None:
+        env["event"] = event
     return env
 
 
@@ -102,45 +97,20 @@ class Steps:
         return None
 
 
-def compile_steps(pipeline: PipelineInfo, program: Program) -> Steps:
-    """Compile ``pipeline``'s steps once (see :class:`Steps`)."""
+def compile_steps(
+    pipeline: PipelineInfo,
+    program: Program,
+    source_filter: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> Steps:
+    """Compile ``pipeline``'s steps once (see :class:`Steps`); ``source_filter`` is the
+    source kind's own test of a record's names, if it has one (``lh_output``'s)."""
     compiled = []
     for step in pipeline.steps:
         if isinstance(step, ast.Where):
             compiled.append(_Step(step, compile_expr(step.condition, program), None))
         else:
             compiled.append(_Step(step, compile_expr(step.value, program), step.name.name))
-    source = pipeline.source
-    if source.kind is ast.SourceKind.LH_OUTPUT:
-        return Steps(tuple(compiled), lh_output_filter(source.kinds, source.wf_spec))
-    return Steps(tuple(compiled))
-
-
-def lh_output_filter(
-    kinds: tuple[str, ...], wf_spec: str | None
-) -> Callable[[Mapping[str, Any]], bool]:
-    """``from lh_output { kinds wf_spec }`` as a test of a record's names: ``event`` must be
-    an object (the source gives ``None`` for output-topic records it does not describe), of
-    one of ``kinds`` (when written) and of the WfSpec named ``wf_spec`` (when written; an
-    unknown WfSpec, null, does not match).
-
-    The source's events always have both fields; an event given by hand in ``lhpipe test``
-    may leave one out, and that filter then does not apply to it.
-    """
-    wanted = frozenset(kinds)
-
-    def keeps(env: Mapping[str, Any]) -> bool:
-        event = env.get("event")
-        if not isinstance(event, Mapping):
-            return False
-        if wanted and "kind" in event and event["kind"] not in wanted:
-            return False
-        if wf_spec is not None and "wf_spec" in event:
-            spec = event["wf_spec"]
-            return isinstance(spec, Mapping) and spec.get("name") == wf_spec
-        return True
-
-    return keeps
+    return Steps(tuple(compiled), source_filter)
 
 
 def _not_boolean(step: ast.Step, result: Any) -> ExpressionError:

@@ -272,7 +272,7 @@ def lh_config(settings: Settings) -> LHConfig:
 def _program(paths: Sequence[str]) -> Program | None:
     """The checked program of ``paths``, or ``None`` when the files do not load (left for the
     engine to report)."""
-    from lhpipe.check.load import load
+    from lhpipe.kinds import load
 
     try:
         return load(paths).program

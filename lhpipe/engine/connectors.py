@@ -33,10 +33,8 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from lhpipe.check.program import ConnectorInfo
 from lhpipe.clients.connect_rest import (
@@ -47,15 +45,11 @@ from lhpipe.clients.connect_rest import (
 )
 from lhpipe.clients.kafka.ownership import Callback, Lease
 from lhpipe.core import metrics
-from lhpipe.core.decode import Decoder
-from lhpipe.core.errors import DecodeError
 from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError, resolve_text
 
 if TYPE_CHECKING:
-    from lhpipe.check.program import Program
-    from lhpipe.graph.model import PipelineSpec
-    from lhpipe.runtime.kind import Clients, SourceParts
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -429,44 +423,3 @@ def _ensure_topics(settings: Settings, topics: Iterable[str]) -> object:
     from lhpipe.clients.kafka.admin import ensure_topics
 
     return ensure_topics(settings, topics)
-
-
-# -- from connector --------------------------------------------------------------------------------
-
-
-class ConnectorValueDecoder(Decoder):
-    """Values of a connector's topic: JSON when the record is JSON text (the payload of a
-    JsonConverter ``{"schema", "payload"}`` envelope), else the record's UTF-8 text, so a
-    FileStreamSource line is its JSON when it holds JSON and its text otherwise."""
-
-    def decode_value(self, raw: bytes | None, writer_schema: Any = None) -> Any:
-        if raw is None:
-            return None
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DecodeError(
-                    f"the value is neither JSON nor UTF-8 text: byte 0x{raw[exc.start]:02x} "
-                    f"at offset {exc.start}"
-                ) from exc
-        if (
-            isinstance(value, dict)
-            and value.keys() == {"schema", "payload"}
-            and isinstance(value["schema"], dict | None)
-        ):
-            return value["payload"]
-        return value
-
-
-def source_parts(
-    spec: PipelineSpec, program: Program, settings: Settings, clients: Clients
-) -> SourceParts:
-    """A Kafka consumer of the connector's topic, its values decoded by
-    :class:`ConnectorValueDecoder`."""
-    from lhpipe.runtime.kind import kafka_parts
-
-    parts = kafka_parts(spec, program, settings)
-    return replace(parts, decoder=ConnectorValueDecoder(spec.pipeline.source, program))

@@ -34,17 +34,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lhpipe.check.program import ConnectorInfo, PipelineInfo, Program, Text
+from lhpipe.check.program import ConnectorInfo, PipelineInfo, Program
 from lhpipe.core import metrics
-from lhpipe.core.senders import Sender, SenderRegistry
+from lhpipe.core.senders import Sender
 from lhpipe.graph.model import CompiledProgram, PipelineSpec
-from lhpipe.runtime.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
-from lhpipe.runtime.kind import PipelineNotRunnable
+from lhpipe.kinds import TARGETS
+from lhpipe.runtime.kind import PipelineNotRunnable, resolve_text
 from lhpipe.runtime.ordering import DEFAULT_MAX_IN_FLIGHT
-from lhpipe.runtime.runner import DRAIN_SECONDS, PipelineLogic, PipelineRunner
+from lhpipe.runtime.runner import DRAIN_SECONDS, PipelineRunner
 from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError
-from lhpipe.settings import resolve_text as read_setting
 from lhpipe.syntax import ast
 
 if TYPE_CHECKING:
@@ -63,27 +62,22 @@ RETIRE_GRACE_SECONDS = 30.0
 MAX_IN_FLIGHT_SETTING = "LHPIPE_MAX_IN_FLIGHT"
 HEALTH_INTERVAL_SECONDS = 5.0
 
-_LITTLEHORSE_TARGETS = (ast.TargetKind.RUN_WF, ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE)
-
-
-def resolve_text(value: Text, settings: Settings, what: str) -> str:
-    """A literal, or an ``env("NAME", "default")`` read from the settings now."""
-    return read_setting(value, settings, what, PipelineNotRunnable)
-
 
 def is_direct(info: PipelineInfo) -> bool:
     """The pipeline of a direct-mode webhook (run by the Gateway, inside each request)."""
-    return info.source.kind is ast.SourceKind.WEBHOOK and info.source.topic is None
+    return info.source.webhook is not None and info.source.topic is None
 
 
 @dataclass
 class _Shared:
-    """The clients the runners share, created on first need."""
+    """The clients the runners share, created on first need: one sender per target kind
+    (made by the kind, :attr:`lhpipe.runtime.kind.TargetDef.sender`), the idempotent
+    producer, the schema registry and the LittleHorse client."""
 
     settings: Settings
     senders: dict[ast.TargetKind, Sender] = field(default_factory=dict)
     producer: Any = None
-    littlehorse: Any = None
+    littlehorse_client: Any = None
     registry: Any = None
 
     def kafka_producer(self) -> Any:
@@ -100,47 +94,33 @@ class _Shared:
             self.registry = SchemaRegistry.from_settings(self.settings)
         return self.registry
 
-    def forget_registry_schemas(self) -> None:
-        """``to topic``'s ``from registry`` schemas are read again on next use (a reload may
-        follow a new version in the registry)."""
-        from lhpipe.targets.to_topic import TopicSender
+    def littlehorse(self) -> Any:
+        if self.littlehorse_client is None:
+            from lhpipe.clients.littlehorse import LittleHorseClient
 
-        sender = self.senders.get(ast.TargetKind.TOPIC)
-        if isinstance(sender, TopicSender):
-            sender.forget_registry_schemas()
+            self.littlehorse_client = LittleHorseClient.from_settings(self.settings)
+        return self.littlehorse_client
+
+    def forget_registry_schemas(self) -> None:
+        """Registry schemas that senders keep are read again on next use (a reload may follow
+        a new version in the registry)."""
+        for sender in self._distinct():
+            forget = getattr(sender, "forget_registry_schemas", None)
+            if forget is not None:
+                forget()
 
     def sender(self, kind: ast.TargetKind) -> Sender:
         existing = self.senders.get(kind)
-        if existing is not None:
-            return existing
-        sender: Sender
-        if kind in _LITTLEHORSE_TARGETS:
-            if self.littlehorse is None:
-                from lhpipe.clients.littlehorse import LittleHorseClient
+        if existing is None:
+            existing = self.senders[kind] = TARGETS[kind].sender(self)
+        return existing
 
-                self.littlehorse = LittleHorseClient.from_settings(self.settings)
-            sender = self.littlehorse
-        elif kind is ast.TargetKind.TOPIC:
-            from lhpipe.targets.to_topic import TopicSender
-
-            sender = TopicSender(self.kafka_producer(), self.schema_registry)
-        elif kind is ast.TargetKind.HTTP:
-            from lhpipe.targets.to_http import HttpSender
-
-            sender = HttpSender()
-        elif kind is ast.TargetKind.FILE:
-            from lhpipe.targets.to_file import FileSender
-
-            sender = FileSender()
-        else:
-            from lhpipe.targets.to_log import LogSender
-
-            sender = LogSender()
-        self.senders[kind] = sender
-        return sender
+    def _distinct(self) -> list[Sender]:
+        """Each sender once (the LittleHorse client serves three kinds)."""
+        return list({id(sender): sender for sender in self.senders.values()}.values())
 
     async def close(self) -> None:
-        for sender in SenderRegistry(self.senders).distinct():
+        for sender in self._distinct():
             try:
                 await sender.close()
             except Exception:
@@ -361,46 +341,10 @@ class Supervisor:
     # -- building --------------------------------------------------------------------------------
 
     def _build(self, spec: PipelineSpec) -> PipelineRunner:
-        from lhpipe.core.steps import compile_steps
-        from lhpipe.runtime.kind import source_parts
-        from lhpipe.targets.planners import compile_planner
+        from lhpipe.kinds.build import build_runner
 
-        info = spec.pipeline
-        name = spec.name
-        policy = info.on_error
-        program = self.program
-        parts = source_parts(spec, program, self.settings, self._shared)
-
-        targets = []
-        for target in info.targets:
-            label = metrics.target_label(target.kind.value, target.name)
-            delivery = Delivery(
-                pipeline=name,
-                target=label,
-                sender=self._shared.sender(target.kind),
-                retry=policy.retry,
-                backoff=policy.backoff_ms / 1000,
-            )
-            targets.append(TargetStage(label, compile_planner(target, info, program), delivery))
-
-        logic = PipelineLogic(
-            decoder=parts.decoder,
-            initial_env=parts.initial_env,
-            steps=compile_steps(info, program),
-            targets=targets,
-            schema_id_of=parts.schema_id_of,
-            schemas=self._shared.schema_registry() if parts.decoder.is_avro else None,
-        )
-        dead_letters = None
-        if policy.dead_letter is not None:
-            dlq = resolve_text(policy.dead_letter, self.settings, "dead_letter")
-            producer = self._shared.kafka_producer()
-            dead_letters = DeadLetterWriter(pipeline=name, topic=dlq, produce=producer.produce)
-        failures = FailurePolicy(
-            pipeline=name, dead_letters=dead_letters, permanent=policy.permanent
-        )
-        return PipelineRunner(
-            name, logic, failures, parts.make_source, max_in_flight=self.max_in_flight
+        return build_runner(
+            spec, self.program, self.settings, self._shared, max_in_flight=self.max_in_flight
         )
 
     def _build_reported(self, spec: PipelineSpec) -> PipelineRunner | None:
@@ -521,7 +465,7 @@ class Supervisor:
             try:
                 # Read each time: the client is made on first need, and a reload with new
                 # settings makes a new one.
-                client = self._shared.littlehorse
+                client = self._shared.littlehorse_client
                 if client is not None:
                     await client.ping()
                 for runner in self._runners.values():

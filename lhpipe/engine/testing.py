@@ -15,7 +15,7 @@ sent: the planners say what the targets would send.
 * A ``timestamp`` field may be given as ISO-8601 text or epoch milliseconds (the checker allows
   it there only); the Avro writer and the webhook body check turn it into a timestamp.
 * For ``from lh_output`` the given value is also ``event``; the source's ``kinds`` and
-  ``wf_spec`` filter it as at run time (:func:`lhpipe.core.steps.lh_output_filter`).
+  ``wf_spec`` filter it as at run time (:func:`lhpipe.sources.lh_output.lh_output_filter`).
 * The record comes from partition 0, offset 0 of the source's topic (``lh_output`` and
   sources without a topic use the source kind as the topic name), with the current time as
   its timestamp; a direct-mode webhook delivery has the webhook id ``test``; a polled item
@@ -36,45 +36,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lhpipe.check.program import PipelineInfo, Program, SourceInfo, TestInfo, WebhookInfo
-from lhpipe.core.avro.encode import AvroValueEncoder
-from lhpipe.core.decode import WIRE_HEADER_SIZE, Decoder, avro_writer_converter
-from lhpipe.core.errors import DeliveryError, ExpressionError
+from lhpipe.core.avro.wire import WIRE_HEADER_SIZE
+from lhpipe.core.decode import Decoder, avro_writer_converter
+from lhpipe.core.errors import DeliveryError
 from lhpipe.core.evaluate import compile_expr, describe, json_text, render_text, values_equal
-from lhpipe.core.plans import Plan, TopicPlan
-from lhpipe.core.record import KafkaOrigin, Origin, Record, WebhookOrigin
+from lhpipe.core.plans import Plan
+from lhpipe.core.record import Record
 from lhpipe.core.steps import compile_steps, initial_env
 from lhpipe.gateway.validate import BodyRejected, SchemaBody
+from lhpipe.kinds import SOURCES, TARGETS
+from lhpipe.runtime.kind import compile_planner
 from lhpipe.syntax import ast
 from lhpipe.syntax.formatter import format_expr, target_words
-from lhpipe.targets.planners import compile_planner
 
 __test__ = False  # not a pytest module, despite its name
 
 #: The schema id test records carry in the wire format (never looked up).
 TEST_SCHEMA_ID = 1
-
-#: For each target kind: the settings an ``expect`` block may write -> the plan's field.
-_PLAN_FIELDS: Mapping[ast.TargetKind, Mapping[str, str]] = {
-    ast.TargetKind.RUN_WF: {
-        "id": "wf_run_id",
-        "variables": "variables",
-        "major_version": "major_version",
-        "revision": "revision",
-        "parent": "parent_wf_run_id",
-    },
-    ast.TargetKind.POST_EVENT: {
-        "wf_run_id": "wf_run_id",
-        "guid": "guid",
-        "content": "content",
-        "thread_run_number": "thread_run_number",
-        "node_run_position": "node_run_position",
-    },
-    ast.TargetKind.CORRELATE: {"key": "key", "content": "content"},
-    ast.TargetKind.TOPIC: {"key": "key", "value": "value", "headers": "headers"},
-    ast.TargetKind.HTTP: {"method": "method", "body": "body", "headers": "headers"},
-    ast.TargetKind.FILE: {"value": "line"},
-    ast.TargetKind.LOG: {"value": "value"},
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +134,9 @@ class _Run:
 
     def problems(self) -> list[str]:
         record, key, value = self._record()
-        env = initial_env(record, key, value, self.pipeline)
-        steps = compile_steps(self.pipeline, self.program)
+        kind = SOURCES[self.pipeline.source.kind]
+        env = initial_env(record, key, value, event=value if kind.check.event else None)
+        steps = compile_steps(self.pipeline, self.program, kind.filter(self.pipeline.source))
         expects = self.test.expects
         if not steps.kept_by_source(env):
             if not expects:
@@ -168,12 +147,12 @@ class _Run:
             if not expects:
                 return []
             return [f"the record was dropped by `where {format_expr(dropped_by.condition)}`"]
-        plans = [
-            (target, compile_planner(target, self.pipeline, self.program)(env, record))
-            for target in self.pipeline.targets
-        ]
-        for _, plan in plans:
-            _check_avro(plan)
+        plans = []
+        for target in self.pipeline.targets:
+            definition = TARGETS[target.kind]
+            plan = compile_planner(definition, target, self.pipeline, self.program)(env, record)
+            definition.verify(plan)
+            plans.append((target, plan))
         if not expects:
             would = ", ".join(target_words(t.kind, t.name) for t, _ in plans)
             return [f"expected nothing, but the record was kept: it would go to {would}"]
@@ -186,30 +165,19 @@ class _Run:
 
     def _record(self) -> tuple[Record, Any, Any]:
         source = self.pipeline.source
-        key = self.given("key")
-        value = self.given("value")
-        if key is None and source.kind is ast.SourceKind.LH_OUTPUT and isinstance(value, dict):
-            key = value.get("wf_run_id")  # as the output topic keys its records (lh_output.md)
+        given = SOURCES[source.kind].given(
+            self.pipeline, self.program, self.given("key"), self.given("value")
+        )
+        key, value, webhook = given.key, given.value, given.request
         headers = tuple(
             (name.removeprefix("headers."), _header_bytes(self.given(name)))
             for name in self.test.given
             if name.startswith("headers.")
         )
         decoder = Decoder(source, self.program)
-        webhook = self._direct_webhook(source)
         direct = webhook is not None
         raw_key = None if key is None else _encode_key(key, source.key)
-        origin: Origin
-        if webhook is not None:
-            origin = WebhookOrigin(webhook.name, "test")
-        elif source.kind is ast.SourceKind.POLL:
-            from lhpipe.sources.poll_items import given_origin
-
-            origin = given_origin(self.pipeline, self.program, value)
-            if origin.problem is not None:
-                raise ExpressionError(origin.problem)
-        else:
-            origin = KafkaOrigin(source.topic or source.kind.value, 0, 0)
+        origin = given.origin
         if webhook is not None:
             value = self._direct_body(webhook, value)
         encode = self._value_encoder(source, decoder, direct)
@@ -226,13 +194,6 @@ class _Run:
         if encode is not None:
             value = decoder.decode_value(raw_value)
         return record, key, value
-
-    def _direct_webhook(self, source: SourceInfo) -> WebhookInfo | None:
-        """The webhook of a ``from webhook`` source in direct mode, else ``None``."""
-        if source.webhook is None:
-            return None
-        webhook = self.program.webhooks[source.webhook]
-        return webhook if webhook.direct else None
 
     def _direct_body(self, webhook: WebhookInfo, value: Any) -> Any:
         """A direct-mode webhook's body as its request gives it: JSON checked against the
@@ -265,12 +226,12 @@ class _Run:
     # --- comparing ------------------------------------------------------------------------
 
     def _compare(self, expect: ast.Target, plans: list[tuple[Any, Plan]]) -> list[str]:
-        wanted = expect.arg.text if expect.arg is not None else None
+        wanted = expect.arg_text
         label = target_words(expect.kind, wanted)
         plan = _find_plan(expect, wanted, plans)
         if plan is None:
             return [f"{label}: the pipeline has no such target"]
-        fields = _PLAN_FIELDS[expect.kind]
+        fields = TARGETS[expect.kind].compares
         problems: list[str] = []
         for entry in expect.block.entries if expect.block is not None else ():
             expected = self._expected(entry)
@@ -300,18 +261,9 @@ def _find_plan(
     # checker, LHP501, lets an `expect` name declared targets only), never by a rendered URL:
     # an earlier target whose URL renders to a later one's declared URL would be taken for it.
     for target, plan in plans:
-        if target.kind is expect.kind and (wanted is None or target.name == wanted):
+        if target.kind == expect.kind and (wanted is None or target.name == wanted):
             return plan
     return None
-
-
-def _check_avro(plan: Plan) -> None:
-    """A ``to topic`` value must fit its inline or `.avsc` schema, as it must at run time
-    (a registry schema is not known offline); raises the sender's ``ENCODE`` error."""
-    if not isinstance(plan, TopicPlan) or plan.schema is None or plan.value is None:
-        return
-    if plan.schema.avro is not None:
-        AvroValueEncoder(plan.schema.name, plan.schema.avro).to_avro(plan.value)
 
 
 def _text_bytes(value: Any) -> bytes:

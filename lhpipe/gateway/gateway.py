@@ -30,13 +30,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from lhpipe.check.program import Program
-from lhpipe.core import metrics
-from lhpipe.core.senders import Sender
 from lhpipe.gateway import problems
-from lhpipe.gateway.config import WebhookConfigError, resolve_text
+from lhpipe.gateway.config import WebhookConfigError
 from lhpipe.gateway.route import (
     ACK_DEADLINE_SECONDS,
     BodySchema,
@@ -46,25 +44,15 @@ from lhpipe.gateway.route import (
 )
 from lhpipe.gateway.server import ASGIApp, EngineApp, Receive, Scope, Send
 from lhpipe.graph.model import CompiledProgram, RouteSpec
+from lhpipe.runtime.kind import Clients, PipelineNotRunnable
 from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError
-from lhpipe.syntax import ast
 
 log = logging.getLogger(__name__)
 
 #: How long :meth:`Gateway.start` waits for the registry to take the webhooks' schemas before
 #: leaving it to their first requests.
 WARM_UP_SECONDS = 5.0
-
-
-class SharedClients(Protocol):
-    """The process's shared clients, each made on first need (the Supervisor has them)."""
-
-    def kafka_producer(self) -> Any: ...
-
-    def schema_registry(self) -> Any: ...
-
-    def sender(self, kind: ast.TargetKind) -> Sender: ...
 
 
 class _Unavailable:
@@ -110,7 +98,7 @@ class Gateway:
         compiled: CompiledProgram,
         program: Program,
         settings: Settings,
-        clients: SharedClients,
+        clients: Clients,
         *,
         producer: Producer | None = None,
         ack_deadline: float = ACK_DEADLINE_SECONDS,
@@ -134,7 +122,7 @@ class Gateway:
         self._ensured: set[tuple[str, int]] = set()
         self._retired: list[Any] = []  # own producers of earlier settings (hot reload)
         # The shared clients and the producer each built route was made with.
-        self._built_with: dict[str, tuple[SharedClients, Any]] = {}
+        self._built_with: dict[str, tuple[Clients, Any]] = {}
 
     # -- building ------------------------------------------------------------------------------
 
@@ -153,7 +141,7 @@ class Gateway:
         when it cannot be built (the reason recorded in ``failed``)."""
         try:
             route = self._route(spec)
-        except (WebhookConfigError, SettingsError, ValueError) as exc:
+        except (WebhookConfigError, PipelineNotRunnable, SettingsError, ValueError) as exc:
             log.error("webhook %s: not served: %s", spec.name, exc)
             failed[spec.name] = str(exc)
             return _Unavailable(
@@ -193,37 +181,13 @@ class Gateway:
         )
 
     def _direct(self, spec: RouteSpec) -> DirectPipeline:
-        from lhpipe.core.steps import compile_steps
-        from lhpipe.runtime.delivery import DeadLetterWriter, Delivery, TargetStage
-        from lhpipe.targets.planners import compile_planner
+        from lhpipe.kinds.build import build_delivery
 
         if spec.direct_pipeline is None:
             raise ValueError("no pipeline reads this direct-mode webhook")
         info = self.program.pipelines[spec.direct_pipeline]
-        policy = info.on_error
-        targets = []
-        for target in info.targets:
-            label = metrics.target_label(target.kind.value, target.name)
-            delivery = Delivery(
-                pipeline=info.name,
-                target=label,
-                sender=self.clients.sender(target.kind),
-                retry=policy.retry,
-                backoff=policy.backoff_ms / 1000,
-            )
-            targets.append(
-                TargetStage(label, compile_planner(target, info, self.program), delivery)
-            )
-        dead_letters = None
-        if policy.dead_letter is not None:
-            topic = resolve_text(
-                policy.dead_letter, self.settings, f"pipeline {info.name}: dead_letter"
-            )
-            producer = self.clients.kafka_producer()
-            dead_letters = DeadLetterWriter(
-                pipeline=info.name, topic=topic, produce=producer.produce
-            )
-        return DirectPipeline(info, compile_steps(info, self.program), targets, dead_letters)
+        built = build_delivery(info, self.program, self.settings, self.clients)
+        return DirectPipeline(info, built.steps, built.targets, built.dead_letters)
 
     def _webhook_producer(self) -> Producer:
         if self._producer is None:
@@ -249,7 +213,7 @@ class Gateway:
         compiled: CompiledProgram,
         program: Program,
         settings: Settings,
-        clients: SharedClients,
+        clients: Clients,
     ) -> None:
         """Serve ``compiled``'s webhooks from now on (hot reload).
 
@@ -367,7 +331,7 @@ class Gateway:
                 await producer.close()
         await self.issuers.aclose()
 
-    def uses(self, clients: SharedClients) -> bool:
+    def uses(self, clients: Clients) -> bool:
         """Whether a route in the table was built with ``clients``."""
         return any(used is clients for used, _ in self._built_with.values())
 

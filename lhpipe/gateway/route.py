@@ -56,8 +56,8 @@ from urllib.parse import parse_qsl
 import orjson
 
 from lhpipe.check.program import PipelineInfo, Program, SchemaInfo, WebhookInfo
-from lhpipe.clients.registry import topic_subject
 from lhpipe.core import metrics
+from lhpipe.core.avro.wire import topic_subject
 from lhpipe.core.errors import DeliveryError, PermanentError, TransientError
 from lhpipe.core.evaluate import Evaluator, compile_expr
 from lhpipe.core.record import WEBHOOK_ID_HEADER, Record, WebhookOrigin
@@ -78,9 +78,7 @@ from lhpipe.runtime.delivery import (
     DeadLetterWriter,
     RecordFailed,
     TargetStage,
-    classify,
-    failed,
-    plan_and_deliver,
+    run_record,
 )
 
 log = logging.getLogger(__name__)
@@ -273,14 +271,7 @@ class DirectPipeline:
         return None
 
     async def _deliver(self, record: Record, key: str | None, value: Any) -> None:
-        try:
-            env = self.steps(initial_env(record, key, value, self.info))
-        except Exception as exc:
-            raise failed(classify(exc), "steps") from exc
-        if env is None:
-            self._dropped.inc()
-            return
-        await plan_and_deliver(self.targets, env, record)
+        await run_record(record, key, value, initial_env, self.steps, self.targets, self._dropped)
 
 
 class WebhookRoute:

@@ -57,7 +57,6 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from lhpipe.clients.registry import encode
 from lhpipe.core.avro import convert as _avro
 from lhpipe.core.avro.compile import (
     Check,
@@ -68,8 +67,8 @@ from lhpipe.core.avro.compile import (
     named_types,
     simple_checks,
 )
+from lhpipe.core.avro.wire import encode, parse_avro_schema
 from lhpipe.core.avro.writer import AVRO_DATUM, EPOCH, JSON_BODY, compile_writer, wire_record
-from lhpipe.core.decode import parse_avro_schema
 from lhpipe.gateway import problems
 from lhpipe.gateway.problems import FieldProblem, Problem
 

@@ -34,6 +34,12 @@ from lhpipe.check.program import (
     WebhookInfo,
 )
 from lhpipe.check.types import ArrayType, MapType, OptionalType, RecordType, Type
+from lhpipe.graph.kinds import (
+    CONNECT_SETTINGS,
+    KAFKA_SETTINGS,
+    REGISTRY_SETTINGS,
+    KindGraphs,
+)
 from lhpipe.graph.model import (
     CompiledProgram,
     Edge,
@@ -46,31 +52,7 @@ from lhpipe.graph.model import (
 )
 from lhpipe.syntax import ast
 from lhpipe.syntax.canonical import structure
-
-# Connection settings, by what needs them (names as in language.md and LittleHorse's client).
-KAFKA_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS",)
-REGISTRY_SETTINGS = ("LHPIPE_REGISTRY_URL",)
-# The output topic's name (lhpipe.sources.lh_output), besides LHC_TENANT_ID.
-LH_OUTPUT_SETTINGS = ("LHPIPE_LH_OUTPUT_TOPIC", "LHPIPE_LH_CLUSTER_ID", "LHPIPE_LH_OUTPUT_LOOKBACK")
-# The poll source's state topic (in Kafka) and dedupe window.
-POLL_SETTINGS = ("LHPIPE_POLL_STATE_TOPIC", "LHPIPE_POLL_DEDUPE_WINDOW")
-LITTLEHORSE_SETTINGS = (
-    "LHC_API_HOST",
-    "LHC_API_PORT",
-    "LHC_API_PROTOCOL",
-    "LHC_TENANT_ID",
-    "LHC_OAUTH_ACCESS_TOKEN_URL",
-    "LHC_OAUTH_CLIENT_ID",
-    "LHC_OAUTH_CLIENT_SECRET",
-    "LHC_CA_CERT",
-    "LHC_CLIENT_CERT",
-    "LHC_CLIENT_KEY",
-)
-# The Kafka Connect REST endpoint that connectors are deployed through.
-CONNECT_SETTINGS = ("LHPIPE_CONNECT_URL",)
-
-_LITTLEHORSE_TARGETS = {ast.TargetKind.RUN_WF, ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE}
-_KAFKA_SOURCES = {ast.SourceKind.TOPIC, ast.SourceKind.WEBHOOK, ast.SourceKind.CONNECTOR}
+from lhpipe.syntax.formatter import target_words
 
 
 def digest(*parts: object) -> str:
@@ -95,7 +77,7 @@ def text_json(value: Text | None) -> JSONValue:
     return value
 
 
-def _env_names_in(node: object) -> Iterator[str]:
+def env_names_in(node: object) -> Iterator[str]:
     """The names of every ``env("NAME", ...)`` call and :class:`EnvRef` inside ``node``."""
     if isinstance(node, EnvRef):
         yield node.name
@@ -103,17 +85,17 @@ def _env_names_in(node: object) -> Iterator[str]:
         if node.func.name == "env" and node.args and isinstance(node.args[0], ast.StringLit):
             yield node.args[0].text
         for arg in node.args:
-            yield from _env_names_in(arg)
+            yield from env_names_in(arg)
     elif isinstance(node, tuple | list):
         for item in node:
-            yield from _env_names_in(item)
+            yield from env_names_in(item)
     elif isinstance(node, Mapping):
         for item in node.values():
-            yield from _env_names_in(item)
+            yield from env_names_in(item)
     elif dataclasses.is_dataclass(node) and not isinstance(node, type):
         for f in dataclasses.fields(node):
             if f.name != "span":
-                yield from _env_names_in(getattr(node, f.name))
+                yield from env_names_in(getattr(node, f.name))
 
 
 def _record_names(t: Type, seen: set[str]) -> None:
@@ -131,8 +113,11 @@ def _record_names(t: Type, seen: set[str]) -> None:
 
 
 class _Compiler:
-    def __init__(self, program: Program, settings: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, program: Program, kinds: KindGraphs, settings: Mapping[str, str] | None
+    ) -> None:
         self.program = program
+        self.kinds = kinds
         self.settings = settings
         self.nodes: dict[str, Node] = {}
         self.edges: list[Edge] = []
@@ -169,6 +154,18 @@ class _Compiler:
             )
         )
 
+    def connector(self, name: str) -> str:
+        """The node of a declared connector (one, whoever reads or writes its topic)."""
+        connector = self.program.connectors[name]
+        return self.node(
+            Node(
+                f"connector:{connector.name}",
+                NodeKind.EXTERNAL,
+                f"connector {connector.name}\n{connector.connector_class}",
+                attrs={"class": connector.connector_class, "topic": connector.topic},
+            )
+        )
+
     # --- schemas and settings ---
 
     def schema_names(self, *types: Type) -> tuple[str, ...]:
@@ -201,7 +198,7 @@ class _Compiler:
     # --- webhooks ---
 
     def webhook_settings(self, webhook: WebhookInfo) -> tuple[str, ...]:
-        names = set(_env_names_in(webhook.auth)) | set(_env_names_in(webhook.decl))
+        names = set(env_names_in(webhook.auth)) | set(env_names_in(webhook.decl))
         if webhook.topic is not None:
             names.update(KAFKA_SETTINGS)
             if webhook.body in self.program.schemas:
@@ -262,55 +259,20 @@ class _Compiler:
 
     def source_node(self, pipeline: PipelineInfo) -> str:
         source = pipeline.source
+        kind = self.kinds.sources[source.kind]
         node_id = f"pipeline:{pipeline.name}/source"
         self.node(
             Node(
                 node_id,
                 NodeKind.SOURCE,
-                _source_label(source),
+                kind.label(source),
                 pipeline=pipeline.name,
                 attrs=self.source_json(pipeline),
             )
         )
-        if source.kind is ast.SourceKind.WEBHOOK and source.webhook is not None:
-            webhook = self.program.webhooks[source.webhook]
-            upstream = self.webhook_node(webhook)
-            if webhook.topic is not None:
-                upstream = self.topic(webhook.topic)
+        upstream = kind.upstream(self, source)
+        if upstream is not None:
             self.edge(upstream, node_id)
-        elif source.kind is ast.SourceKind.CONNECTOR and source.connector is not None:
-            connector = self.program.connectors[source.connector]
-            connector_id = self.node(
-                Node(
-                    f"connector:{connector.name}",
-                    NodeKind.EXTERNAL,
-                    f"connector {connector.name}\n{connector.connector_class}",
-                    attrs={"class": connector.connector_class, "topic": connector.topic},
-                )
-            )
-            topic_id = self.topic(connector.topic)
-            self.edge(connector_id, topic_id)
-            self.edge(topic_id, node_id)
-        elif source.kind is ast.SourceKind.TOPIC and source.topic is not None:
-            self.edge(self.topic(source.topic), node_id)
-        elif source.kind is ast.SourceKind.LH_OUTPUT:
-            if source.wf_spec is not None:
-                upstream = self.wf_spec(source.wf_spec)
-            else:
-                upstream = self.node(
-                    Node("lh:output_topic", NodeKind.LITTLEHORSE, "LittleHorse output topic")
-                )
-            self.edge(upstream, node_id)
-        elif source.kind is ast.SourceKind.POLL and (url := _poll_url(source)) is not None:
-            url_id = self.node(
-                Node(
-                    f"external:poll:{url}",
-                    NodeKind.EXTERNAL,
-                    f"GET {url}",
-                    attrs={"url": url},
-                )
-            )
-            self.edge(url_id, node_id)
         return node_id
 
     def source_json(self, pipeline: PipelineInfo) -> dict[str, JSONValue]:
@@ -324,7 +286,7 @@ class _Compiler:
             "key": source.key,
             "webhook": source.webhook,
             "connector": source.connector,
-            "url": _poll_url(source),
+            "url": poll_url(source),
             "every_ms": source.every_ms,
             "kinds": list(source.kinds),
             "wf_spec": source.wf_spec,
@@ -344,89 +306,33 @@ class _Compiler:
             Node(
                 node_id,
                 NodeKind.TARGET,
-                _target_label(target),
+                target_words(target.kind, target.name),
                 pipeline=pipeline.name,
                 attrs=_target_json(target),
             )
         )
         self.edge(upstream, node_id)
-        kind = target.kind
-        if kind is ast.TargetKind.RUN_WF and target.name is not None:
-            self.edge(node_id, self.wf_spec(target.name))
-        elif kind in (ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE) and target.name:
-            self.edge(node_id, self.external_event_def(target.name))
-        elif kind is ast.TargetKind.TOPIC and target.name is not None:
-            self.edge(node_id, self.topic(target.name))
-        elif kind is ast.TargetKind.HTTP and target.name is not None:
-            method = target.settings.get("method")
-            if method is None:
-                verb = "POST"
-            elif isinstance(method, ast.StringLit) and method.is_plain:
-                verb = method.text
-            else:
-                verb = expr_text(method)
-            self.edge(
-                node_id,
-                self.node(
-                    Node(
-                        f"external:http:{target.name}",
-                        NodeKind.EXTERNAL,
-                        f"{verb} {target.name}",
-                        attrs={"url": target.name},
-                    )
-                ),
-            )
-        elif kind is ast.TargetKind.FILE and target.name is not None:
-            self.edge(
-                node_id,
-                self.node(
-                    Node(
-                        f"external:file:{target.name}",
-                        NodeKind.EXTERNAL,
-                        f"file {target.name}",
-                        attrs={"path": target.name},
-                    )
-                ),
-            )
+        feeds = self.kinds.targets[target.kind].feeds(self, target)
+        if feeds is not None:
+            self.edge(node_id, feeds)
 
     def pipeline_settings(self, pipeline: PipelineInfo, schemas: tuple[str, ...]) -> set[str]:
-        names = set(_env_names_in(pipeline.decl)) | set(_env_names_in(pipeline.on_error))
+        names = set(env_names_in(pipeline.decl)) | set(env_names_in(pipeline.on_error))
         source = pipeline.source
-        if source.kind in _KAFKA_SOURCES and source.topic is not None:
-            names.update(KAFKA_SETTINGS)
-        if source.kind is ast.SourceKind.LH_OUTPUT:
-            names.update(KAFKA_SETTINGS)
-            names.update(LITTLEHORSE_SETTINGS)
-            names.update(LH_OUTPUT_SETTINGS)
-        if source.kind is ast.SourceKind.POLL:
-            names.update(KAFKA_SETTINGS)
-            names.update(POLL_SETTINGS)
-        if source.kind is ast.SourceKind.CONNECTOR:
-            names.update(CONNECT_SETTINGS)
-            connector = self.program.connectors.get(source.connector or "")
-            if connector is not None:
-                names.update(_env_names_in(connector.config))
+        names.update(self.kinds.sources[source.kind].settings(source, self.program))
         if schemas:
             names.update(REGISTRY_SETTINGS)
         for target in pipeline.targets:
-            if target.kind in _LITTLEHORSE_TARGETS:
-                names.update(LITTLEHORSE_SETTINGS)
-            elif target.kind is ast.TargetKind.TOPIC:
-                names.update(KAFKA_SETTINGS)
+            names.update(self.kinds.targets[target.kind].settings(target, self.program))
         if pipeline.on_error.dead_letter is not None:
             names.update(KAFKA_SETTINGS)
         return names
 
     def upstream_content(self, pipeline: PipelineInfo) -> object:
-        """What the pipeline reads of other declarations: the webhook's topic and body, or the
-        connector's whole block."""
+        """What the pipeline reads of other declarations (a webhook's topic and body, a
+        connector's block), as its source kind says."""
         source = pipeline.source
-        if source.webhook is not None and source.webhook in self.program.webhooks:
-            webhook = self.program.webhooks[source.webhook]
-            return ("webhook", webhook.name, webhook.topic, webhook.body)
-        if source.connector is not None and source.connector in self.program.connectors:
-            return ("connector", structure(self.program.connectors[source.connector].decl))
-        return None
+        return self.kinds.sources[source.kind].reads(source, self.program)
 
     def pipeline(self, pipeline: PipelineInfo) -> PipelineSpec:
         source_id = self.source_node(pipeline)
@@ -491,7 +397,7 @@ class _Compiler:
         direct_readers = {
             p.source.webhook: pipelines[name]
             for name, p in program.pipelines.items()
-            if p.source.kind is ast.SourceKind.WEBHOOK and p.source.webhook is not None
+            if p.source.webhook is not None
         }
         routes = {
             name: self.route(w, direct_readers.get(name) if w.direct else None)
@@ -548,25 +454,7 @@ def _auth_json(webhook: WebhookInfo) -> dict[str, JSONValue]:
     return {"kind": "none"}
 
 
-def _source_label(source: SourceInfo) -> str:
-    kind = source.kind
-    if kind is ast.SourceKind.TOPIC:
-        return f'from topic "{source.topic}"\nvalue {source.value}'
-    if kind is ast.SourceKind.WEBHOOK:
-        return f"from webhook {source.webhook}\nvalue {source.value}"
-    if kind is ast.SourceKind.CONNECTOR:
-        return f"from connector {source.connector}"
-    if kind is ast.SourceKind.POLL:
-        return f'from poll "{_poll_url(source)}"'
-    details = []
-    if source.kinds:
-        details.append(f"kinds {', '.join(source.kinds)}")
-    if source.wf_spec:
-        details.append(f'wf_spec "{source.wf_spec}"')
-    return "\n".join(["from lh_output", *details])
-
-
-def _poll_url(source: SourceInfo) -> str | None:
+def poll_url(source: SourceInfo) -> str | None:
     """The polled URL as written, ``${...}`` parts included (the checker keeps only plain
     URLs)."""
     if source.url is not None:
@@ -589,16 +477,6 @@ def _step_json(step: ast.Step) -> tuple[dict[str, JSONValue], str]:
     return {"kind": "let", "name": step.name.name, "value": text}, f"let {step.name.name} = {text}"
 
 
-def _target_label(target: TargetInfo) -> str:
-    kind = target.kind
-    if kind is ast.TargetKind.LOG:
-        return "to log"
-    if kind in _LITTLEHORSE_TARGETS:
-        return f'{kind.value} "{target.name}"'
-    # to_topic -> to topic, to_http -> to http, to_file -> to file
-    return f'{kind.value.replace("_", " ")} "{target.name}"'
-
-
 def _target_json(target: TargetInfo) -> dict[str, JSONValue]:
     result: dict[str, Any] = {
         "kind": target.kind.value,
@@ -614,11 +492,14 @@ def _target_json(target: TargetInfo) -> dict[str, JSONValue]:
     return result
 
 
-def compile_program(program: Program, settings: Mapping[str, str] | None = None) -> CompiledProgram:
-    """Compile ``program`` into its graph and specs.
+def compile_program(
+    program: Program, kinds: KindGraphs, settings: Mapping[str, str] | None = None
+) -> CompiledProgram:
+    """Compile ``program`` into its graph and specs, each source and target drawn by its
+    kind's graph part in ``kinds``.
 
     ``settings`` are the values of the settings the process runs with (environment and
     ``lhpipe.toml``); when given, they take part in the fingerprints, so that a changed value
     restarts exactly what reads it. Without them, fingerprints cover the names only.
     """
-    return _Compiler(program, settings).compile()
+    return _Compiler(program, kinds, settings).compile()

@@ -231,9 +231,9 @@ class OnlineChecker:
     async def _check_target(self, pipeline: PipelineInfo, target: TargetInfo) -> None:
         if target.name is None or target.decl.arg is None:
             return
-        if target.kind is ast.TargetKind.RUN_WF:
+        if target.kind == "run_wf":
             await self._check_run_wf(pipeline, target, target.name, target.decl.arg.span)
-        elif target.kind in (ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE):
+        elif target.kind in ("post_event", "correlate"):
             await self._check_event(pipeline, target, target.name, target.decl.arg.span)
 
     async def _check_run_wf(
@@ -353,7 +353,7 @@ class OnlineChecker:
                 did_you_mean(name, await self._list_names("external_event_def")),
             )
             return
-        if target.kind is ast.TargetKind.CORRELATE and not shape.correlated:
+        if target.kind == "correlate" and not shape.correlated:
             self._report(
                 "LHP908",
                 span,

@@ -91,20 +91,20 @@ def _reads_of(
 ) -> Iterator[TopicRead]:
     info = program.pipelines[pipeline]
     source = info.source
-    if source.kind is ast.SourceKind.TOPIC and source.topic and source.decl.arg is not None:
+    if source.kind == "topic" and source.topic and source.decl.arg is not None:
         yield TopicRead(source.topic, source.decl.arg.span)
-    elif source.kind is ast.SourceKind.WEBHOOK and source.topic and source.webhook:
+    elif source.kind == "webhook" and source.topic and source.webhook:
         webhook = program.webhooks[source.webhook]
         span = _value_span(webhook.decl.body, "topic") or webhook.decl.name.span
         count = declared.get(source.topic, default)
         yield TopicRead(source.topic, span, count, webhook.name, source.topic in declared)
-    elif source.kind is ast.SourceKind.CONNECTOR and source.topic and source.connector:
+    elif source.kind == "connector" and source.topic and source.connector:
         connector = program.connectors[source.connector]
         yield TopicRead(
             source.topic, _value_span(connector.decl.body, "topic") or connector.decl.name.span
         )
-    elif source.kind is ast.SourceKind.LH_OUTPUT:
-        from lhpipe.sources.lh_output import output_topic
+    elif source.kind == "lh_output":
+        from lhpipe.sources.lh_output_reader import output_topic
 
         yield TopicRead(output_topic(settings), info.decl.name.span)
 

@@ -258,6 +258,29 @@ async def plan_and_deliver(
         await delivery.deliver(plan)
 
 
+async def run_record(
+    record: Record,
+    key: Any,
+    value: Any,
+    initial_env: Callable[[Record, Any, Any], dict[str, Any]],
+    steps: Callable[[dict[str, Any]], dict[str, Any] | None],
+    targets: Sequence[TargetStage],
+    dropped: Any,
+) -> None:
+    """One decoded record through a pipeline, the same for a runner's Kafka record and a
+    direct-mode webhook request: its first names, the steps (a failure there is the
+    ``steps`` stage's), then every target (:func:`plan_and_deliver`); a record the steps drop
+    counts in ``dropped`` (a Prometheus counter) and is done."""
+    try:
+        env = steps(initial_env(record, key, value))
+    except Exception as exc:
+        raise failed(classify(exc), "steps") from exc
+    if env is None:
+        dropped.inc()
+        return
+    await plan_and_deliver(targets, env, record)
+
+
 def _gave_up(error: TransientError, retries: int) -> PermanentError:
     """The last transient error as a permanent one (delivery.md: once ``retry = N`` ran out it
     "counts as permanent"), its code kept and its message saying that the retries ran out."""

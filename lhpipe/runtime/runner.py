@@ -41,7 +41,7 @@ from lhpipe.runtime.delivery import (
     backoff_delay,
     classify,
     failed,
-    plan_and_deliver,
+    run_record,
 )
 from lhpipe.runtime.ordering import DEFAULT_MAX_IN_FLIGHT, KeyOrderedScheduler
 from lhpipe.runtime.status import PipelineStatus, State
@@ -321,15 +321,9 @@ class PipelineRunner:
     async def _deliver(self, record: Record) -> None:
         logic = self._logic
         key, value = await self._decode(record)
-        try:
-            env = logic.initial_env(record, key, value)
-            env_after = logic.steps(env)
-        except Exception as exc:
-            raise failed(classify(exc), "steps") from exc
-        if env_after is None:
-            self._dropped.inc()
-            return
-        await plan_and_deliver(logic.targets, env_after, record)
+        await run_record(
+            record, key, value, logic.initial_env, logic.steps, logic.targets, self._dropped
+        )
 
     async def _decode(self, record: Record) -> tuple[Any, Any]:
         logic = self._logic

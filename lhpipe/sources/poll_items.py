@@ -1,5 +1,5 @@
 """The pure part of `from poll`: the request a cursor gives, the items an answer holds, and
-the record each item becomes. No I/O here (:mod:`lhpipe.sources.poll` polls).
+the record each item becomes. No I/O here (:mod:`lhpipe.sources.poll_source` polls).
 
 * **URL.** The source's URL is rendered for each request with the current ``cursor`` in
   scope. An interpolated value is percent-encoded (it is a value inside a URL: an opaque
@@ -44,9 +44,9 @@ from lhpipe.core.evaluate import (
     render_text,
     to_text,
 )
+from lhpipe.core.planning import normalise_id
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.syntax import ast
-from lhpipe.targets.planners import normalise_id
 
 #: The "topic" of a poll pipeline's records: ``poll:<pipeline>`` (partition 0, offsets are the
 #: items' sequence numbers in this run). Dead letters carry it as ``lhpipe.source.topic``.

@@ -35,10 +35,10 @@ from lhpipe.clients.kafka.config import client_config
 from lhpipe.core.errors import TransientError
 from lhpipe.core.senders import RecordProducer
 from lhpipe.settings import Settings
+from lhpipe.sources.poll import STATE_TOPIC_SETTING
 
 log = logging.getLogger(__name__)
 
-STATE_TOPIC_SETTING = "LHPIPE_POLL_STATE_TOPIC"
 DEFAULT_STATE_TOPIC = "lhpipe_poll_state"
 READ_TIMEOUT_SECONDS = 30.0
 

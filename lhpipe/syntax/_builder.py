@@ -312,7 +312,7 @@ class AstBuilder(Transformer[Token, Any]):
 
     def target(self, c: list[_Item]) -> ast.Target:
         kind = ast.TargetKind("to_" + str(c[1])) if c[0].type == "TO" else ast.TargetKind(str(c[0]))
-        arg = next((x for x in c if isinstance(x, ast.StringLit)), None)
+        arg = next((x for x in c if isinstance(x, ast.StringLit | ast.Ident)), None)
         block = c[-1] if isinstance(c[-1], ast.Block) else None
         return ast.Target(kind, arg, block, _span(self._s, c[0], c[-1]))
 

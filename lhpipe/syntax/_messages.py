@@ -9,6 +9,7 @@ value", "a pipeline needs at least one target").
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -54,22 +55,43 @@ _OPERATORS = frozenset(
     | {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "DOT", "LSQB", "LPAR"}
 )
 _STEPS = frozenset({"WHERE", "LET"})
-_TARGETS = frozenset({"RUN_WF", "POST_EVENT", "CORRELATE", "TO"})
-_SOURCE_KINDS = frozenset({"TOPIC", "WEBHOOK", "LH_OUTPUT", "POLL", "CONNECTOR"})
-_TO_KINDS = frozenset({"TOPIC", "HTTP", "FILE", "LOG"})
 _TYPE_START = frozenset({"NAME", "LSQB", "MAP"})
 _KEY_START = frozenset({"NAME", "STRING"})
 
-_GROUPS: tuple[tuple[frozenset[str], str], ...] = (
-    (
-        DECLARATION_TERMINALS,
-        "a declaration (`schema`, `webhook`, `pipeline`, `connector` or `test`)",
-    ),
-    (_SOURCE_KINDS, "a source (`topic`, `webhook`, `lh_output`, `poll` or `connector`)"),
-    (_TO_KINDS, "`topic`, `http`, `file` or `log`"),
-    (_STEPS, "a step (`where` or `let`)"),
-    (_TARGETS, "a target (`run_wf`, `post_event`, `correlate` or `to ...`)"),
-)
+
+def _words(names: Sequence[str]) -> str:
+    return _join([f"`{name}`" for name in names])
+
+
+@functools.cache
+def _groups() -> tuple[tuple[frozenset[str], str], ...]:
+    """The groups of terminals named together, the kinds' taken from the grammar
+    (:mod:`lhpipe.syntax.kinds`): a new kind is named in the messages without an edit here."""
+    from lhpipe.syntax.kinds import source_words, target_words
+
+    sources = source_words()
+    targets = target_words()
+    leading = list(dict.fromkeys(k.terminals[0] for k in targets))
+    after_to = [k.terminals[1] for k in targets if k.terminals[0] == "TO" and len(k.terminals) > 1]
+    target_names = [name.lower() if name != "TO" else "to ..." for name in leading]
+    return (
+        (
+            DECLARATION_TERMINALS,
+            "a declaration (`schema`, `webhook`, `pipeline`, `connector` or `test`)",
+        ),
+        (
+            frozenset(k.terminals[1] for k in sources),
+            f"a source ({_words([k.name for k in sources])})",
+        ),
+        (frozenset(after_to), _words([name.lower() for name in after_to])),
+        (_STEPS, "a step (`where` or `let`)"),
+        (frozenset(leading), f"a target ({_words(target_names)})"),
+    )
+
+
+def targets_in_words() -> str:
+    """The targets as a hint names them: "`run_wf`, `post_event`, `correlate` or `to ...`"."""
+    return _groups()[-1][1].removeprefix("a target (").removesuffix(")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +148,7 @@ def expected_phrase(expected: Iterable[str]) -> str:
     if remaining >= _TYPE_START:
         phrases.append("a type")
         remaining -= _TYPE_START
-    for group, words in _GROUPS:
+    for group, words in _groups():
         if group <= remaining:
             phrases.append(words)
             remaining -= group
@@ -162,7 +184,7 @@ def describe_error(token: Token, expected: frozenset[str], previous: Token | Non
         return ErrorWords(
             "LHP001",
             "unexpected `}`: a pipeline needs at least one target",
-            "add `run_wf`, `post_event`, `correlate` or `to ...` before the `}`",
+            f"add {targets_in_words()} before the `}}`",
         )
     if expected == {"FROM"}:
         return ErrorWords(

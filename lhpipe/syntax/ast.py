@@ -306,12 +306,16 @@ class Field:
 # ---------------------------------------------------------------------------------------------
 
 
-class SourceKind(StrEnum):
-    TOPIC = "topic"  # from topic "name" { ... }
-    WEBHOOK = "webhook"  # from webhook NAME
-    LH_OUTPUT = "lh_output"  # from lh_output { ... }
-    POLL = "poll"  # from poll "url" { ... }
-    CONNECTOR = "connector"  # from connector NAME
+class SourceKind(str):
+    """A source kind as the grammar names it: ``topic`` (``from topic "name"``), ``webhook``,
+    ``lh_output``, ``poll``, ``connector``... The grammar is the list of kinds
+    (:mod:`lhpipe.syntax.kinds`); each has its module under ``lhpipe/sources/``."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,25 +345,36 @@ class Let:
 Step = Where | Let
 
 
-class TargetKind(StrEnum):
-    RUN_WF = "run_wf"  # run_wf "wf-spec" [{ ... }]
-    POST_EVENT = "post_event"  # post_event "external-event-def" [{ ... }]
-    CORRELATE = "correlate"  # correlate "external-event-def" [{ ... }]
-    TOPIC = "to_topic"  # to topic "name" [{ ... }]
-    HTTP = "to_http"  # to http "url" [{ ... }]
-    FILE = "to_file"  # to file "path.jsonl" [{ ... }]
-    LOG = "to_log"  # to log [{ ... }]
+class TargetKind(str):
+    """A target kind as the grammar names it, its leading words joined by ``_``: ``run_wf``,
+    ``post_event``, ``correlate``, ``to_topic`` (``to topic "name"``), ``to_http``... The
+    grammar is the list of kinds (:mod:`lhpipe.syntax.kinds`); each has its module under
+    ``lhpipe/targets/``."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str(self)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A target; ``arg`` is its string argument (absent only for ``to log``), ``block`` is
-    ``None`` when no braces were written (``run_wf "x"``) and empty for ``run_wf "x" {}``."""
+    """A target; ``arg`` is its argument as the grammar has it for the kind (a string such as
+    ``run_wf``'s WfSpec, a name, or none for ``to log``), ``block`` is ``None`` when no braces
+    were written (``run_wf "x"``) and empty for ``run_wf "x" {}``."""
 
     kind: TargetKind
-    arg: StringLit | None
+    arg: StringLit | Ident | None
     block: Block | None
     span: Span
+
+    @property
+    def arg_text(self) -> str | None:
+        """The argument as written: a string's text, a name, or ``None``."""
+        if isinstance(self.arg, Ident):
+            return self.arg.name
+        return self.arg.text if self.arg is not None else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -375,7 +375,9 @@ class _Writer:
 
     def _target(self, target: ast.Target, depth: int, prefix: str = "") -> None:
         head = prefix + target_words(target.kind)
-        if target.arg is not None:
+        if isinstance(target.arg, ast.Ident):
+            head += " " + target.arg.name
+        elif target.arg is not None:
             head += " " + format_expr(target.arg)
         self._headed_block(head, target.block, target.span, depth)
 

@@ -131,6 +131,21 @@ def _lark() -> Lark:
     )
 
 
+def grammar_rules() -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """The grammar's rules as (rule, [(symbol, the keyword it spells or None)]): a terminal
+    that is a fixed word gives its word, any other symbol ``None`` (see
+    :mod:`lhpipe.syntax.kinds`)."""
+    lark = _lark()
+    words = {t.name: t.pattern.value for t in lark.terminals if t.pattern.type == "str"}
+    return [
+        (
+            rule.origin.name,
+            [(s.name, words.get(s.name) if s.is_term else None) for s in rule.expansion],
+        )
+        for rule in lark.rules
+    ]
+
+
 @functools.cache
 def _keywords() -> frozenset[str]:
     """The terminals that are words (`pipeline`, `to`, `and`...)."""

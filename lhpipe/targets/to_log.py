@@ -1,38 +1,60 @@
-"""``to log``: one log line per record, through the process's logging setup.
-
-The line's message is the value as compact JSON (:mod:`lhpipe.core.jsonenc`), logged at INFO
-by the ``lhpipe.to_log`` logger, so it comes out wherever and however the engine's other lines
-do (one JSON object a line off a terminal). That logger is set to INFO itself, so a quieter
-level elsewhere does not swallow what a pipeline was written to log.
-"""
+"""``to log { value = ... }``: one structured log line per record (the value by default), for
+trying a pipeline out. The sender is :class:`~lhpipe.targets.to_log_sender.LogSender`."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from lhpipe.core.jsonenc import dumps_text
+from lhpipe.check.blocks import spec
+from lhpipe.check.kinds import Entries, TargetCheck, read_target
+from lhpipe.check.names import Scope
+from lhpipe.check.program import Program, TargetInfo
+from lhpipe.core.planning import PlannedTarget, Planner
 from lhpipe.core.plans import LogPlan, Plan
+from lhpipe.core.record import Record
+from lhpipe.graph.kinds import GraphBuilder, TargetGraph
+from lhpipe.runtime.kind import TargetDef
+from lhpipe.syntax import ast
 
-LOGGER_NAME = "lhpipe.to_log"
+if TYPE_CHECKING:
+    from lhpipe.check.context import CheckContext
+    from lhpipe.core.senders import Sender
+    from lhpipe.runtime.kind import Clients
 
 
-class LogSender:
-    """Logs :class:`~lhpipe.core.plans.LogPlan` values; never fails but for a value with
-    no JSON form (a permanent error, code ``ENCODE``)."""
+def _check(ctx: CheckContext, target: ast.Target, found: Entries, scope: Scope) -> TargetInfo:
+    return read_target(ctx, target, found, scope, name=None)
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self._log = logger or logging.getLogger(LOGGER_NAME)
-        self._log.setLevel(logging.INFO)
 
-    async def send(self, plan: Plan) -> None:
-        """Write the line; the logging handlers have it when this returns."""
-        if not isinstance(plan, LogPlan):
-            raise TypeError(f"the log sender cannot send a {type(plan).__name__}")
-        self._log.info("%s", dumps_text(plan.value))
+def _feeds(graph: GraphBuilder, target: TargetInfo) -> str | None:
+    return None
 
-    async def close(self) -> None:
-        """Nothing to release: the handlers belong to the logging setup."""
 
-    def connected(self) -> bool:
-        """Always: logging has no other side to lose."""
-        return True
+def _settings(target: TargetInfo, program: Program) -> tuple[str, ...]:
+    return ()
+
+
+def _planner(target: PlannedTarget) -> Planner:
+    value = target.setting("value")
+
+    def plan(env: Mapping[str, Any], record: Record) -> Plan:
+        return LogPlan(value=env.get("value") if value is None else value(env))
+
+    return plan
+
+
+def _sender(clients: Clients) -> Sender:
+    from lhpipe.targets.to_log_sender import LogSender
+
+    return LogSender()
+
+
+TARGET = TargetDef(
+    kind=ast.TargetKind("to_log"),
+    check=TargetCheck(spec("`to log`", "value"), _check),
+    graph=TargetGraph(feeds=_feeds, settings=_settings),
+    planner=_planner,
+    compares={"value": "value"},
+    sender=_sender,
+)

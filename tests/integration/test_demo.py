@@ -33,10 +33,10 @@ from lh import lh_config, variable_value, wait_for_status
 from littlehorse.config import LHConfig
 from littlehorse.model import LHStatus, WfRunId
 
-from lhpipe.check.load import load
 from lhpipe.demo.guide import READY_LINE
 from lhpipe.demo.secrets import DEMO_SECRETS
 from lhpipe.demo.standins import CRM_PORT, CUSTOMERS_PATH
+from lhpipe.kinds import load
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

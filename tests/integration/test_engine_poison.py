@@ -25,7 +25,8 @@ from engine_run import (
 from lh import lh_config, register_wf_spec, variable_value
 from littlehorse.workflow import Workflow, WorkflowThread
 
-from lhpipe.clients.registry import SchemaRegistry, encode
+from lhpipe.clients.registry import SchemaRegistry
+from lhpipe.core.avro.wire import encode
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from engine_run import (
     write_pipelines,
 )
 
-from lhpipe.core.decode import WIRE_HEADER
+from lhpipe.core.avro.wire import WIRE_HEADER
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

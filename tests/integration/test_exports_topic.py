@@ -16,7 +16,7 @@ from lhpipe.core.errors import PermanentError, TransientError
 from lhpipe.core.plans import TopicPlan
 from lhpipe.settings import Settings
 from lhpipe.stack.addresses import StackAddresses
-from lhpipe.targets.to_topic import TopicSender
+from lhpipe.targets.to_topic_sender import TopicSender
 
 pytestmark = pytest.mark.integration
 

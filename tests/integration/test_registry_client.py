@@ -11,8 +11,8 @@ import fastavro
 import pytest
 from lh import unique_name
 
-from lhpipe.clients.registry import RegistryPermanentError, SchemaRegistry, encode
-from lhpipe.core.decode import schema_id_of
+from lhpipe.clients.registry import RegistryPermanentError, SchemaRegistry
+from lhpipe.core.avro.wire import encode, schema_id_of
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from lhpipe import cli
-from lhpipe.check.load import load
 from lhpipe.check.program import Program
 from lhpipe.demo import cli as demo_cli
 from lhpipe.demo import requests
@@ -47,10 +46,10 @@ from lhpipe.engine.testing import run_tests
 from lhpipe.gateway.auth import build_authenticator
 from lhpipe.gateway.oauth import IssuerDirectory
 from lhpipe.gateway.outcome import Authenticated, Refused
+from lhpipe.kinds import load
 from lhpipe.settings import Settings
 from lhpipe.sources.poll_items import PollRequests
 from lhpipe.stack.addresses import StackAddresses
-from lhpipe.syntax import ast
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "pipelines"
 BASE = "http://127.0.0.1:8080"
@@ -177,9 +176,9 @@ def test_the_wf_specs_declare_every_variable_the_examples_send(program: Program)
     run_wf = 0
     for pipeline in program.pipelines.values():
         for target in pipeline.targets:
-            if target.kind in (ast.TargetKind.POST_EVENT, ast.TargetKind.CORRELATE):
+            if target.kind in ("post_event", "correlate"):
                 assert target.name in events, pipeline.name
-            if target.kind is not ast.TargetKind.RUN_WF or target.variables is None:
+            if target.kind != "run_wf" or target.variables is None:
                 continue
             run_wf += 1
             variables = declared(specs[str(target.name)])
@@ -190,9 +189,7 @@ def test_the_wf_specs_declare_every_variable_the_examples_send(program: Program)
 
 
 def test_partner_referral_version_2_takes_the_sample_referral(program: Program) -> None:
-    target = next(
-        t for t in program.pipelines["referrals"].targets if t.kind is ast.TargetKind.RUN_WF
-    )
+    target = next(t for t in program.pipelines["referrals"].targets if t.kind == "run_wf")
     assert target.name == PARTNER_REFERRAL
     assert target.variables is None  # the referral's top-level fields are the variables
     versions = [
@@ -313,7 +310,7 @@ def partner_api() -> Iterator[PartnerApiStandIn]:
 def test_the_examples_call_the_stand_ins_addresses(program: Program) -> None:
     stand_ins = StandIns(CRM_TOKEN, PARTNER_TOKEN)
     crm_export = program.pipelines["crm_export"]
-    (http,) = [t for t in crm_export.targets if t.kind is ast.TargetKind.HTTP]
+    (http,) = [t for t in crm_export.targets if t.kind == "to_http"]
     assert http.name == stand_ins.crm.url
     poll = PollRequests(program.pipelines["partner_applications"], program)
     assert poll.url(None) == f"{stand_ins.partner_api.url}?after="

@@ -14,7 +14,6 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lhpipe.check.load import load_texts
 from lhpipe.commands.formats import (
     LintReport,
     format_github,
@@ -23,8 +22,8 @@ from lhpipe.commands.formats import (
     format_text,
 )
 from lhpipe.diagnostics import CODES
-from lhpipe.graph.compile import compile_program
 from lhpipe.graph.render import to_dot, to_mermaid
+from lhpipe.kinds import compile_program, load_texts
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = sorted([*(ROOT / "pipelines").rglob("*.lhp"), *(ROOT / "tests" / "data").rglob("*.lhp")])

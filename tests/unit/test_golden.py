@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from lhpipe.check.load import load
 from lhpipe.diagnostics import Diagnostic
+from lhpipe.kinds import load
 
 LINT_DIR = Path(__file__).parent.parent / "data" / "lint"
 GOLDEN_FILES = sorted(LINT_DIR.glob("*.lhp"))

@@ -5,7 +5,7 @@ converted where a conversion is safe, and written in the registry wire format.
 engine's plain values (:mod:`lhpipe.core.plans`), then writes with the compiled writer the
 Gateway's webhooks use too (:mod:`lhpipe.core.avro.writer`; fastavro's ``schemaless_writer``
 for what it does not cover) behind the wire header (magic byte 0, 4-byte big-endian schema id)
-that :func:`lhpipe.core.decode.schema_id_of` reads. The walk over the schema and the checks
+that :func:`lhpipe.core.avro.wire.schema_id_of` reads. The walk over the schema and the checks
 that are the same for JSON bodies are shared with the Gateway
 (:mod:`lhpipe.core.avro.compile`); what differs is what each accepts (below) and how each
 reports a misfit (here the first, with its path; the Gateway names every problem).
@@ -60,7 +60,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Protocol
 
-from lhpipe.clients.registry import encode, topic_subject
 from lhpipe.core.avro.compile import (
     LONG_RANGE,
     Check,
@@ -70,8 +69,8 @@ from lhpipe.core.avro.compile import (
     named_types,
     simple_checks,
 )
+from lhpipe.core.avro.wire import encode, parse_avro_schema, topic_subject
 from lhpipe.core.avro.writer import AVRO_DATUM, EPOCH, EPOCH_DAY, compile_writer, wire_record
-from lhpipe.core.decode import parse_avro_schema
 from lhpipe.core.errors import PermanentError
 from lhpipe.core.jsonenc import dumps
 from lhpipe.core.plans import TopicSchema

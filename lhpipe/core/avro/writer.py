@@ -42,7 +42,7 @@ from typing import Any, Final, NamedTuple
 import orjson
 
 from lhpipe.core.avro.compile import FLOAT_MAX, INT_RANGE, LONG_RANGE, SchemaWalker, named_types
-from lhpipe.core.decode import WIRE_HEADER
+from lhpipe.core.avro.wire import WIRE_HEADER
 
 #: Appends the Avro binary encoding of one value to ``out``.
 Writer = Callable[[bytearray, Any], None]

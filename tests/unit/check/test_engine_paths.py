@@ -9,8 +9,8 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from lhpipe.check import rules
-from lhpipe.check.load import load_texts
 from lhpipe.gateway.server import EngineApp, Receive, Scope, Send, send_json
+from lhpipe.kinds import load_texts
 
 CANDIDATES = ("/", "/healthz", "/readyz", "/metrics", "/health", "/metrics/x", "/healthz/")
 

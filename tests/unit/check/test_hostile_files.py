@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lhpipe.check.load import discover, load, load_texts
-from lhpipe.check.sources import NotARegularFile
+from lhpipe.check.files import NotARegularFile
+from lhpipe.check.load import discover
+from lhpipe.kinds import load, load_texts
 from lhpipe.syntax import parse
 from lhpipe.syntax._builder import MAX_NESTING
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lhpipe.check import types as t
-from lhpipe.check.load import discover, load, load_texts
+from lhpipe.check.load import discover
+from lhpipe.kinds import load, load_texts
 from lhpipe.syntax import ast
 
 DATA = Path(__file__).parent.parent.parent / "data"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
 from lhpipe.clients.kafka.topics import (
     DEFAULT_PARTITIONS,
@@ -14,7 +13,7 @@ from lhpipe.clients.kafka.topics import (
     default_partitions,
     partitions_for,
 )
-from lhpipe.graph.compile import compile_program
+from lhpipe.kinds import compile_program, load_texts
 from lhpipe.settings import Settings, SettingsError
 from lhpipe.syntax import parse
 from lhpipe.syntax.formatter import format_file

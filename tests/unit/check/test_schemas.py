@@ -11,8 +11,9 @@ import fastavro
 import pytest
 
 from lhpipe.check import types as t
-from lhpipe.check.load import LoadResult, load_texts
+from lhpipe.check.load import LoadResult
 from lhpipe.check.schemas import SchemaFileError, read_avsc
+from lhpipe.kinds import load_texts
 
 DATA = Path(__file__).parent.parent.parent / "data"
 
@@ -101,7 +102,7 @@ def test_a_schema_file_is_embedded_where_an_inline_schema_uses_it(tmp_path: Path
 
 
 def test_every_compiled_schema_of_the_examples_is_valid_avro() -> None:
-    from lhpipe.check.load import load
+    from lhpipe.kinds import load
 
     result = load([DATA / "check_ok"])
     assert result.program is not None

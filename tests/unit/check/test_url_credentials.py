@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.rules import url_credentials
+from lhpipe.kinds import load_texts
 
 
 def lint_codes(text: str) -> list[tuple[str, int, int, str]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.words import a, article
+from lhpipe.kinds import load_texts
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,8 @@ import pytest
 from free_ports import free_port
 from waiting import wait_for
 
-from lhpipe.check.load import load
 from lhpipe.engine.watch import is_watched, watch_roots
+from lhpipe.kinds import load
 from lhpipe.settings import load_settings
 
 LHPIPE = str(Path(sys.executable).with_name("lhpipe"))

@@ -15,19 +15,15 @@ from typing import Any
 import httpx
 import pytest
 
-from lhpipe.check.load import load
 from lhpipe.check.program import ConnectorInfo
 from lhpipe.clients.connect_rest import ConnectRest
 from lhpipe.core.errors import DecodeError
 from lhpipe.engine import connectors as mod
-from lhpipe.engine.connectors import (
-    ConnectorManager,
-    ConnectorValueDecoder,
-    cluster_config,
-    health_of,
-)
+from lhpipe.engine.connectors import ConnectorManager, cluster_config, health_of
+from lhpipe.kinds import load
 from lhpipe.runtime.status import State
 from lhpipe.settings import Settings, SettingsError
+from lhpipe.sources.connector import ConnectorValueDecoder
 
 URL = "http://connect.test:8083"
 

@@ -13,8 +13,8 @@ import pytest
 
 from lhpipe.core.errors import PausedError, PermanentError, TransientError
 from lhpipe.core.plans import FilePlan
-from lhpipe.targets import to_file as file_sender
-from lhpipe.targets.to_file import FileSender
+from lhpipe.targets import to_file_sender as file_sender
+from lhpipe.targets.to_file_sender import FileSender
 
 
 def lines(path: Path) -> list[object]:

@@ -32,7 +32,7 @@ from lhpipe.engine.connectors import ConnectorManager
 from lhpipe.runtime.delivery import Delivery
 from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError
-from lhpipe.sources.poll import PollSource
+from lhpipe.sources.poll_source import PollSource
 
 
 def _settings(**environ: str) -> Settings:

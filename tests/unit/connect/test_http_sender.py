@@ -12,7 +12,7 @@ import pytest
 
 from lhpipe.core.errors import PausedError, PermanentError, TransientError
 from lhpipe.core.plans import HttpPlan, LogPlan
-from lhpipe.targets.to_http import HttpSender, HttpTransientError, parse_retry_after
+from lhpipe.targets.to_http_sender import HttpSender, HttpTransientError, parse_retry_after
 
 PLAN = HttpPlan(
     url="https://crm.example.com/customers",

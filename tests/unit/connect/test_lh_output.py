@@ -35,21 +35,20 @@ from littlehorse.model import (
     WorkflowEventId,
 )
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.scopes import EVENT
 from lhpipe.core import jsonenc
 from lhpipe.core.errors import DecodeError
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.core.steps import compile_steps
-from lhpipe.graph.compile import compile_program
+from lhpipe.kinds import compile_program, load_texts
 from lhpipe.settings import Settings
-from lhpipe.sources.lh_output import (
+from lhpipe.sources.lh_output import SOURCE as LH_OUTPUT
+from lhpipe.sources.lh_output_reader import (
     EventDecoder,
     OutputTopicSource,
     WfRunMemory,
     output_topic,
     plain_value,
-    source_parts,
     wf_run_id_text,
 )
 
@@ -273,7 +272,8 @@ def _program(text: str = FILTERED) -> Any:
 
 def test_kinds_and_wf_spec_drop_records_like_a_where() -> None:
     program = _program()
-    steps = compile_steps(program.pipelines["done"], program)
+    done = program.pipelines["done"]
+    steps = compile_steps(done, program, LH_OUTPUT.filter(done.source))
     decoder = EventDecoder()
     variable = _decode(decoder, _variable("applicant", VariableValue(str="Ada")))
     completed = _decode(decoder, _wf_run(LHStatus.COMPLETED, ended=True))
@@ -284,7 +284,8 @@ def test_kinds_and_wf_spec_drop_records_like_a_where() -> None:
     assert steps({"event": unknown}) is None
     assert steps({"event": None}) is None
     assert steps({"event": completed}) is not None
-    every = compile_steps(program.pipelines["every_kind"], program)
+    every_kind = program.pipelines["every_kind"]
+    every = compile_steps(every_kind, program, LH_OUTPUT.filter(every_kind.source))
     assert every({"event": variable}) is not None
     assert every({"event": None}) is None
 
@@ -335,7 +336,9 @@ class _NoClients:
 def test_the_source_reads_committed_records_of_the_tenant_topic_as_its_group() -> None:
     program = _program()
     spec = compile_program(program).pipelines["done"]
-    parts = source_parts(spec, program, Settings(environ={"LHC_TENANT_ID": "acme"}), _NoClients())
+    parts = LH_OUTPUT.parts(
+        spec, program, Settings(environ={"LHC_TENANT_ID": "acme"}), _NoClients()
+    )
     source = parts.make_source(object())  # type: ignore[arg-type]
     assert isinstance(source, OutputTopicSource)
     assert (source.topic, source.group) == ("lhpipe_acme_execution", "lhpipe-done")
@@ -398,7 +401,7 @@ class _Reader:
 
 
 def test_the_replay_rebuilds_the_memory_up_to_the_committed_offset() -> None:
-    from lhpipe.sources.lh_output import _replay
+    from lhpipe.sources.lh_output_reader import _replay
 
     other = WfRunId(id="run-2")
     partition_0 = [
@@ -424,7 +427,7 @@ def test_the_replay_rebuilds_the_memory_up_to_the_committed_offset() -> None:
 
 def test_the_lookback_setting() -> None:
     from lhpipe.runtime.kind import PipelineNotRunnable
-    from lhpipe.sources.lh_output import DEFAULT_LOOKBACK, lookback
+    from lhpipe.sources.lh_output_reader import DEFAULT_LOOKBACK, lookback
 
     assert lookback(Settings(environ={})) == DEFAULT_LOOKBACK
     assert lookback(Settings(environ={"LHPIPE_LH_OUTPUT_LOOKBACK": "0"})) == 0

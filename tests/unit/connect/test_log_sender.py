@@ -11,7 +11,7 @@ import pytest
 
 from lhpipe.core.errors import PermanentError
 from lhpipe.core.plans import FilePlan, LogPlan
-from lhpipe.targets.to_log import LOGGER_NAME, LogSender
+from lhpipe.targets.to_log_sender import LOGGER_NAME, LogSender
 
 
 def test_each_record_is_one_info_line_with_the_value_as_json(

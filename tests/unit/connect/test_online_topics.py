@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
+from lhpipe.kinds import load_texts
 from lhpipe.online.topics import (
     declared_processes,
     needs_kafka,

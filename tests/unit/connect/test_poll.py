@@ -14,13 +14,13 @@ import orjson
 import pytest
 from waiting import until
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
 from lhpipe.core.errors import ExpressionError
+from lhpipe.core.planning import generated_id
 from lhpipe.core.record import Record
 from lhpipe.core.steps import initial_env
+from lhpipe.kinds import load_texts
 from lhpipe.runtime.commit import ContiguousCommitTracker
-from lhpipe.sources.poll import PollSource
 from lhpipe.sources.poll_items import (
     URL_HEADER,
     PollOrigin,
@@ -28,8 +28,8 @@ from lhpipe.sources.poll_items import (
     generated_part,
     poll_environment,
 )
+from lhpipe.sources.poll_source import PollSource
 from lhpipe.sources.poll_state import PollState
-from lhpipe.targets.planners import generated_id
 
 FEED = """
 pipeline feed {
@@ -338,7 +338,7 @@ def test_the_state_is_read_again_until_kafka_answers() -> None:
     store.states["feed"] = PollState(cursor="3")
 
     async def scenario() -> list[bool]:
-        import lhpipe.sources.poll as poll_module
+        import lhpipe.sources.poll_source as poll_module
 
         poll_module.STATE_RETRY_SECONDS = 0.01
         try:
@@ -467,7 +467,7 @@ def test_a_polled_item_has_a_record_of_its_place_in_the_poller() -> None:
     polled = PollRequests(prog.pipelines["feed"], prog).item({"id": "a"}, 5, "u", 1_700_000_000_000)
     # As `lhpipe run` (the poll source's environment) and `lhpipe test` (the steps') see it.
     env = poll_environment(polled.record, None, {"id": "a"})
-    assert env == initial_env(polled.record, None, {"id": "a"}, prog.pipelines["feed"])
+    assert env == initial_env(polled.record, None, {"id": "a"})
     assert env["record"] == {
         "topic": "poll:feed",
         "partition": 0,
@@ -612,10 +612,12 @@ def test_a_cursor_that_wraps_around_to_known_items_waits_for_the_next_tick() -> 
 
 
 def test_source_parts_read_the_settings_and_decode_items_as_json() -> None:
-    from lhpipe.graph.compile import compile_program
+    from lhpipe.kinds import compile_program
     from lhpipe.runtime.kind import PipelineNotRunnable
     from lhpipe.settings import Settings
-    from lhpipe.sources.poll import source_parts
+    from lhpipe.sources.poll import SOURCE
+
+    source_parts = SOURCE.parts
 
     prog = program()
     spec = compile_program(prog, Settings(environ={})).pipelines["feed"]

@@ -10,7 +10,7 @@ import pytest
 from test_poll import FEED, Feed, Sink, Store, source
 from waiting import until
 
-from lhpipe.sources.poll import PollSource
+from lhpipe.sources.poll_source import PollSource
 
 SECRET_FEED = FEED.replace(
     "http://feed.test/items?after=", "http://bot:PW9@feed.test/items?key=K3Y&after="
@@ -40,7 +40,7 @@ def test_a_failed_poll_names_its_url_redacted(
         await until(lambda: len(sink.records) == 5, "the items after the retry")
         await poll.stop(sink.tracker.committable)
 
-    with caplog.at_level(logging.INFO, logger="lhpipe.sources.poll"):
+    with caplog.at_level(logging.INFO, logger="lhpipe.sources.poll_source"):
         asyncio.run(scenario())
     [why] = errors
     assert why is not None and "GET http://***@feed.test/items?key=***&after=***" in why

@@ -19,9 +19,8 @@ from lhpipe.clients.registry import (
     RegistryPermanentError,
     RegistryTransientError,
     SchemaRegistry,
-    encode,
 )
-from lhpipe.core.decode import parse_avro_schema, schema_id_of
+from lhpipe.core.avro.wire import encode, parse_avro_schema, schema_id_of
 from lhpipe.core.errors import PermanentError
 
 ORDER = {

@@ -17,11 +17,11 @@ import pytest
 
 from lhpipe.clients.registry import RegistryPermanentError, RegistryTransientError
 from lhpipe.core.avro.encode import AvroValueEncoder, TopicSchemas
+from lhpipe.core.avro.wire import WIRE_HEADER, parse_avro_schema
 from lhpipe.core.avro.writer import AVRO_DATUM, compile_writer
-from lhpipe.core.decode import WIRE_HEADER, parse_avro_schema
 from lhpipe.core.errors import PermanentError, TransientError
 from lhpipe.core.plans import TopicPlan, TopicSchema
-from lhpipe.targets.to_topic import TopicSender
+from lhpipe.targets.to_topic_sender import TopicSender
 
 SUMMARY: dict[str, Any] = {
     "type": "record",

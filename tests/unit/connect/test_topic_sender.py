@@ -11,7 +11,7 @@ import pytest
 
 from lhpipe.core.errors import PermanentError, TransientError
 from lhpipe.core.plans import LogPlan, TopicPlan
-from lhpipe.targets.to_topic import TopicSender
+from lhpipe.targets.to_topic_sender import TopicSender
 
 Produced = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes | None]]]
 

@@ -11,10 +11,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
-from lhpipe.core.decode import Decoder, avro_writer_converter, parse_avro_schema, schema_id_of
+from lhpipe.core.avro.wire import parse_avro_schema, schema_id_of
+from lhpipe.core.decode import Decoder, avro_writer_converter
 from lhpipe.core.errors import DecodeError
+from lhpipe.kinds import load_texts
 
 SCHEMA = """
 schema Order {

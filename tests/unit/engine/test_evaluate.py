@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.core.errors import ExpressionError
 from lhpipe.core.evaluate import compile_expr, format_timestamp, values_equal
+from lhpipe.kinds import load_texts
 
 SCHEMAS = """
 schema Person {

@@ -22,12 +22,11 @@ from typing import Any
 import pytest
 from waiting import wait_for
 
-from lhpipe.check.load import load_texts
 from lhpipe.gateway import http_limits
 from lhpipe.gateway.gateway import Gateway
 from lhpipe.gateway.http_limits import HttpLimits, LogLimiter, fit_max_connections
 from lhpipe.gateway.server import EngineApp, HttpListener, Receive, Scope, Send
-from lhpipe.graph.compile import compile_program
+from lhpipe.kinds import compile_program, load_texts
 from lhpipe.settings import Settings, SettingsError
 
 PROGRAM = 'webhook open { path = "/hook"  auth = none  body = json  topic = "t-open" }'

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.core.errors import BadIdError, ExpressionError, PermanentError
 from lhpipe.core.plans import (
     CorrelatePlan,
@@ -20,7 +19,7 @@ from lhpipe.core.plans import (
 )
 from lhpipe.core.record import KafkaOrigin, Record, WebhookOrigin
 from lhpipe.core.steps import compile_steps, initial_env
-from lhpipe.targets.planners import compile_planner
+from lhpipe.kinds import compile_planner, load_texts
 
 ORIGIN = KafkaOrigin("orders.v2_eu", 3, 42)
 
@@ -46,7 +45,7 @@ def plan(
         headers=tuple((k, v.encode()) for k, v in (headers or {}).items()),
         timestamp_ms=1_714_564_800_000,
     )
-    env = compile_steps(info, result.program)(initial_env(record, key, value, info))
+    env = compile_steps(info, result.program)(initial_env(record, key, value))
     assert env is not None
     return compile_planner(info.targets[0], info, result.program)(env, record)
 

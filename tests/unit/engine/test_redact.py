@@ -13,7 +13,7 @@ from lhpipe.core.errors import DeliveryError
 from lhpipe.core.metrics import target_label
 from lhpipe.core.plans import HttpPlan
 from lhpipe.core.redact import redact_text, redact_url
-from lhpipe.targets.to_http import HttpSender
+from lhpipe.targets.to_http_sender import HttpSender
 
 
 @pytest.mark.parametrize(

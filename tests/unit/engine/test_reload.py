@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lhpipe import kinds
 from lhpipe.check.program import Program
 from lhpipe.core import metrics
 from lhpipe.engine.reload import (
@@ -26,7 +27,6 @@ from lhpipe.engine.supervisor import Supervisor
 from lhpipe.gateway.gateway import starting_routes
 from lhpipe.gateway.server import EngineApp
 from lhpipe.graph.model import CompiledProgram
-from lhpipe.runtime import kind as sources
 from lhpipe.runtime.runner import PipelineRunner, TopicPartition
 from lhpipe.runtime.status import State
 from lhpipe.settings import Settings
@@ -137,15 +137,20 @@ class FakeSource:
 def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every pipeline's source is a :class:`FakeSource` writing to the returned journal."""
     events: list[str] = []
-    real = sources.source_parts
 
-    def fake_parts(spec: Any, program: Program, settings: Settings, clients: Any) -> Any:
-        parts = real(spec, program, settings, clients)
-        return dataclasses.replace(
-            parts, make_source=lambda runner: FakeSource(spec.name, runner, events)
+    def faked(real: Any) -> Any:
+        def fake_parts(spec: Any, program: Program, settings: Settings, clients: Any) -> Any:
+            parts = real(spec, program, settings, clients)
+            return dataclasses.replace(
+                parts, make_source=lambda runner: FakeSource(spec.name, runner, events)
+            )
+
+        return fake_parts
+
+    for kind, definition in list(kinds.SOURCES.items()):
+        monkeypatch.setitem(
+            kinds.SOURCES, kind, dataclasses.replace(definition, parts=faked(definition.parts))
         )
-
-    monkeypatch.setattr(sources, "source_parts", fake_parts)
     yield events
 
 
@@ -234,8 +239,7 @@ connector files {
 
 
 def test_a_poll_pipeline_restarts_when_its_state_settings_change(tmp_path: Path) -> None:
-    from lhpipe.check.load import load
-    from lhpipe.graph.compile import compile_program
+    from lhpipe.kinds import compile_program, load
 
     folder = write(
         tmp_path / "poll",

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import PipelineInfo, Program
 from lhpipe.core.errors import ExpressionError
 from lhpipe.core.record import KafkaOrigin, Record, WebhookOrigin
 from lhpipe.core.steps import compile_steps, initial_env
+from lhpipe.kinds import load_texts
 
 RECORD = Record(
     origin=KafkaOrigin("orders", 2, 17),
@@ -30,7 +30,7 @@ def pipeline(body: str, source: str = 'from topic "orders"') -> tuple[PipelineIn
 
 def test_initial_env_of_a_kafka_record() -> None:
     info, _ = pipeline("")
-    env = initial_env(RECORD, "k-1", {"a": 1}, info)
+    env = initial_env(RECORD, "k-1", {"a": 1})
     assert env == {
         "value": {"a": 1},
         "key": "k-1",
@@ -47,20 +47,20 @@ def test_initial_env_of_a_kafka_record() -> None:
 def test_a_webhook_delivery_has_no_record_coordinates() -> None:
     info, _ = pipeline("")
     direct = Record(origin=WebhookOrigin("hook", "d-1"), key=None, value=b"{}")
-    assert "record" not in initial_env(direct, None, {}, info)
+    assert "record" not in initial_env(direct, None, {})
 
 
 def test_lh_output_sees_event() -> None:
     info, _ = pipeline("", source="from lh_output { kinds = [wf_run] }")
     event = {"kind": "wf_run", "status": "COMPLETED"}
-    assert initial_env(RECORD, None, {"raw": 1}, info, event=event)["event"] == event
-    # Until the lh_output source supplies the structured event, it is the value itself.
-    assert initial_env(RECORD, None, {"raw": 1}, info)["event"] == {"raw": 1}
+    assert initial_env(RECORD, None, {"raw": 1}, event=event)["event"] == event
+    # Only a source that gives an event has one (`lhpipe test` gives the value as the event).
+    assert "event" not in initial_env(RECORD, None, {"raw": 1})
 
 
 def run(body: str, value: Any) -> dict[str, Any] | None:
     info, program = pipeline(body)
-    return compile_steps(info, program)(initial_env(RECORD, "k-1", value, info))
+    return compile_steps(info, program)(initial_env(RECORD, "k-1", value))
 
 
 def test_lets_apply_in_order_and_see_earlier_lets() -> None:
@@ -86,6 +86,6 @@ def test_where_needs_a_boolean_at_run_time() -> None:
 def test_dropped_by_names_the_where() -> None:
     info, program = pipeline("where value.n > 0\n  where value.n > 5")
     steps = compile_steps(info, program)
-    where = steps.dropped_by(initial_env(RECORD, None, {"n": 3}, info))
+    where = steps.dropped_by(initial_env(RECORD, None, {"n": 3}))
     assert where is info.steps[1]
-    assert steps.dropped_by(initial_env(RECORD, None, {"n": 9}, info)) is None
+    assert steps.dropped_by(initial_env(RECORD, None, {"n": 9})) is None

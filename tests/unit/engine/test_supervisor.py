@@ -6,9 +6,8 @@ import asyncio
 
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.engine.supervisor import Supervisor
-from lhpipe.graph.compile import compile_program
+from lhpipe.kinds import compile_program, load_texts
 from lhpipe.runtime.status import PipelineStatus, State
 from lhpipe.settings import Settings, SettingsError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_testing import run_text
 
-from lhpipe.check.load import load
 from lhpipe.engine import testing
+from lhpipe.kinds import load
 
 PROGRAM = """\
 schema Signup { email: string  plan: string = "free" }

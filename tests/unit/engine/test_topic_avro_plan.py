@@ -9,12 +9,10 @@ from typing import Any
 
 from lhpipe.check import types as t
 from lhpipe.check.export_schema import misfits, path_text
-from lhpipe.check.load import load_texts
 from lhpipe.core.plans import TopicPlan, TopicSchema
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.core.steps import compile_steps, initial_env
-from lhpipe.graph.compile import compile_program
-from lhpipe.targets.planners import compile_planner
+from lhpipe.kinds import compile_planner, compile_program, load_texts
 
 SCHEMAS = """
 schema Summary {
@@ -35,7 +33,7 @@ def plans(targets: str, value: Any, schemas: str = SCHEMAS) -> list[TopicPlan]:
     record = Record(
         origin=KafkaOrigin("in", 0, 1), key=b"k-1", value=None, headers=(), timestamp_ms=0
     )
-    env = compile_steps(info, result.program)(initial_env(record, "k-1", value, info))
+    env = compile_steps(info, result.program)(initial_env(record, "k-1", value))
     assert env is not None
     found = []
     for target in info.targets:
@@ -105,7 +103,7 @@ def write(folder: Path, summary_count: str) -> Path:
 
 
 def compiled(folder: Path) -> Any:
-    from lhpipe.check.load import load
+    from lhpipe.kinds import load
 
     result = load([folder])
     assert result.program is not None, [d.message for d in result.diagnostics]

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lhpipe.check.load import load
-from lhpipe.graph.compile import compile_program
 from lhpipe.graph.model import CompiledProgram, NodeKind
+from lhpipe.kinds import compile_program, load
 
 SNAPSHOT = Path(__file__).with_name("snapshots") / "compiled.json"
 

@@ -107,15 +107,15 @@ def test_tagged_block_and_bare_name_as_auth() -> None:
 
 def test_every_source_kind() -> None:
     sources = [
-        ('from topic "t" { value = json }', ast.SourceKind.TOPIC, ast.StringLit, True),
-        ("from webhook hook", ast.SourceKind.WEBHOOK, ast.Ident, False),
-        ('from lh_output { kinds = [wf_run] wf_spec = "w" }', ast.SourceKind.LH_OUTPUT, None, True),
-        ('from poll "http://x" { every = 5s }', ast.SourceKind.POLL, ast.StringLit, True),
-        ("from connector c", ast.SourceKind.CONNECTOR, ast.Ident, False),
+        ('from topic "t" { value = json }', "topic", ast.StringLit, True),
+        ("from webhook hook", "webhook", ast.Ident, False),
+        ('from lh_output { kinds = [wf_run] wf_spec = "w" }', "lh_output", None, True),
+        ('from poll "http://x" { every = 5s }', "poll", ast.StringLit, True),
+        ("from connector c", "connector", ast.Ident, False),
     ]
     for text, kind, arg_type, has_block in sources:
         source = _pipeline(f"{text}\nto log").source
-        assert source.kind is kind
+        assert source.kind == kind
         assert (source.arg is None) if arg_type is None else isinstance(source.arg, arg_type)
         assert (source.block is not None) is has_block
 
@@ -130,15 +130,15 @@ def test_every_target_kind_with_and_without_block() -> None:
     )
     kinds = [t.kind for t in pipeline.targets]
     assert kinds == [
-        ast.TargetKind.RUN_WF,
-        ast.TargetKind.RUN_WF,
-        ast.TargetKind.RUN_WF,
-        ast.TargetKind.POST_EVENT,
-        ast.TargetKind.CORRELATE,
-        ast.TargetKind.TOPIC,
-        ast.TargetKind.HTTP,
-        ast.TargetKind.FILE,
-        ast.TargetKind.LOG,
+        "run_wf",
+        "run_wf",
+        "run_wf",
+        "post_event",
+        "correlate",
+        "to_topic",
+        "to_http",
+        "to_file",
+        "to_log",
     ]
     assert pipeline.targets[0].block is None
     assert pipeline.targets[1].block is not None and pipeline.targets[1].block.entries == ()
@@ -161,7 +161,7 @@ def test_test_declaration_items() -> None:
     assert isinstance(setting, ast.Setting) and setting.key.name == "pipeline"
     assert isinstance(given, ast.NestedBlock)
     assert isinstance(expect, ast.Expect) and expect.target is not None
-    assert expect.target.kind is ast.TargetKind.TOPIC
+    assert expect.target.kind == "to_topic"
     assert isinstance(nothing, ast.Expect) and nothing.target is None
 
 

@@ -30,14 +30,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc.jwk import RSAKey
 
-from lhpipe.check.load import load_texts
 from lhpipe.core import metrics
 from lhpipe.core.plans import Plan
 from lhpipe.core.senders import Sender
 from lhpipe.gateway.gateway import Gateway
 from lhpipe.gateway.oauth import IssuerDirectory
 from lhpipe.gateway.server import EngineApp, HttpListener
-from lhpipe.graph.compile import compile_program
+from lhpipe.kinds import compile_program, load_texts
 from lhpipe.settings import Settings
 from lhpipe.syntax import ast
 

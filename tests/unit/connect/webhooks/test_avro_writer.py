@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lhpipe.clients.registry import encode
+from lhpipe.core.avro.wire import encode, parse_avro_schema
 from lhpipe.core.avro.writer import AVRO_DATUM, JSON_BODY, compile_writer, write_long
-from lhpipe.core.decode import parse_avro_schema
 from lhpipe.core.errors import PermanentError
 from lhpipe.gateway.validate import BodyRejected, SchemaBody
 

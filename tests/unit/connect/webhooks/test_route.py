@@ -17,11 +17,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
 from lhpipe.clients.registry import RegisteredSchema
 from lhpipe.core import metrics
-from lhpipe.core.decode import parse_avro_schema
+from lhpipe.core.avro.wire import parse_avro_schema
 from lhpipe.core.errors import PermanentError, TransientError
 from lhpipe.core.plans import Plan, RunWfPlan
 from lhpipe.core.senders import Sender
@@ -29,7 +28,7 @@ from lhpipe.gateway.gateway import Gateway
 from lhpipe.gateway.outcome import Authenticated, AuthOutcome, Refused
 from lhpipe.gateway.problems import Problem
 from lhpipe.gateway.route import WebhookRoute, new_webhook_id
-from lhpipe.graph.compile import compile_program
+from lhpipe.kinds import compile_program, load_texts
 from lhpipe.settings import Settings
 from lhpipe.syntax import ast
 

@@ -14,7 +14,6 @@ from typing import Any
 import fastavro
 import pytest
 
-from lhpipe.check.load import load_texts
 from lhpipe.check.program import Program
 from lhpipe.core.decode import Decoder
 from lhpipe.gateway.validate import (
@@ -24,6 +23,7 @@ from lhpipe.gateway.validate import (
     body_decoder,
     is_json_media_type,
 )
+from lhpipe.kinds import load_texts
 
 SCHEMAS = """
 schema Address { city: string  zip: string? }

@@ -10,9 +10,9 @@ import dataclasses
 import re
 from pathlib import Path
 
-from lhpipe.kinds import load
 from lhpipe.commands.formats import format_diagnostic_text
 from lhpipe.diagnostics import CODES, Diagnostic
+from lhpipe.kinds import load
 
 PAGE = Path(__file__).with_name("diagnostics.md")
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "data" / "lint"

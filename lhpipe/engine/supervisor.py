@@ -1,21 +1,24 @@
 """The Supervisor: every pipeline of a compiled program, the clients they share, and the drain.
 
 It builds one :class:`~lhpipe.runtime.runner.PipelineRunner` per pipeline from its
-:class:`~lhpipe.graph.model.PipelineSpec`, and the process's shared clients, each only when some
-pipeline needs it: the LittleHorse client (``run_wf``, ``post_event``, ``correlate``), the
-schema registry (Avro sources), the idempotent Kafka producer (dead letters and ``to topic``),
-the HTTP client and the file and log senders. Dead-letter topics that do not exist are created
-at start (see :func:`lhpipe.clients.kafka.admin.ensure_topics`).
+:class:`~lhpipe.graph.model.PipelineSpec` through the one pipeline builder
+(:func:`lhpipe.kinds.build.build_runner`: the source kind's parts, each target kind's planner
+and sender), and holds the process's shared clients, each made only when some pipeline needs
+it: the LittleHorse client, the schema registry (Avro), the idempotent Kafka producer (dead
+letters and ``to topic``), and one sender per target kind. Dead-letter topics that do not exist
+are created at start (see :func:`lhpipe.clients.kafka.admin.ensure_topics`).
 
 The webhooks are the :class:`~lhpipe.gateway.gateway.Gateway`'s: the Supervisor builds it with
 the shared clients and installs its routes on the listener (:meth:`Supervisor.start`). A
 pipeline ``from webhook`` of a topic-mode webhook is an ordinary topic pipeline here; the
 pipeline of a direct-mode webhook runs inside the Gateway's requests, not as a runner.
+Kafka Connect connectors are kept in line with the declarations by a
+:class:`~lhpipe.engine.connectors.ConnectorManager`.
 
-A pipeline that cannot run is reported, never fatal to the others: a source kind this version
-does not run yet (``lh_output``, ``poll``, ``connector``) or a setting
-that cannot be resolved (a dead-letter topic from an unset ``env()``) gives a pipeline in state
-``failed`` with the reason, in ``/readyz`` and in the log.
+A pipeline that cannot run is reported, never fatal to the others: a setting that cannot be
+resolved (a dead-letter topic or a consumer group from an unset ``env()``, a bad
+``LHPIPE_LH_OUTPUT_LOOKBACK``) gives a pipeline in state ``failed`` with the reason, in
+``/readyz`` and in the log.
 
 Runners can be started and stopped one by one (:meth:`Supervisor.start_pipeline`,
 :meth:`Supervisor.stop_pipeline`); :meth:`Supervisor.reload` (hot reload) replaces the program:

@@ -281,7 +281,7 @@ class _Compiler:
         return {
             "kind": source.kind.value,
             "topic": source.topic,
-            "group": source.group,
+            "group": text_json(source.group),
             "value": source.value,
             "key": source.key,
             "webhook": source.webhook,

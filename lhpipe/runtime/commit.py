@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-TopicPartition = tuple[str, int]
+from lhpipe.core.sink import TopicPartition
 
 
 class PartitionOffsets:

@@ -30,6 +30,7 @@ from lhpipe.core import metrics
 from lhpipe.core.errors import TransientError
 from lhpipe.core.plans import Plan
 from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.core.sink import REVOKE_WAIT_SECONDS, TopicPartition
 from lhpipe.runtime.commit import ContiguousCommitTracker, PartitionOffsets
 from lhpipe.runtime.delivery import (
     DEFAULT_BACKOFF_SECONDS,
@@ -49,11 +50,9 @@ from lhpipe.runtime.status import PipelineStatus, State
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_SECONDS = 1.0
-REVOKE_WAIT_SECONDS = 10.0
 DRAIN_SECONDS = 30.0
 _RNG = random.Random()
 
-TopicPartition = tuple[str, int]
 Planner = Callable[[Mapping[str, Any], Record], Plan]
 
 

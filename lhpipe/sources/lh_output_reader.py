@@ -55,8 +55,9 @@ from littlehorse.utils import extract_value
 
 from lhpipe.check.scopes import LH_OUTPUT_KINDS
 from lhpipe.clients.kafka.config import client_config
-from lhpipe.clients.kafka.consumer import KafkaSource, RecordSink
+from lhpipe.clients.kafka.consumer import KafkaSource
 from lhpipe.core.errors import DecodeError
+from lhpipe.core.sink import KafkaRecordSink
 from lhpipe.runtime.kind import PipelineNotRunnable
 from lhpipe.sources.lh_output import CLUSTER_ID_SETTING, LOOKBACK_SETTING, OUTPUT_TOPIC_SETTING
 
@@ -346,7 +347,7 @@ class OutputTopicSource(KafkaSource):
         pipeline: str,
         topic: str,
         group: str,
-        sink: RecordSink,
+        sink: KafkaRecordSink,
         memory: WfRunMemory,
         replay: int,
     ) -> None:

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -49,6 +49,7 @@ from lhpipe.core.errors import ExpressionError
 from lhpipe.core.evaluate import parse_json
 from lhpipe.core.record import Record
 from lhpipe.core.redact import redact_text, redact_url
+from lhpipe.core.sink import RecordSink, TopicPartition
 from lhpipe.runtime.kind import PipelineNotRunnable
 from lhpipe.sources.poll import DEDUPE_WINDOW_SETTING
 from lhpipe.sources.poll_items import PollRequests
@@ -70,20 +71,6 @@ MAX_STATE_RETRY_SECONDS = 30.0
 #: How long a stop waits for the last state to be written.
 FINAL_WRITE_SECONDS = 10.0
 MIN_EVERY_SECONDS = 0.05
-
-TopicPartition = tuple[str, int]
-
-
-class RecordSink(Protocol):
-    """What a :class:`PollSource` feeds: the pipeline runner (the Kafka source's sink)."""
-
-    def room(self) -> int: ...
-
-    def on_assigned(self, partitions: list[TopicPartition]) -> None: ...
-
-    def on_records(self, records: list[Record]) -> None: ...
-
-    def on_committed(self, offsets: dict[TopicPartition, int]) -> None: ...
 
 
 class PollSource:

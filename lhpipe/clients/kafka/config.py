@@ -15,8 +15,6 @@ from lhpipe.settings import Settings
 
 EXTRA_PREFIX = "LHPIPE_KAFKA_"
 
-TopicPartitionKey = tuple[str, int]
-
 
 def client_config(settings: Settings) -> dict[str, Any]:
     """The librdkafka properties every client gets: bootstrap servers and the extra ones."""

@@ -27,13 +27,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from lhpipe.clients.kafka.config import TopicPartitionKey, client_config
+from lhpipe.clients.kafka.config import client_config
 from lhpipe.core import metrics
 from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.core.sink import REVOKE_WAIT_SECONDS, KafkaRecordSink
+from lhpipe.core.sink import TopicPartition as TopicPartitionKey
 from lhpipe.core.worker import this_worker
 from lhpipe.settings import Settings
 
@@ -47,7 +49,6 @@ ROOM_WAIT_SECONDS = 0.005
 HOLD_BEFORE_PAUSE_SECONDS = 5.0
 # How long a revocation waits for the revoked partitions' running records before committing
 # what is done; the rest is redelivered to the new owner (at-least-once).
-REVOKE_WAIT_SECONDS = 10.0
 
 DEFAULT_ASSIGNMENT_STRATEGY = "cooperative-sticky"
 SESSION_TIMEOUT_SETTING = "LHPIPE_SESSION_TIMEOUT_MS"
@@ -118,31 +119,6 @@ def stall_seconds(settings: Settings) -> int:
     return settings.integer(STALL_SETTING, DEFAULT_STALL_SECONDS, minimum=1)
 
 
-class RecordSink(Protocol):
-    """What a :class:`KafkaSource` feeds: the pipeline runner, on the event loop."""
-
-    def room(self) -> int:
-        """How many more records the runner takes now (read from the consumer thread)."""
-        ...
-
-    def on_assigned(self, partitions: list[TopicPartitionKey]) -> None:
-        """Partitions were assigned (called on the loop, before any of their records)."""
-        ...
-
-    def on_records(self, records: list[Record]) -> None:
-        """A batch of records in read order (called on the loop)."""
-        ...
-
-    async def on_revoked(self, partitions: list[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
-        """Partitions are being taken away: drop their waiting records, wait (bounded) for
-        their running ones, return the offsets to commit for them."""
-        ...
-
-    def on_committed(self, offsets: dict[TopicPartitionKey, int]) -> None:
-        """Kafka accepted these offsets (called on the loop)."""
-        ...
-
-
 class KafkaSource:
     """One pipeline's consumer: subscribes to ``topic`` as ``group``, in its own thread."""
 
@@ -153,7 +129,7 @@ class KafkaSource:
         pipeline: str,
         topic: str,
         group: str,
-        sink: RecordSink,
+        sink: KafkaRecordSink,
         batch_size: int = CONSUME_BATCH,
         config: Mapping[str, Any] | None = None,
     ) -> None:

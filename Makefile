@@ -27,6 +27,7 @@ check: install
 	$(BIN)/ruff check lhpipe tests bench
 	$(BIN)/ruff format --check lhpipe tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 # deploy/kubernetes, offline, against the Kubernetes 1.33 schemas kubernetes-validate ships (not
 # kustomization.yaml, which is no Kubernetes object); a kind it has no schema for is only a WARN
 # there (exit 0), so it fails the check here.

@@ -10,7 +10,7 @@ import dataclasses
 import re
 from pathlib import Path
 
-from lhpipe.commands.formats import format_diagnostic_text
+from lhpipe.check.formats import format_diagnostic_text
 from lhpipe.diagnostics import CODES, Diagnostic
 from lhpipe.kinds import load
 

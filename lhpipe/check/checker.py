@@ -62,6 +62,12 @@ def check(
 
 
 class _Checker(SchemaChecks, ConnectorChecks, WebhookChecks, PipelineChecks, TestChecks):
+    def __init__(
+        self, files: Sequence[ast.File], unreadable: Sequence[DroppedDecl], kinds: KindChecks
+    ) -> None:
+        super().__init__(files, unreadable)
+        self.kinds = kinds
+
     def run(self) -> tuple[Program, list[Diagnostic]]:
         self._declare()
         decls = [d for f in self.files for d in f.decls]

@@ -16,7 +16,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lhpipe.check import blocks, rules
 from lhpipe.check import types as t
@@ -37,9 +36,6 @@ from lhpipe.check.words import a
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import DroppedDecl, ast
 
-if TYPE_CHECKING:
-    from lhpipe.check.kinds import KindChecks
-
 KIND_NAMES = {
     ast.SchemaDecl: "schema",
     ast.WebhookDecl: "webhook",
@@ -54,10 +50,7 @@ class CheckContext:
     """What the checker knows so far, and the helpers that read values (see the module
     docstring)."""
 
-    def __init__(
-        self, files: Sequence[ast.File], unreadable: Sequence[DroppedDecl], kinds: KindChecks
-    ) -> None:
-        self.kinds = kinds
+    def __init__(self, files: Sequence[ast.File], unreadable: Sequence[DroppedDecl]) -> None:
         self.files = tuple(files)
         # name -> kind of the declarations with a syntax error (the first of a name wins).
         self.unreadable: dict[str, str] = {}

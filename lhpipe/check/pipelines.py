@@ -9,6 +9,7 @@ from typing import Literal, cast
 from lhpipe.check import blocks, scopes
 from lhpipe.check import types as t
 from lhpipe.check.context import CheckContext
+from lhpipe.check.kinds import KindChecks
 from lhpipe.check.names import Scope
 from lhpipe.check.program import (
     ErrorPolicy,
@@ -22,6 +23,9 @@ from lhpipe.syntax import ast
 
 
 class PipelineChecks(CheckContext):
+    #: Every kind's check (given by :func:`lhpipe.check.checker.check`).
+    kinds: KindChecks
+
     def _pipeline(self, decl: ast.PipelineDecl) -> None:
         source = self._source(decl.name.name, decl.source)
         kind = self.kinds.sources[source.kind]

@@ -7,6 +7,7 @@ from datetime import datetime
 from lhpipe.check import blocks
 from lhpipe.check import types as t
 from lhpipe.check.context import CheckContext
+from lhpipe.check.kinds import KindChecks
 from lhpipe.check.names import EMPTY_SCOPE, did_you_mean
 from lhpipe.check.program import (
     PipelineInfo,
@@ -18,6 +19,9 @@ from lhpipe.syntax.formatter import target_words
 
 
 class TestChecks(CheckContext):
+    #: Every kind's check (given by :func:`lhpipe.check.checker.check`).
+    kinds: KindChecks
+
     def _test(self, decl: ast.TestDecl) -> None:
         title = decl.title.text
         block = ast.Block(tuple(i for i in decl.items if not isinstance(i, ast.Expect)), decl.span)

@@ -16,9 +16,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TextIO
 
-from lhpipe.commands.formats import format_diagnostic_text, wants_color
-from lhpipe.commands.lint import describe_read_error
-from lhpipe.commands.outcome import ExitCode, fmt_exit
+from lhpipe.check.formats import describe_read_error, format_diagnostic_text, wants_color
+from lhpipe.check.outcome import ExitCode, fmt_exit
 from lhpipe.diagnostics import Diagnostic
 from lhpipe.syntax import ast
 

@@ -7,9 +7,14 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO, TextIO
 
-from lhpipe.commands.formats import LintReport, format_text, wants_color
-from lhpipe.commands.lint import describe_os_error, describe_read_error
-from lhpipe.commands.outcome import ExitCode, graph_exit
+from lhpipe.check.formats import (
+    LintReport,
+    describe_os_error,
+    describe_read_error,
+    format_text,
+    wants_color,
+)
+from lhpipe.check.outcome import ExitCode, graph_exit
 
 GRAPH_FORMATS = ("dot", "mermaid", "svg", "png", "json")
 _IMAGE_FORMATS = ("svg", "png")

@@ -7,8 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from lhpipe.commands.formats import LintReport, escape_control, formatter, wants_color
-from lhpipe.commands.outcome import ExitCode, lint_exit
+from lhpipe.check.formats import (
+    LintReport,
+    describe_read_error,
+    escape_control,
+    formatter,
+    wants_color,
+)
+from lhpipe.check.outcome import ExitCode, lint_exit
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program
@@ -67,7 +73,7 @@ def run_lint(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Lint ``paths`` and return the exit code (see :mod:`lhpipe.commands.outcome`)."""
+    """Lint ``paths`` and return the exit code (see :mod:`lhpipe.check.outcome`)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
@@ -85,19 +91,3 @@ def run_lint(
     out.write(render(report))
     out.flush()
     return lint_exit(report.diagnostics, strict=strict)
-
-
-def describe_read_error(exc: OSError | UnicodeDecodeError) -> str:
-    """Why the given files could not be read (a usage error): a missing or unreadable path, one
-    that is not a regular file, or a file that is not UTF-8 text (named, with where). Control
-    characters in file names are escaped."""
-    if isinstance(exc, UnicodeDecodeError):
-        return escape_control(f"a file is not UTF-8 text: {exc}")
-    return describe_os_error(exc)
-
-
-def describe_os_error(exc: OSError) -> str:
-    """``No such file or directory: 'x.lhp'`` rather than Python's ``[Errno 2] ...``."""
-    if exc.strerror and exc.filename is not None:
-        return escape_control(f"{exc.strerror}: {exc.filename!s}")
-    return escape_control(str(exc))

@@ -33,8 +33,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from lhpipe.commands.formats import wants_color
-from lhpipe.commands.outcome import ExitCode
+from lhpipe.check.formats import wants_color
+from lhpipe.check.outcome import ExitCode
 
 if TYPE_CHECKING:
     from lhpipe.check.program import Program

@@ -1,6 +1,6 @@
 """`lhpipe test`: load and check the files, run their ``test`` blocks, report pytest-style.
 
-Exit codes (cli.md, decided by :func:`lhpipe.commands.outcome.tests_exit`): 0 when every test
+Exit codes (cli.md, decided by :func:`lhpipe.check.outcome.tests_exit`): 0 when every test
 passes (or there is none), 1 when a test fails or the files have errors (printed as `lhpipe
 lint` prints them), 2 for a missing or unreadable path.
 """
@@ -11,9 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from lhpipe.commands.formats import LintReport, formatter, wants_color
-from lhpipe.commands.lint import describe_read_error
-from lhpipe.commands.outcome import ExitCode, tests_exit
+from lhpipe.check.formats import LintReport, describe_read_error, formatter, wants_color
+from lhpipe.check.outcome import ExitCode, tests_exit
 
 
 def run_test(

@@ -49,8 +49,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import TextIO
 
-from lhpipe.commands.formats import wants_color
-from lhpipe.commands.outcome import ExitCode
+from lhpipe.check.formats import wants_color
+from lhpipe.check.outcome import ExitCode
 from lhpipe.core.worker import DUPLICATE_SIGNAL_SECONDS, worker_environment
 
 log = logging.getLogger("lhpipe.workers")

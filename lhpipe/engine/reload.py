@@ -162,9 +162,8 @@ def load_program(paths: Sequence[str], *, color: bool = False) -> LoadedProgram:
     """Read, check and compile ``paths`` and read the settings beside them; raises
     :class:`ProgramRejected` when they do not make a program that can run. Touches nothing
     that runs, so it may run in a worker thread."""
-    from lhpipe.commands.formats import LintReport, format_text
-    from lhpipe.commands.lint import describe_os_error
-    from lhpipe.commands.outcome import ExitCode, lint_exit
+    from lhpipe.check.formats import LintReport, describe_os_error, format_text
+    from lhpipe.check.outcome import ExitCode, lint_exit
     from lhpipe.kinds import compile_program, load
     from lhpipe.settings import SettingsError, load_settings
 

@@ -104,7 +104,7 @@ def _reads_of(
             source.topic, _value_span(connector.decl.body, "topic") or connector.decl.name.span
         )
     elif source.kind == "lh_output":
-        from lhpipe.sources.lh_output_reader import output_topic
+        from lhpipe.sources.lh_output import output_topic
 
         yield TopicRead(output_topic(settings), info.decl.name.span)
 

@@ -17,7 +17,15 @@ from lhpipe.check.kinds import Entries, SourceCheck
 from lhpipe.check.program import PipelineInfo, Program, SourceInfo
 from lhpipe.graph.kinds import KAFKA_SETTINGS, LITTLEHORSE_SETTINGS, GraphBuilder, SourceGraph
 from lhpipe.graph.model import Node, NodeKind
-from lhpipe.runtime.kind import Given, SourceDef, SourceParts, consumer_group, kafka_given
+from lhpipe.runtime.kind import (
+    Given,
+    PipelineNotRunnable,
+    SourceDef,
+    SourceParts,
+    consumer_group,
+    kafka_given,
+)
+from lhpipe.settings import Settings
 from lhpipe.syntax import ast
 
 if TYPE_CHECKING:
@@ -26,14 +34,32 @@ if TYPE_CHECKING:
     from lhpipe.graph.model import PipelineSpec
     from lhpipe.runtime.kind import Clients
     from lhpipe.runtime.runner import PipelineRunner
-    from lhpipe.settings import Settings
 
 #: Overrides the whole topic name.
 OUTPUT_TOPIC_SETTING = "LHPIPE_LH_OUTPUT_TOPIC"
 #: The LittleHorse server's ``LHS_CLUSTER_ID`` (the topic's prefix).
 CLUSTER_ID_SETTING = "LHPIPE_LH_CLUSTER_ID"
+DEFAULT_CLUSTER_ID = "lhpipe"
+TENANT_SETTING = "LHC_TENANT_ID"
+DEFAULT_TENANT = "default"
 #: How many records before the committed offset are replayed into the memory at assignment.
 LOOKBACK_SETTING = "LHPIPE_LH_OUTPUT_LOOKBACK"
+DEFAULT_LOOKBACK = 10_000
+
+
+def output_topic(settings: Settings) -> str:
+    """The execution output topic of the configured tenant."""
+    topic = settings.get(OUTPUT_TOPIC_SETTING)
+    if topic:
+        return topic
+    cluster = settings.get(CLUSTER_ID_SETTING) or DEFAULT_CLUSTER_ID
+    tenant = settings.get(TENANT_SETTING) or DEFAULT_TENANT
+    return f"{cluster}_{tenant}_execution"
+
+
+def lookback(settings: Settings) -> int:
+    """``LHPIPE_LH_OUTPUT_LOOKBACK``: records replayed per partition at assignment (0: none)."""
+    return settings.integer(LOOKBACK_SETTING, DEFAULT_LOOKBACK, error=PipelineNotRunnable)
 
 
 def _check(ctx: CheckContext, info: SourceInfo, found: Entries) -> SourceInfo:
@@ -123,12 +149,7 @@ def _parts(
     with an :class:`~lhpipe.sources.lh_output_reader.EventDecoder`; ``value`` and ``event``
     are the same dict."""
     from lhpipe.core.steps import initial_env
-    from lhpipe.sources.lh_output_reader import (
-        EventDecoder,
-        OutputTopicSource,
-        lookback,
-        output_topic,
-    )
+    from lhpipe.sources.lh_output_reader import EventDecoder, OutputTopicSource
 
     name = spec_.name
     topic = output_topic(settings)

@@ -58,8 +58,6 @@ from lhpipe.clients.kafka.config import client_config
 from lhpipe.clients.kafka.consumer import KafkaSource
 from lhpipe.core.errors import DecodeError
 from lhpipe.core.sink import KafkaRecordSink
-from lhpipe.runtime.kind import PipelineNotRunnable
-from lhpipe.sources.lh_output import CLUSTER_ID_SETTING, LOOKBACK_SETTING, OUTPUT_TOPIC_SETTING
 
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -68,10 +66,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLUSTER_ID = "lhpipe"
-TENANT_SETTING = "LHC_TENANT_ID"
-DEFAULT_TENANT = "default"
-DEFAULT_LOOKBACK = 10_000
 #: A replay that takes longer is cut short (with a warning): the rebalance must go on.
 REPLAY_DEADLINE_SECONDS = 60.0
 
@@ -81,16 +75,6 @@ MAX_REMEMBERED_WF_RUNS = 10_000
 # The protobuf oneof names of the kinds `event` describes; other payloads (CorrelatedEvent,
 # task checkpoints, anything newer) belong to no WfRun in the same way and are not passed on.
 _KINDS = frozenset(LH_OUTPUT_KINDS)
-
-
-def output_topic(settings: Settings) -> str:
-    """The execution output topic of the configured tenant."""
-    topic = settings.get(OUTPUT_TOPIC_SETTING)
-    if topic:
-        return topic
-    cluster = settings.get(CLUSTER_ID_SETTING) or DEFAULT_CLUSTER_ID
-    tenant = settings.get(TENANT_SETTING) or DEFAULT_TENANT
-    return f"{cluster}_{tenant}_execution"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,11 +312,6 @@ def _time(stamp: Timestamp) -> datetime:
 # ---------------------------------------------------------------------------------------------
 # The source
 # ---------------------------------------------------------------------------------------------
-
-
-def lookback(settings: Settings) -> int:
-    """``LHPIPE_LH_OUTPUT_LOOKBACK``: records replayed per partition at assignment (0: none)."""
-    return settings.integer(LOOKBACK_SETTING, DEFAULT_LOOKBACK, error=PipelineNotRunnable)
 
 
 class OutputTopicSource(KafkaSource):

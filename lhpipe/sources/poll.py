@@ -19,7 +19,8 @@ from lhpipe.core.errors import ExpressionError
 from lhpipe.graph.compile import poll_url
 from lhpipe.graph.kinds import KAFKA_SETTINGS, GraphBuilder, SourceGraph
 from lhpipe.graph.model import Node, NodeKind
-from lhpipe.runtime.kind import Given, SourceDef, SourceParts
+from lhpipe.runtime.kind import Given, PipelineNotRunnable, SourceDef, SourceParts
+from lhpipe.settings import Settings
 from lhpipe.syntax import ast
 
 if TYPE_CHECKING:
@@ -27,12 +28,17 @@ if TYPE_CHECKING:
     from lhpipe.graph.model import PipelineSpec
     from lhpipe.runtime.kind import Clients
     from lhpipe.runtime.runner import PipelineRunner
-    from lhpipe.settings import Settings
 
 #: The compacted topic of every poll source's cursor, ETag and dedupe window.
 STATE_TOPIC_SETTING = "LHPIPE_POLL_STATE_TOPIC"
+DEFAULT_STATE_TOPIC = "lhpipe_poll_state"
 #: How many item ids the dedupe window keeps.
 DEDUPE_WINDOW_SETTING = "LHPIPE_POLL_DEDUPE_WINDOW"
+
+
+def state_topic(settings: Settings) -> str:
+    """The poll state topic: ``LHPIPE_POLL_STATE_TOPIC``, else ``lhpipe_poll_state``."""
+    return settings.get(STATE_TOPIC_SETTING) or DEFAULT_STATE_TOPIC
 
 
 def _check(ctx: CheckContext, info: SourceInfo, found: Entries) -> SourceInfo:
@@ -104,13 +110,15 @@ def _parts(
     from lhpipe.clients.kafka.ownership import Callback, Lease
     from lhpipe.core.decode import Decoder
     from lhpipe.sources.poll_items import PollRequests, poll_environment
-    from lhpipe.sources.poll_source import PollSource, dedupe_window
+    from lhpipe.sources.poll_source import DEFAULT_DEDUPE_WINDOW, PollSource
     from lhpipe.sources.poll_state import KafkaPollStateStore
 
     info = spec_.pipeline
     requests = PollRequests(info, program)
-    window = dedupe_window(settings)
-    store = KafkaPollStateStore.from_settings(settings, clients.kafka_producer())
+    window = settings.integer(
+        DEDUPE_WINDOW_SETTING, DEFAULT_DEDUPE_WINDOW, error=PipelineNotRunnable
+    )
+    store = KafkaPollStateStore(settings, clients.kafka_producer(), state_topic(settings))
 
     def make_source(runner: PipelineRunner) -> PollSource:
         def lease(acquire: Callback, release: Callback) -> Lease:

@@ -50,13 +50,11 @@ from lhpipe.core.evaluate import parse_json
 from lhpipe.core.record import Record
 from lhpipe.core.redact import redact_text, redact_url
 from lhpipe.core.sink import RecordSink, TopicPartition
-from lhpipe.runtime.kind import PipelineNotRunnable
-from lhpipe.sources.poll import DEDUPE_WINDOW_SETTING
 from lhpipe.sources.poll_items import PollRequests
 from lhpipe.sources.poll_state import PollState, PollStateStore
 
 if TYPE_CHECKING:
-    from lhpipe.settings import Settings
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -402,7 +400,3 @@ class _Page:
     before: PollState
     ids: list[str]
     after: PollState
-
-
-def dedupe_window(settings: Settings) -> int:
-    return settings.integer(DEDUPE_WINDOW_SETTING, DEFAULT_DEDUPE_WINDOW, error=PipelineNotRunnable)

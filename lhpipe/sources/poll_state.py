@@ -35,11 +35,9 @@ from lhpipe.clients.kafka.config import client_config
 from lhpipe.core.errors import TransientError
 from lhpipe.core.senders import RecordProducer
 from lhpipe.settings import Settings
-from lhpipe.sources.poll import STATE_TOPIC_SETTING
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATE_TOPIC = "lhpipe_poll_state"
 READ_TIMEOUT_SECONDS = 30.0
 
 
@@ -118,10 +116,6 @@ class KafkaPollStateStore:
         self._ensure_compacted = ensure_topic
         self._clock = clock
         self._topic_ready = False
-
-    @classmethod
-    def from_settings(cls, settings: Settings, producer: RecordProducer) -> KafkaPollStateStore:
-        return cls(settings, producer, settings.get(STATE_TOPIC_SETTING) or DEFAULT_STATE_TOPIC)
 
     async def load(self, pipeline: str) -> PollState | None:
         raw = await asyncio.to_thread(self._read, pipeline.encode("utf-8"))

@@ -14,6 +14,7 @@ import functools
 from dataclasses import dataclass
 
 from lhpipe.syntax.ast import SourceKind, TargetKind
+from lhpipe.syntax.grammar import grammar_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +26,6 @@ class KindWords:
 
 
 def _leading(rule: str) -> list[KindWords]:
-    from lhpipe.syntax.parser import grammar_rules
-
     words = grammar_rules()
     found: dict[str, KindWords] = {}
     for origin, expansion in words:

@@ -28,17 +28,13 @@ from __future__ import annotations
 
 import bisect
 import functools
-import hashlib
-import importlib.resources
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lhpipe.diagnostics import Diagnostic, Span, make
 from lhpipe.syntax import ast
-from lhpipe.syntax._builder import SESSION, AstBuilder, ParseSession
+from lhpipe.syntax._builder import SESSION, ParseSession
 from lhpipe.syntax._literals import interpolation_end
 from lhpipe.syntax._messages import (
     CLOSER,
@@ -48,9 +44,10 @@ from lhpipe.syntax._messages import (
     describe_error,
     expected_phrase,
 )
+from lhpipe.syntax.grammar import lark_parser
 
 if TYPE_CHECKING:
-    from lark import Lark, Token
+    from lark import Token
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
     from lark.parsers.lalr_interactive_parser import InteractiveParser
 
@@ -92,73 +89,19 @@ def parse(text: str, path: str) -> ParseResult:
 # ---------------------------------------------------------------------------------------------
 
 
-def _grammar_text() -> str:
-    """The grammar from the installed package (wheel) or else from the source tree."""
-    try:
-        return importlib.resources.files("lhpipe").joinpath("_grammar/lhp.lark").read_text("utf-8")
-    except OSError:
-        return (Path(__file__).resolve().parents[2] / "grammar" / "lhp.lark").read_text("utf-8")
-
-
-def _cache_location(grammar: str) -> str | bool:
-    """Where lark keeps the compiled tables: the user's cache directory, which stays writable
-    when lhpipe is installed read-only; lark's own temporary file when there is none."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = Path(base) / "lhpipe"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return True
-    digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
-    return str(folder / f"lhp-grammar-{digest}.lark-cache")
-
-
-@functools.cache
-def _lark() -> Lark:
-    from lark import Lark
-
-    from lhpipe.syntax._lexer import LhpLexer
-
-    grammar = _grammar_text()
-    return Lark(
-        grammar,
-        parser="lalr",
-        lexer=LhpLexer,
-        start=["start", "interpolation"],
-        transformer=AstBuilder(),
-        maybe_placeholders=False,
-        cache=_cache_location(grammar),
-    )
-
-
-def grammar_rules() -> list[tuple[str, list[tuple[str, str | None]]]]:
-    """The grammar's rules as (rule, [(symbol, the keyword it spells or None)]): a terminal
-    that is a fixed word gives its word, any other symbol ``None`` (see
-    :mod:`lhpipe.syntax.kinds`)."""
-    lark = _lark()
-    words = {t.name: t.pattern.value for t in lark.terminals if t.pattern.type == "str"}
-    return [
-        (
-            rule.origin.name,
-            [(s.name, words.get(s.name) if s.is_term else None) for s in rule.expansion],
-        )
-        for rule in lark.rules
-    ]
-
-
 @functools.cache
 def _keywords() -> frozenset[str]:
     """The terminals that are words (`pipeline`, `to`, `and`...)."""
     return frozenset(
         t.name
-        for t in _lark().terminals
+        for t in lark_parser().terminals
         if t.pattern.type == "str" and re.fullmatch(r"[a-z_]+", t.pattern.value)
     )
 
 
 @functools.cache
 def _string_pattern() -> re.Pattern[str]:
-    return re.compile(_lark().get_terminal("STRING").pattern.to_regexp())
+    return re.compile(lark_parser().get_terminal("STRING").pattern.to_regexp())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,7 +116,7 @@ def _parse(text: str, path: str) -> ParseResult:
     recovery = _Recovery(session)
     token = SESSION.set(session)
     try:
-        decls: tuple[ast.Decl, ...] = _lark().parse(  # type: ignore[assignment]
+        decls: tuple[ast.Decl, ...] = lark_parser().parse(  # type: ignore[assignment]
             text, start="start", on_error=recovery.handle
         )
     finally:
@@ -248,7 +191,7 @@ def _parse_interpolation(source: str, line: int, col: int) -> ast.Expr | None:
     # Padding puts every token of the interpolation at its real line and column.
     padded = "\n" * (line - 1) + " " * (col - 1) + source
     try:
-        expr: ast.Expr = _lark().parse(padded, start="interpolation")  # type: ignore[assignment]
+        expr: ast.Expr = lark_parser().parse(padded, start="interpolation")  # type: ignore[assignment]
         return expr
     except UnexpectedToken as exc:
         end = col + len(source)  # the column of the closing `}`

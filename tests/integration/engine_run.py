@@ -31,7 +31,7 @@ from littlehorse.model import (
 from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_for
 
-from lhpipe.sources.poll_state import DEFAULT_STATE_TOPIC
+from lhpipe.sources.poll import DEFAULT_STATE_TOPIC
 from lhpipe.stack.addresses import StackAddresses
 
 LHPIPE = str(Path(sys.executable).with_name("lhpipe"))

@@ -12,7 +12,8 @@ from engine_run import unique
 
 from lhpipe.clients.kafka.producer import KafkaProducer
 from lhpipe.settings import Settings
-from lhpipe.sources.poll_state import STATE_TOPIC_SETTING, KafkaPollStateStore, PollState
+from lhpipe.sources.poll import STATE_TOPIC_SETTING
+from lhpipe.sources.poll_state import KafkaPollStateStore, PollState
 from lhpipe.stack.addresses import StackAddresses
 
 pytestmark = pytest.mark.integration
@@ -26,7 +27,7 @@ def test_states_round_trip_through_a_compacted_topic(stack: StackAddresses) -> N
 
     async def scenario() -> tuple[PollState | None, ...]:
         producer = KafkaProducer(settings)
-        store = KafkaPollStateStore.from_settings(settings, producer)
+        store = KafkaPollStateStore(settings, producer, topic)
         try:
             empty = await store.load("orders")
             await store.save("orders", "http://x/a", PollState(cursor="1"))
@@ -35,7 +36,7 @@ def test_states_round_trip_through_a_compacted_topic(stack: StackAddresses) -> N
                 "orders", "http://x/a", PollState("2", '"e"', "http://x/a?c=2", ("a", "b"))
             )
             newest = await store.load("orders")
-            other = await KafkaPollStateStore.from_settings(settings, producer).load("other")
+            other = await KafkaPollStateStore(settings, producer, topic).load("other")
             await producer.produce(topic, None, key=b"orders")  # a tombstone
             forgotten = await store.load("orders")
             return empty, newest, other, forgotten

@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lhpipe.commands.formats import (
+from lhpipe.check.formats import (
     LintReport,
     format_github,
     format_json,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lhpipe.commands.formats import (
+from lhpipe.check.formats import (
     LintReport,
     caret_line,
     format_github,

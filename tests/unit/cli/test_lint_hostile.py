@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lhpipe.commands.formats import (
+from lhpipe.check.formats import (
     LintReport,
     caret_line,
     escape_control,

@@ -43,11 +43,11 @@ from lhpipe.core.steps import compile_steps
 from lhpipe.kinds import compile_program, load_texts
 from lhpipe.settings import Settings
 from lhpipe.sources.lh_output import SOURCE as LH_OUTPUT
+from lhpipe.sources.lh_output import output_topic
 from lhpipe.sources.lh_output_reader import (
     EventDecoder,
     OutputTopicSource,
     WfRunMemory,
-    output_topic,
     plain_value,
     wf_run_id_text,
 )
@@ -427,7 +427,7 @@ def test_the_replay_rebuilds_the_memory_up_to_the_committed_offset() -> None:
 
 def test_the_lookback_setting() -> None:
     from lhpipe.runtime.kind import PipelineNotRunnable
-    from lhpipe.sources.lh_output_reader import DEFAULT_LOOKBACK, lookback
+    from lhpipe.sources.lh_output import DEFAULT_LOOKBACK, lookback
 
     assert lookback(Settings(environ={})) == DEFAULT_LOOKBACK
     assert lookback(Settings(environ={"LHPIPE_LH_OUTPUT_LOOKBACK": "0"})) == 0

@@ -19,12 +19,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from lhpipe.core.errors import TransientError
 from lhpipe.settings import Settings
-from lhpipe.sources.poll_state import (
-    DEFAULT_STATE_TOPIC,
-    STATE_TOPIC_SETTING,
-    KafkaPollStateStore,
-    PollState,
-)
+from lhpipe.sources.poll import DEFAULT_STATE_TOPIC, STATE_TOPIC_SETTING, state_topic
+from lhpipe.sources.poll_state import KafkaPollStateStore, PollState
 
 TOPIC = "poll_state_test"
 SETTINGS = Settings(environ={"KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"})
@@ -278,7 +274,8 @@ def test_a_state_that_is_not_a_json_object_is_refused(raw: bytes) -> None:
 def test_a_state_is_saved_to_the_state_topic_keyed_by_pipeline(
     kafka: FakeKafka, environ: dict[str, str], topic: str
 ) -> None:
-    store = KafkaPollStateStore.from_settings(Settings(environ=environ), kafka)
+    settings = Settings(environ=environ)
+    store = KafkaPollStateStore(settings, kafka, state_topic(settings))
 
     asyncio.run(store.save("commandes_été", "https://x/items", NEWEST))
 

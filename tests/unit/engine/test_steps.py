@@ -29,7 +29,6 @@ def pipeline(body: str, source: str = 'from topic "orders"') -> tuple[PipelineIn
 
 
 def test_initial_env_of_a_kafka_record() -> None:
-    info, _ = pipeline("")
     env = initial_env(RECORD, "k-1", {"a": 1})
     assert env == {
         "value": {"a": 1},
@@ -45,13 +44,11 @@ def test_initial_env_of_a_kafka_record() -> None:
 
 
 def test_a_webhook_delivery_has_no_record_coordinates() -> None:
-    info, _ = pipeline("")
     direct = Record(origin=WebhookOrigin("hook", "d-1"), key=None, value=b"{}")
     assert "record" not in initial_env(direct, None, {})
 
 
 def test_lh_output_sees_event() -> None:
-    info, _ = pipeline("", source="from lh_output { kinds = [wf_run] }")
     event = {"kind": "wf_run", "status": "COMPLETED"}
     assert initial_env(RECORD, None, {"raw": 1}, event=event)["event"] == event
     # Only a source that gives an event has one (`lhpipe test` gives the value as the event).

@@ -298,3 +298,19 @@ def formatter(name: str, *, color: bool = False) -> Callable[[LintReport], str]:
         "sarif": format_sarif,
     }
     return table[name]
+
+
+def describe_read_error(exc: OSError | UnicodeDecodeError) -> str:
+    """Why the given files could not be read (a usage error): a missing or unreadable path, one
+    that is not a regular file, or a file that is not UTF-8 text (named, with where). Control
+    characters in file names are escaped."""
+    if isinstance(exc, UnicodeDecodeError):
+        return escape_control(f"a file is not UTF-8 text: {exc}")
+    return describe_os_error(exc)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``No such file or directory: 'x.lhp'`` rather than Python's ``[Errno 2] ...``."""
+    if exc.strerror and exc.filename is not None:
+        return escape_control(f"{exc.strerror}: {exc.filename!s}")
+    return escape_control(str(exc))

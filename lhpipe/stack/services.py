@@ -165,7 +165,7 @@ class Kafka(Service):
             "-cp",
             _classpath(home),
         ]
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         formatted = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
             cwd=workdir,
@@ -398,3 +398,12 @@ def describe_ready(stack: StackAddresses, name: str) -> str:
         "keycloak": f"issuer {stack.keycloak_issuer}",
         "connect": stack.connect_url,
     }[name]
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id (a UUID in URL-safe base64), never starting with ``-``: the
+    storage tool would read such an id as an option and refuse to format (one id in 32)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

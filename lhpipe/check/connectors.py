@@ -44,7 +44,12 @@ class ConnectorChecks(CheckContext):
                     config[pair.key.name] = value
         if self.is_first(decl):
             self.connectors[decl.name.name] = ConnectorInfo(
-                decl.name.name, decl, connector_class or "", config, topic or ""
+                decl.name.name,
+                decl,
+                connector_class or "",
+                config,
+                topic or "",
+                sink=rules.is_sink_class(connector_class or ""),
             )
 
     def _config_value(

@@ -199,13 +199,17 @@ class PipelineInfo:
 
 @dataclass(frozen=True, slots=True)
 class ConnectorInfo:
-    """``connector NAME { class config topic }``: a Kafka Connect source connector."""
+    """``connector NAME { class config topic }``: a Kafka Connect connector lhpipe deploys. A
+    source connector writes ``topic`` (``from connector`` reads it); a sink connector
+    (``sink``, :func:`lhpipe.check.rules.is_sink_class`) reads it (``to connector`` writes
+    it)."""
 
     name: str
     decl: ast.ConnectorDecl
     connector_class: str
     config: Mapping[str, str | int | float | bool | EnvRef]
     topic: str
+    sink: bool = False
 
 
 @dataclass(frozen=True, slots=True)

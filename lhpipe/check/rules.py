@@ -105,6 +105,15 @@ def valid_java_class(text: str) -> bool:
     return JAVA_CLASS.fullmatch(text) is not None
 
 
+def is_sink_class(connector_class: str) -> bool:
+    """Whether a Kafka Connect connector class is a sink (it reads topics and writes elsewhere),
+    by Kafka Connect's naming: the simple class name ends in ``Sink`` or ``SinkConnector``
+    (``FileStreamSink``, ``io.confluent.connect.jdbc.JdbcSinkConnector``,
+    ``io.littlehorse.connect.WfRunSinkConnector``)."""
+    simple = connector_class.rsplit(".", 1)[-1]
+    return simple.endswith(("Sink", "SinkConnector"))
+
+
 def template_fits(literal: ast.StringLit, inner: str, edge: str = "A-Za-z0-9") -> bool:
     """Whether the literal parts of an interpolated string can be part of a valid value:
     every literal character is in ``[inner]``, and a leading or trailing literal character

@@ -1,16 +1,18 @@
-"""``connector NAME { class config topic }``: Kafka Connect source connectors that lhpipe keeps
-on a Connect cluster (setting ``LHPIPE_CONNECT_URL``, default the local stack's
-``http://127.0.0.1:8083``), and ``from connector NAME``, which reads the connector's topic.
+"""``connector NAME { class config topic }``: Kafka Connect connectors that lhpipe keeps on a
+Connect cluster (setting ``LHPIPE_CONNECT_URL``, default the local stack's
+``http://127.0.0.1:8083``): source connectors, whose topic ``from connector NAME`` reads, and
+sink connectors, which read the topic ``to connector NAME`` writes.
 
 How a declaration becomes a connector (see docs/connectors.md):
 
 * The connector is named after the declaration. Its config is the declaration's ``config``
   (``env()`` read now, every value as text), plus ``connector.class``, plus the topic under
-  the key the class reads it from (:data:`TOPIC_KEYS`; a class not listed there must be told
-  the topic by its own settings), plus the owner marker ``lhpipe.owner`` (setting
-  ``LHPIPE_CONNECT_OWNER``, default ``lhpipe``). A FileStreamSource connector also gets
-  Connect's ``StringConverter`` for values unless ``config`` names a ``value.converter``, so
-  each line reaches Kafka as it is written in the file.
+  the key the class reads it from (:data:`TOPIC_KEYS`; a sink connector reads Kafka Connect's
+  own ``topics``; a source class not listed must be told the topic by its own settings), plus
+  the owner marker ``lhpipe.owner`` (setting
+  ``LHPIPE_CONNECT_OWNER``, default ``lhpipe``). A FileStream connector also gets Connect's
+  ``StringConverter`` for values unless ``config`` names a ``value.converter``, so each line
+  reaches Kafka (or the file) as it is written.
 * :meth:`ConnectorManager.sync` (at start and on every reload) and a background round every
   few seconds compare the cluster with the declarations: a connector that is missing or whose
   config differs gets ``PUT /connectors/{name}/config`` (create or update, idempotent); a
@@ -60,16 +62,19 @@ REFRESH_SECONDS = 5.0
 SETTLING_SECONDS = 1.0  # while a connector is starting, look again sooner
 
 FILE_STREAM_SOURCE = "org.apache.kafka.connect.file.FileStreamSourceConnector"
+FILE_STREAM_SINK = "org.apache.kafka.connect.file.FileStreamSinkConnector"
+#: The key every Kafka Connect sink connector reads its topics from.
+SINK_TOPICS_KEY = "topics"
 STRING_CONVERTER = "org.apache.kafka.connect.storage.StringConverter"
 
 #: The config key a connector class reads its output topic from; lhpipe sets it to the
 #: declaration's ``topic``. Aliases are Connect's: the simple class name, with or without its
 #: ``Connector`` suffix.
-TOPIC_KEYS: Mapping[str, str] = {FILE_STREAM_SOURCE: "topic"}
+TOPIC_KEYS: Mapping[str, str] = {FILE_STREAM_SOURCE: "topic", FILE_STREAM_SINK: SINK_TOPICS_KEY}
 
 #: Connector classes whose records are single lines of text: they get ``StringConverter``
 #: for values unless the declaration chooses a converter.
-TEXT_LINE_CLASSES = frozenset({FILE_STREAM_SOURCE})
+TEXT_LINE_CLASSES = frozenset({FILE_STREAM_SOURCE, FILE_STREAM_SINK})
 
 
 def canonical_class(connector_class: str) -> str:
@@ -99,7 +104,7 @@ def cluster_config(info: ConnectorInfo, settings: Settings, owner: str) -> dict[
         else:
             config[key] = resolve_text(value, settings, f"connector {info.name}: {key}")
     known = canonical_class(info.connector_class)
-    topic_key = TOPIC_KEYS.get(known)
+    topic_key = TOPIC_KEYS.get(known, SINK_TOPICS_KEY if info.sink else None)
     if topic_key is not None:
         config[topic_key] = info.topic
     if known in TEXT_LINE_CLASSES:

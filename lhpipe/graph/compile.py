@@ -330,9 +330,16 @@ class _Compiler:
 
     def upstream_content(self, pipeline: PipelineInfo) -> object:
         """What the pipeline reads of other declarations (a webhook's topic and body, a
-        connector's block), as its source kind says."""
+        connector's block), as its source and target kinds say."""
         source = pipeline.source
-        return self.kinds.sources[source.kind].reads(source, self.program)
+        read = self.kinds.sources[source.kind].reads(source, self.program)
+        targets = tuple(
+            self.kinds.targets[target.kind].reads(target, self.program)
+            for target in pipeline.targets
+        )
+        if not any(content is not None for content in targets):
+            return read  # as before targets could read anything (fingerprints stay the same)
+        return (read, targets)
 
     def pipeline(self, pipeline: PipelineInfo) -> PipelineSpec:
         source_id = self.source_node(pipeline)

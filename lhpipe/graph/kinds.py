@@ -76,14 +76,20 @@ class SourceGraph:
     reads: Callable[[SourceInfo, Program], object] = _reads_nothing
 
 
+def _target_reads_nothing(target: TargetInfo, program: Program) -> object:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class TargetGraph:
     """A target kind's part of the compiler. ``feeds`` makes the node the target writes to and
     returns its id (``None``: nothing is drawn after it); ``settings`` are the connection
-    settings its pipeline reads because of it."""
+    settings its pipeline reads because of it; ``reads`` is what it reads of other
+    declarations (a connector's topic), for the fingerprint."""
 
     feeds: Callable[[GraphBuilder, TargetInfo], str | None]
     settings: Callable[[TargetInfo, Program], Iterable[str]]
+    reads: Callable[[TargetInfo, Program], object] = _target_reads_nothing
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,14 @@ def _check(ctx: CheckContext, info: SourceInfo, found: Entries) -> SourceInfo:
         if not isinstance(ctx.declared.get(arg.name), ast.ConnectorDecl):
             ctx.unknown_ref(arg, "LHP106", "connector", ast.ConnectorDecl)
         return replace(info, connector=arg.name, value_type=t.UNKNOWN)
+    if connector.sink:
+        ctx.report(
+            "LHP106",
+            arg.span,
+            f"connector `{connector.name}` is a sink connector: it reads its topic, and "
+            "`from connector` reads what a source connector writes",
+            f'read its topic with `from topic "{connector.topic}"`',
+        )
     return replace(info, connector=connector.name, topic=connector.topic)
 
 

@@ -188,6 +188,60 @@ def test_a_declared_converter_and_topic_key_lose_only_the_topic(tmp_path: Path) 
     assert config["lhpipe.owner"] == "me"
 
 
+def test_a_file_stream_sink_reads_its_topic_from_topics_as_text_lines(tmp_path: Path) -> None:
+    info = _connectors(
+        tmp_path,
+        """
+        connector export { class = "FileStreamSink" topic = "done" config { file = "/out.txt" } }
+        """,
+    )["export"]
+    assert info.sink
+    assert cluster_config(info, Settings(environ={}), "lhpipe") == {
+        "connector.class": "FileStreamSink",
+        "name": "export",
+        "file": "/out.txt",
+        "topics": "done",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "lhpipe.owner": "lhpipe",
+    }
+
+
+@pytest.mark.parametrize(
+    ("connector_class", "sink"),
+    [
+        ("io.confluent.connect.jdbc.JdbcSinkConnector", True),
+        ("io.littlehorse.connect.WfRunSinkConnector", True),
+        ("FileStreamSink", True),
+        ("io.debezium.connector.postgresql.PostgresConnector", False),
+        ("FileStreamSourceConnector", False),
+        ("com.example.SinkholeSource", False),
+    ],
+)
+def test_any_sink_class_reads_kafka_connects_topics_and_keeps_its_converters(
+    tmp_path: Path, connector_class: str, sink: bool
+) -> None:
+    text = f'connector c {{ class = "{connector_class}" topic = "t" }}'
+    info = _connectors(tmp_path, text)["c"]
+    assert info.sink is sink
+    config = cluster_config(info, Settings(environ={}), "lhpipe")
+    assert ("topics" in config) is sink
+    if sink and "FileStream" not in connector_class:
+        assert config["topics"] == "t" and "value.converter" not in config
+
+
+def test_from_connector_of_a_sink_connector_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.lhp"
+    path.write_text(
+        'connector export { class = "FileStreamSink" topic = "done" config { file = "/o" } }\n'
+        "pipeline p {\n  from connector export\n  to log\n}\n",
+        encoding="utf-8",
+    )
+    result = load([path])
+    assert [(d.code, d.span.line) for d in result.diagnostics] == [("LHP106", 3)]
+    assert "is a sink connector" in result.diagnostics[0].message
+    assert result.diagnostics[0].hint == 'read its topic with `from topic "done"`'
+
+
 def test_other_classes_get_no_topic_key_and_env_is_read_now(tmp_path: Path) -> None:
     info = _connectors(tmp_path, DEBEZIUM)["crm"]
     config = cluster_config(info, Settings(environ={"CRM_PASSWORD": "s3cret"}), "lhpipe")

@@ -41,6 +41,14 @@ def _rule(ctx: CheckContext, key: str, expr: ast.Expr, typ: t.Type) -> None:
 def _check(ctx: CheckContext, target: ast.Target, found: Entries, scope: Scope) -> TargetInfo:
     arg = target.arg
     name = ctx.topic_name(arg, "a topic") if isinstance(arg, ast.StringLit) else None
+    return check_record_settings(ctx, target, found, scope, name)
+
+
+def check_record_settings(
+    ctx: CheckContext, target: ast.Target, found: Entries, scope: Scope, name: str | None
+) -> TargetInfo:
+    """The settings of a target that writes Kafka records (``key``, ``value``, ``headers``,
+    ``schema = NAME``), ``name`` being what the target is called by."""
     info = read_target(
         ctx, target, found, scope, name=name, rule=_rule, not_expressions=("schema",)
     )
@@ -107,6 +115,12 @@ def _settings(target: TargetInfo, program: Program) -> tuple[str, ...]:
 def _planner(target: PlannedTarget) -> Planner:
     topic = target.info.name
     assert topic is not None
+    return record_planner(target, topic)
+
+
+def record_planner(target: PlannedTarget, topic: str) -> Planner:
+    """A :class:`~lhpipe.core.plans.TopicPlan` per record, to ``topic``: the written ``key``
+    (else the record's own), ``value`` (else the record's), ``headers`` and schema."""
     label = target.label
     written_key = target.setting("key")
     value = target.setting("value")
@@ -157,13 +171,13 @@ def _forwarded_key(key: Any) -> str | None:
     return to_text(key)
 
 
-def _sender(clients: Clients) -> Sender:
+def sender(clients: Clients) -> Sender:
     from lhpipe.targets.to_topic_sender import TopicSender
 
     return TopicSender(clients.kafka_producer(), clients.schema_registry)
 
 
-def _verify(plan: Plan) -> None:
+def verify(plan: Plan) -> None:
     """The value must fit its inline or ``.avsc`` schema, as it must when sent (a registry
     schema is not known offline); raises the sender's ``ENCODE`` error."""
     if not isinstance(plan, TopicPlan) or plan.schema is None or plan.value is None:
@@ -173,6 +187,9 @@ def _verify(plan: Plan) -> None:
 
         AvroValueEncoder(plan.schema.name, plan.schema.avro).to_avro(plan.value)
 
+
+#: What ``expect`` compares of a record: its key, value and headers.
+RECORD_FIELDS = {"key": "key", "value": "value", "headers": "headers"}
 
 TARGET = TargetDef(
     kind=ast.TargetKind("to_topic"),
@@ -184,7 +201,7 @@ TARGET = TargetDef(
     ),
     graph=TargetGraph(feeds=_feeds, settings=_settings),
     planner=_planner,
-    compares={"key": "key", "value": "value", "headers": "headers"},
-    sender=_sender,
-    verify=_verify,
+    compares=RECORD_FIELDS,
+    sender=sender,
+    verify=verify,
 )

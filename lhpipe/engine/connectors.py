@@ -109,6 +109,10 @@ def cluster_config(info: ConnectorInfo, settings: Settings, owner: str) -> dict[
         config[topic_key] = info.topic
     if known in TEXT_LINE_CLASSES:
         config.setdefault("value.converter", STRING_CONVERTER)
+        if info.sink:
+            # FileStreamSink writes values only, but Connect converts every key first: a text
+            # key (a WfRun id) is not JSON for the worker's default JsonConverter.
+            config.setdefault("key.converter", STRING_CONVERTER)
     config["connector.class"] = info.connector_class
     config["name"] = info.name
     config[OWNER_KEY] = owner

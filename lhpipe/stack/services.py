@@ -359,6 +359,9 @@ class Connect(Service):
                 "status.storage.topic": "lhpipe-connect-status",
                 "status.storage.replication.factor": "1",
                 "status.storage.partitions": "1",
+                # Sink tasks commit (and a FileStreamSink flushes its file) every second, not
+                # every minute: an export shows up while one watches.
+                "offset.flush.interval.ms": "1000",
                 "listeners": f"http://{at.HOST}:{at.CONNECT_PORT}",
                 "rest.advertised.host.name": at.HOST,
             },

@@ -202,6 +202,7 @@ def test_a_file_stream_sink_reads_its_topic_from_topics_as_text_lines(tmp_path: 
         "file": "/out.txt",
         "topics": "done",
         "value.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
         "lhpipe.owner": "lhpipe",
     }
 

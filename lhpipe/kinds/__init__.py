@@ -28,7 +28,16 @@ from lhpipe.runtime.kind import compile_planner as _compile_planner
 from lhpipe.sources import connector, lh_output, poll, topic, webhook
 from lhpipe.syntax import ast
 from lhpipe.syntax.kinds import source_kinds, target_kinds
-from lhpipe.targets import correlate, post_event, run_wf, to_file, to_http, to_log, to_topic
+from lhpipe.targets import (
+    correlate,
+    post_event,
+    run_wf,
+    to_connector,
+    to_file,
+    to_http,
+    to_log,
+    to_topic,
+)
 
 __all__ = [
     "CHECKS",
@@ -65,6 +74,7 @@ TARGETS: Mapping[ast.TargetKind, TargetDef] = registry(
         to_http.TARGET,
         to_file.TARGET,
         to_log.TARGET,
+        to_connector.TARGET,
     ],
 )
 

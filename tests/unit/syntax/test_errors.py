@@ -98,7 +98,7 @@ def test_clean_declarations_around_errors_are_kept() -> None:
     assert result.file is not None
     assert [type(d) for d in result.file.decls] == [ast.SchemaDecl, ast.WebhookDecl]
     assert [d.message for d in result.diagnostics] == [
-        "unexpected `nowhere`: expected `topic`, `http`, `file` or `log` after `to`"
+        "unexpected `nowhere`: expected `topic`, `http`, `file`, `log` or `connector` after `to`"
     ]
 
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from lhpipe.check import blocks, rules
 from lhpipe.check import types as t
@@ -42,6 +43,8 @@ KIND_NAMES = {
     ast.PipelineDecl: "pipeline",
     ast.ConnectorDecl: "connector",
 }
+
+T = TypeVar("T")
 
 NamedDecl = ast.SchemaDecl | ast.WebhookDecl | ast.PipelineDecl | ast.ConnectorDecl
 
@@ -235,6 +238,22 @@ class CheckContext:
         """Whether ``name`` is a declaration of ``kind`` that has a syntax error (and no
         readable declaration has that name)."""
         return name not in self.declared and self.unreadable.get(name) == kind
+
+    def reference(
+        self,
+        name: ast.Ident,
+        checked: Mapping[str, T],
+        code: str,
+        what: str,
+        kind: type[ast.Decl],
+    ) -> T | None:
+        """The checked declaration ``name`` refers to in ``checked`` (the webhooks, the
+        connectors...), or ``None``: reported as unknown (``code``) unless it is declared
+        as ``kind`` but not usable, whose own problem is reported already."""
+        found = checked.get(name.name)
+        if found is None and not isinstance(self.declared.get(name.name), kind):
+            self.unknown_ref(name, code, what, kind)
+        return found
 
     def unknown_ref(self, name: ast.Ident, code: str, what: str, kind: type[ast.Decl]) -> None:
         if self.is_unreadable(name.name, what):

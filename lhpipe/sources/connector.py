@@ -30,10 +30,8 @@ if TYPE_CHECKING:
 def _check(ctx: CheckContext, info: SourceInfo, found: Entries) -> SourceInfo:
     arg = info.decl.arg
     assert isinstance(arg, ast.Ident)
-    connector = ctx.connectors.get(arg.name)
+    connector = ctx.reference(arg, ctx.connectors, "LHP106", "connector", ast.ConnectorDecl)
     if connector is None:
-        if not isinstance(ctx.declared.get(arg.name), ast.ConnectorDecl):
-            ctx.unknown_ref(arg, "LHP106", "connector", ast.ConnectorDecl)
         return replace(info, connector=arg.name, value_type=t.UNKNOWN)
     if connector.sink:
         ctx.report(

@@ -25,11 +25,8 @@ if TYPE_CHECKING:
 def _check(ctx: CheckContext, info: SourceInfo, found: Entries) -> SourceInfo:
     arg = info.decl.arg
     assert isinstance(arg, ast.Ident)
-    webhook = ctx.webhooks.get(arg.name)
+    webhook = ctx.reference(arg, ctx.webhooks, "LHP104", "webhook", ast.WebhookDecl)
     if webhook is None:
-        if not isinstance(ctx.declared.get(arg.name), ast.WebhookDecl):
-            ctx.unknown_ref(arg, "LHP104", "webhook", ast.WebhookDecl)
-        # Declared but not usable (already reported): keep quiet, stay dynamic.
         return replace(info, webhook=arg.name, value_type=t.UNKNOWN)
     return replace(
         info,

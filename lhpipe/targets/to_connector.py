@@ -25,11 +25,8 @@ if TYPE_CHECKING:
 def _check(ctx: CheckContext, target: ast.Target, found: Entries, scope: Scope) -> TargetInfo:
     arg = target.arg
     assert isinstance(arg, ast.Ident)
-    connector = ctx.connectors.get(arg.name)
-    if connector is None:
-        if not isinstance(ctx.declared.get(arg.name), ast.ConnectorDecl):
-            ctx.unknown_ref(arg, "LHP106", "connector", ast.ConnectorDecl)
-    elif not connector.sink:
+    connector = ctx.reference(arg, ctx.connectors, "LHP106", "connector", ast.ConnectorDecl)
+    if connector is not None and not connector.sink:
         ctx.report(
             "LHP106",
             arg.span,

@@ -15,7 +15,9 @@ would fail the same way every time).
 declared type             accepted values
 ========================  ===============================================================
 STR                       str; int, float, bool, Decimal, UUID as their text (``true``);
-                          datetime as ISO-8601 in UTC
+                          datetime as lhpipe writes every timestamp (:mod:`lhpipe.core.timestamps`:
+                          ``2024-05-01T10:00:00.000Z``, cut to the millisecond like a
+                          timestamp LittleHorse stores)
 INT                       int; a float or Decimal without a fraction; a string of decimal
                           digits with an optional sign (``"42"``, not ``"4.2"``, ``"4e1"``
                           or ``" 42"``); within 64 bits
@@ -33,7 +35,8 @@ a StructDef               a dict with the StructDef's fields, each coerced to it
 
 ``None`` is an unset ``VariableValue`` whatever the declared type. Booleans never count as
 numbers. Nested values inside JSON_OBJ/JSON_ARR are written as every export writes them
-(:mod:`lhpipe.core.jsonenc`: datetimes ISO-8601, bytes base64).
+(:mod:`lhpipe.core.jsonenc`: datetimes as :mod:`lhpipe.core.timestamps` writes them,
+bytes base64).
 
 The pure functions here work on :class:`WfSpecShape` / :class:`EventDefShape`, plain data
 that :class:`MetadataCache` builds from the server's WfSpec, ExternalEventDef and StructDef
@@ -74,6 +77,7 @@ from littlehorse.model import (
 
 from lhpipe.core import jsonenc
 from lhpipe.core.errors import PermanentError
+from lhpipe.core.timestamps import timestamp_text
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -369,10 +373,7 @@ def _timestamp(value: datetime) -> Timestamp:
 
 def _text_of(value: Any) -> str:
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        text: str = value.astimezone(UTC).isoformat()
-        return text.replace("+00:00", "Z")
+        return timestamp_text(value)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, date | time_of_day):

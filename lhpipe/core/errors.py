@@ -12,8 +12,9 @@
                          NOT_FOUND, a bad id, a value that does not fit its schema or type, an
                          expression error such as a missing field, an undecodable record
 
-Adapters (``lhpipe.connect``) raise their own subclasses; the engine's ``Delivery`` policy only
-looks at these three classes, so it is written once. ``code`` is a short machine-readable cause
+Clients and senders (``lhpipe/clients/``, ``lhpipe/targets/``) raise their own subclasses; the
+engine's ``Delivery`` policy only looks at these three classes, so it is written once. ``code``
+is a short machine-readable cause
 (a gRPC status name, ``HTTP_503``, ``BAD_ID``, ``DECODE``, ``EXPRESSION``...) that ends up in
 the ``lhpipe.error.code`` header of a dead letter.
 """

@@ -31,11 +31,12 @@ Semantics where the spec is silent (docs/runtime.md is the user-facing version):
   Division or remainder by zero is an error. ``+`` also joins two strings or two lists.
 * ``in``: an item in a list, a key in a map, a substring in a string; nothing is in null.
 * ``"${e}"`` renders strings as they are, integers in decimal, floats in their shortest
-  round-trip form (``0.5``, ``30.0``), booleans as ``true``/``false`` and timestamps as ISO-8601
-  UTC with milliseconds (``2024-05-01T12:00:00.000Z``). Null, lists, maps and bytes are errors,
-  as the checker rejects them statically: use ``??`` or ``str(...)``.
+  round-trip form (``0.5``, ``30.0``), booleans as ``true``/``false`` and timestamps as
+  :func:`lhpipe.core.timestamps.timestamp_text` writes them everywhere (RFC 3339 UTC, cut to exactly
+  three fractional digits: ``2024-05-01T12:00:00.000Z``). Null, lists, maps and bytes are
+  errors, as the checker rejects them statically: use ``??`` or ``str(...)``.
 * ``str(x)`` renders scalars as interpolation does, null as ``null``, bytes as UTF-8 text and
-  lists and maps as compact JSON (timestamps ISO-8601, bytes inside JSON base64).
+  lists and maps as compact JSON (timestamps as in interpolation, bytes inside JSON base64).
 * ``int`` truncates floats toward zero and parses decimal integer text; ``float`` parses
   JSON-style number text; ``bool`` accepts ``"true"``/``"false"`` (any case, surrounding spaces
   ignored) and numbers (non-zero is true). Booleans convert to ``1``/``0``.
@@ -61,6 +62,7 @@ import orjson
 from lhpipe.check import types as t
 from lhpipe.check.program import Program
 from lhpipe.core.errors import ExpressionError
+from lhpipe.core.timestamps import timestamp_text
 from lhpipe.syntax import ast
 
 #: A compiled expression: the names it sees -> its value.
@@ -109,15 +111,6 @@ def describe(value: Any) -> str:
     return f"a {kind.__name__}"
 
 
-def format_timestamp(value: datetime) -> str:
-    """ISO-8601 in UTC with milliseconds and ``Z``: ``2024-05-01T12:00:00.000Z`` (a naive
-    datetime is taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    spec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
-    return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
-
-
 def values_equal(a: Any, b: Any) -> bool:
     """``a == b`` as the language means it: numbers by value (``1 == 1.0``), booleans only
     with booleans, lists and maps item by item."""
@@ -150,7 +143,7 @@ def render_text(value: Any) -> str | None:
     if kind is float:
         return repr(value)
     if isinstance(value, datetime):
-        return format_timestamp(value)
+        return timestamp_text(value)
     if value is None or kind is bytes or kind is list or isinstance(value, Mapping):
         return None
     # Other Avro logical values (decimal, uuid, date): their own canonical text.
@@ -159,7 +152,7 @@ def render_text(value: Any) -> str | None:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return format_timestamp(value)
+        return timestamp_text(value)
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):

@@ -5,7 +5,7 @@ Run-time values are plain Python (:mod:`lhpipe.core.plans`); those JSON has no f
 written as follows:
 
 ============================  ============================================================
-``datetime``                  ISO-8601 in UTC with a ``Z`` (a naive one is taken as UTC)
+``datetime``                  ``2024-05-01T12:00:00.000Z`` (:mod:`lhpipe.core.timestamps`)
 ``date`` / ``time``           ISO-8601 (``2024-05-01``, ``13:45:00``)
 ``bytes``                     standard base64 with padding
 ``Decimal`` (Avro decimal)    a JSON string, so that no digit is lost to a float
@@ -23,23 +23,23 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from lhpipe.core.errors import PermanentError
+from lhpipe.core.timestamps import timestamp_text
 
-# Datetimes go through `_default` so that every one is written in UTC, whatever its zone.
+# Datetimes go through `_default`, so that every one is written as lhpipe writes timestamps
+# everywhere, not as orjson would (with the value's own offset and microseconds).
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return timestamp_text(value)
     if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, bytes | bytearray | memoryview):

@@ -1,9 +1,10 @@
 """Logging for ``lhpipe run``: one JSON object a line when stderr is not a terminal (for log
 collectors), readable text on a terminal (cli.md).
 
-A JSON line has ``time`` (UTC, ISO-8601 with milliseconds), ``level``, ``logger``, ``message``
-and, for an exception, ``exception`` (the traceback as text); a line logged with
-``extra={"event": {...}}`` (a reload) also carries that mapping's fields::
+A JSON line has ``time`` (as :mod:`lhpipe.core.timestamps` writes every timestamp), ``level``,
+``logger``, ``message`` and, for an exception, ``exception`` (the traceback as text); a line
+logged with ``extra={"event": {...}}`` (a reload) also carries that mapping's fields (a
+timestamp among them written the same way)::
 
     {"time": "2026-11-28T06:33:15.123Z", "level": "WARNING", "logger": "lhpipe.runtime.delivery",
      "message": "pipeline orders: record orders-0-41 dead-lettered to 'orders-dlq': ..."}
@@ -21,9 +22,19 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+from lhpipe.core.timestamps import timestamp_text
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 #: :data:`TEXT_FORMAT` with a worker's index (``{worker}`` is replaced by it).
 WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)-7s w{worker} %(name)s: %(message)s"
+
+
+def _json_default(value: object) -> str:
+    # An event's field that JSON has no form for: a timestamp as lhpipe writes every one, the
+    # rest as its text.
+    if isinstance(value, datetime):
+        return timestamp_text(value)
+    return str(value)
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -35,9 +46,8 @@ class JsonLineFormatter(logging.Formatter):
         self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
-        moment = datetime.fromtimestamp(record.created, tz=UTC)
         line: dict[str, object] = {
-            "time": moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(record.msecs):03d}Z",
+            "time": timestamp_text(datetime.fromtimestamp(record.created, tz=UTC)),
             "level": record.levelname,
         }
         if self.worker is not None:
@@ -49,7 +59,7 @@ class JsonLineFormatter(logging.Formatter):
             line.update({k: v for k, v in event.items() if k not in line})
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(line, ensure_ascii=False, default=_json_default)
 
 
 def configure_logging(

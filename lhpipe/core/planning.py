@@ -2,8 +2,8 @@
 
 Each target kind (``lhpipe/targets/``) compiles its expressions once into a :data:`Planner`, a
 pure function ``(env, record) -> Plan`` (:mod:`lhpipe.core.plans`), from a
-:class:`PlannedTarget`. A planner never performs I/O;
-the senders of ``lhpipe.connect`` do. Errors are permanent: an
+:class:`PlannedTarget`. A planner never performs I/O; the
+kinds' senders do. Errors are permanent: an
 :class:`~lhpipe.core.errors.ExpressionError` from an expression, a
 :class:`~lhpipe.core.errors.BadIdError` for an id LittleHorse would reject, a
 :class:`~lhpipe.core.errors.PermanentError` for a value that cannot be a plan.

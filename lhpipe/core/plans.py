@@ -2,8 +2,8 @@
 
 A target is split in two: a pure *planner* (compiled once from the target's typed expressions;
 given a record's evaluation environment it returns one of these plans, or raises a
-:class:`~lhpipe.core.errors.PermanentError`) and a *sender* (an adapter in
-``lhpipe.connect`` that performs the plan against LittleHorse, Kafka, HTTP or a file).
+:class:`~lhpipe.core.errors.PermanentError`) and a *sender* (made by the target's kind,
+``lhpipe/targets/``) that performs the plan against LittleHorse, Kafka, HTTP or a file.
 ``lhpipe test`` runs the planners only and compares the plans with the ``expect`` blocks.
 
 Values inside plans are plain Python values (``str``, ``int``, ``float``, ``bool``, ``bytes``,

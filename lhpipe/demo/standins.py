@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from lhpipe.core.timestamps import timestamp_text
+
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -57,7 +59,7 @@ DEMO_APPLICANTS: Sequence[tuple[str, str, str]] = (
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return timestamp_text(datetime.now(UTC))
 
 
 class StandIn:

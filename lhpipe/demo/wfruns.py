@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import grpc
@@ -21,6 +21,8 @@ from littlehorse.model import (
     WfRunId,
 )
 from littlehorse.utils import extract_value
+
+from lhpipe.core.timestamps import timestamp_text
 
 #: How many WfRun ids a search reads before the latest are picked by start time.
 SEARCH_LIMIT = 1000
@@ -45,7 +47,7 @@ def describe(config: LHConfig, wf_run_id: Any) -> str:
     status = LHStatus.Name(run.status)
     line = (
         f"{_id_text(run.id)}  {spec.name} {spec.major_version}.{spec.revision}  {status}  "
-        f"started {started.isoformat(timespec='seconds').replace('+00:00', 'Z')}"
+        f"started {timestamp_text(started)}"
     )
     if run.status == LHStatus.RUNNING and run.thread_runs:
         thread = run.thread_runs[0]
@@ -103,4 +105,11 @@ def _id_text(wf_run_id: Any) -> str:
 def _value_text(value: Any) -> str:
     if isinstance(value, bytes):
         return repr(value)
-    return json.dumps(value, default=str, ensure_ascii=False)
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _json_default(value: Any) -> str:
+    # A UTC_TIMESTAMP variable as the engine writes every timestamp, not as str() would.
+    if isinstance(value, datetime):
+        return timestamp_text(value)
+    return str(value)

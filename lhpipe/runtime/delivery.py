@@ -28,7 +28,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from lhpipe.core import metrics
@@ -36,6 +35,7 @@ from lhpipe.core.errors import DeliveryError, PausedError, PermanentError, Trans
 from lhpipe.core.plans import Plan
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.core.senders import ALREADY_EXISTS, Sender
+from lhpipe.core.timestamps import epoch_ms_text
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,6 @@ def backoff_delay(retry: int, base: float, cap: float, rng: random.Random) -> fl
 def now_ms() -> int:
     """Wall-clock time in epoch milliseconds."""
     return time.time_ns() // 1_000_000
-
-
-def iso_ms(epoch_ms: int) -> str:
-    """``2026-11-28T06:33:15.123Z``: UTC, millisecond precision."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,8 +298,8 @@ def envelope(record: Record, failure: Failure, pipeline: str) -> list[tuple[str,
         ("lhpipe.pipeline", pipeline),
         ("lhpipe.target", failure.target),
         ("lhpipe.attempts", str(failure.attempts)),
-        ("lhpipe.first.attempt", iso_ms(failure.first_attempt_ms)),
-        ("lhpipe.last.attempt", iso_ms(failure.last_attempt_ms)),
+        ("lhpipe.first.attempt", epoch_ms_text(failure.first_attempt_ms)),
+        ("lhpipe.last.attempt", epoch_ms_text(failure.last_attempt_ms)),
     ]
     origin = record.origin
     if isinstance(origin, KafkaOrigin):

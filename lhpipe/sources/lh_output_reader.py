@@ -58,6 +58,7 @@ from lhpipe.clients.kafka.config import client_config
 from lhpipe.clients.kafka.consumer import KafkaSource
 from lhpipe.core.errors import DecodeError
 from lhpipe.core.sink import KafkaRecordSink
+from lhpipe.core.timestamps import timestamp_text
 
 if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
@@ -237,7 +238,12 @@ class ProtobufJson(Mapping[str, Any]):
     """A protobuf message as its canonical JSON object (``MessageToDict``), made on first
     read: turning a whole record into JSON costs several times more than the rest of its
     decoding, and most pipelines never read ``event.payload``. It is a read-only mapping, so
-    expressions, comparisons and every JSON encoder of the engine take it like a dict."""
+    expressions, comparisons and every JSON encoder of the engine take it like a dict.
+
+    One change to the canonical form: its timestamps are written as lhpipe writes every
+    timestamp (:mod:`lhpipe.core.timestamps`), not as protobuf does (no fraction for a whole second,
+    else 3, 6 or 9 digits), so ``event.payload.timestamp`` is the very text of
+    ``str(event.timestamp)``."""
 
     __slots__ = ("_json", "_message")
 
@@ -247,7 +253,9 @@ class ProtobufJson(Mapping[str, Any]):
 
     def _object(self) -> dict[str, Any]:
         if self._json is None:
-            self._json = MessageToDict(self._message)
+            found = MessageToDict(self._message)
+            _restamp(self._message, found)
+            self._json = found
         return self._json
 
     def __getitem__(self, name: str) -> Any:
@@ -261,6 +269,104 @@ class ProtobufJson(Mapping[str, Any]):
 
     def __repr__(self) -> str:
         return repr(self._object())
+
+
+_TIMESTAMP = "google.protobuf.Timestamp"
+_WELL_KNOWN = "google.protobuf."
+
+#: Per message type (full name): its fields that hold a ``Timestamp``, however deep, by JSON
+#: key, as (attribute name, whether it is a map, the full name of the message it holds).
+_PLANS: dict[str, dict[str, tuple[str, bool, str]]] = {}
+
+
+def _restamp(message: Message, json_object: dict[str, Any]) -> None:
+    """Rewrite in place every ``Timestamp`` of ``json_object``, which is
+    ``MessageToDict(message)``, as :func:`~lhpipe.core.timestamps.timestamp_text` writes it.
+
+    Walks the keys of the JSON (the fields that are set) and follows only those that can lead
+    to a ``Timestamp`` (:func:`_plan`, worked out once per message type): a record sets a few
+    fields, while its type has many that could hold a timestamp (each payload of the oneof).
+    A field's key is its ``json_name`` (what ``MessageToDict`` writes by default); a repeated
+    field's items and a map's values are in the same order in both (the JSON was made by
+    iterating the same containers)."""
+    plan = _PLANS.get(message.DESCRIPTOR.full_name)
+    if plan is None:
+        plan = _plan(message.DESCRIPTOR)
+    for key, found in json_object.items():
+        step = plan.get(key)
+        if step is None:
+            continue
+        name, is_map, kind = step
+        value = getattr(message, name)
+        if is_map:
+            # `MessageToDict` writes map keys as text: pair each value with its key by order.
+            for json_key, item in zip(list(found), value.values(), strict=True):
+                found[json_key] = _restamped(kind, item, found[json_key])
+        elif isinstance(found, list):
+            json_object[key] = [
+                _restamped(kind, item, item_json)
+                for item, item_json in zip(value, found, strict=True)
+            ]
+        else:
+            json_object[key] = _restamped(kind, value, found)
+
+
+def _restamped(kind: str, message: Any, found: Any) -> Any:
+    """``found`` (the JSON of ``message``, of type ``kind``) with its timestamps rewritten."""
+    if kind == _TIMESTAMP:
+        return timestamp_text(_time(message))
+    _restamp(message, found)
+    return found
+
+
+def _held(field: Any) -> tuple[Any, bool] | None:
+    """The message type a field holds (a map's value type for a map) and whether it is a map;
+    ``None`` for scalars and for well-known types other than ``Timestamp`` (wrappers,
+    ``Struct``, ``Duration``... have JSON forms of their own and hold no ``Timestamp``)."""
+    kind = field.message_type
+    if kind is None:
+        return None
+    is_map = bool(kind.GetOptions().map_entry)
+    if is_map:
+        kind = kind.fields_by_name["value"].message_type
+        if kind is None:
+            return None
+    if kind.full_name.startswith(_WELL_KNOWN) and kind.full_name != _TIMESTAMP:
+        return None
+    return kind, is_map
+
+
+def _plan(root: Any) -> dict[str, tuple[str, bool, str]]:
+    """Fill :data:`_PLANS` for ``root`` and every message type it can hold; ``root``'s plan."""
+    reachable: dict[str, Any] = {}
+    todo = [root]
+    while todo:
+        descriptor = todo.pop()
+        if descriptor.full_name in reachable or descriptor.full_name == _TIMESTAMP:
+            continue
+        reachable[descriptor.full_name] = descriptor
+        todo.extend(held[0] for held in map(_held, descriptor.fields) if held is not None)
+    # Which types hold a Timestamp however deep: grown until it stops (types may nest in
+    # cycles, so a depth-first answer could be cut short by a type still being looked at).
+    holders = {_TIMESTAMP}
+    grown = True
+    while grown:
+        grown = False
+        for name, descriptor in reachable.items():
+            if name not in holders and any(
+                held is not None and held[0].full_name in holders
+                for held in map(_held, descriptor.fields)
+            ):
+                holders.add(name)
+                grown = True
+    for name, descriptor in reachable.items():
+        steps = {}
+        for one in descriptor.fields:
+            held = _held(one)
+            if held is not None and held[0].full_name in holders:
+                steps[one.json_name] = (one.name, held[1], held[0].full_name)
+        _PLANS[name] = steps
+    return _PLANS[root.full_name]
 
 
 def _task(task_run: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ replication), so Kafka keeps the newest state of each pipeline for ever. A state
 ``etag`` the ``ETag`` of the last answer from ``etag_url`` (sent back as ``If-None-Match``
 when the same URL is asked again), ``seen`` the most recent item ids, oldest first (the dedupe
 window), ``url`` the source's URL as written and ``updated`` when it was written (both for
-people reading the topic).
+people reading the topic; ``updated`` written as every timestamp, :mod:`lhpipe.core.timestamps`).
 
 States are written with the process's idempotent producer (``acks=all``) and read back at
 every start by reading the topic from its beginning to its end (a compacted topic holding one
@@ -34,6 +34,7 @@ from lhpipe.clients.kafka.admin import ensure_compacted_topic
 from lhpipe.clients.kafka.config import client_config
 from lhpipe.core.errors import TransientError
 from lhpipe.core.senders import RecordProducer
+from lhpipe.core.timestamps import timestamp_text
 from lhpipe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class PollState:
                 "etag": self.etag,
                 "etag_url": self.etag_url,
                 "seen": list(self.seen),
-                "updated": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "updated": timestamp_text(datetime.now(UTC)),
             }
         )
 

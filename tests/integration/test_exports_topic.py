@@ -83,7 +83,7 @@ def test_records_arrive_as_json_with_key_and_headers_in_order(stack: StackAddres
     (key1, value1, headers1), (key2, value2, headers2), third, fourth = found
     assert key1 == b"customer-1"
     assert isinstance(value1, bytes)
-    assert json.loads(value1) == {"n": 1, "at": "2024-05-01T00:00:00Z"}
+    assert json.loads(value1) == {"n": 1, "at": "2024-05-01T00:00:00.000Z"}
     assert headers1 is None
     assert isinstance(value2, bytes)
     assert json.loads(value2) == {"n": 2, "raw": "AQ=="}

@@ -44,7 +44,7 @@ def test_each_record_becomes_one_json_line_appended(tmp_path: Path) -> None:
     )
     assert lines(path) == [
         {"earlier": True},
-        {"id": "a", "at": "2024-01-02T03:04:05Z"},
+        {"id": "a", "at": "2024-01-02T03:04:05.000Z"},
         {"id": "b", "raw": "AAE="},
     ]
 

@@ -52,7 +52,7 @@ def test_the_endpoint_receives_the_body_as_json_with_the_targets_headers() -> No
     assert request.headers["x-tenant"] == "acme"
     assert json.loads(request.content) == {
         "id": "c-1",
-        "since": "2024-05-01T12:30:00Z",
+        "since": "2024-05-01T12:30:00.000Z",
         "photo": "iVBORw==",
     }
 

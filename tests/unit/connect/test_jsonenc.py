@@ -18,13 +18,14 @@ from lhpipe.core.jsonenc import dumps, dumps_text
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (datetime(2024, 5, 1, 12, 30, tzinfo=UTC), '"2024-05-01T12:30:00Z"'),
+        (datetime(2024, 5, 1, 12, 30, tzinfo=UTC), '"2024-05-01T12:30:00.000Z"'),
         (
             datetime(2024, 5, 1, 14, 30, tzinfo=timezone(timedelta(hours=2))),
-            '"2024-05-01T12:30:00Z"',
+            '"2024-05-01T12:30:00.000Z"',
         ),
-        (datetime(2024, 5, 1, 12, 30), '"2024-05-01T12:30:00Z"'),
-        (datetime(2024, 5, 1, 12, 30, 0, 250_000, tzinfo=UTC), '"2024-05-01T12:30:00.250000Z"'),
+        (datetime(2024, 5, 1, 12, 30), '"2024-05-01T12:30:00.000Z"'),
+        (datetime(2024, 5, 1, 12, 30, 0, 250_000, tzinfo=UTC), '"2024-05-01T12:30:00.250Z"'),
+        (datetime(2024, 5, 1, 12, 30, 0, 250_999, tzinfo=UTC), '"2024-05-01T12:30:00.250Z"'),
         (date(2024, 5, 1), '"2024-05-01"'),
         (time(13, 45), '"13:45:00"'),
         (b"\x00\xffhi", '"AP9oaQ=="'),

@@ -211,11 +211,12 @@ def test_an_event_encodes_as_json() -> None:
     _decode(decoder, _variable("when", VariableValue(utc_timestamp=_stamp(0))))
     event = _decode(decoder, _wf_run(LHStatus.COMPLETED, ended=True))
     line = json.loads(jsonenc.dumps(event))
-    assert line["variables"] == {"when": "1970-01-01T00:00:00Z"}
-    assert line["end_time"] == "1970-01-01T00:02:40Z"
-    # The payload, made on first read, is the record's protobuf JSON.
+    assert line["variables"] == {"when": "1970-01-01T00:00:00.000Z"}
+    assert line["end_time"] == "1970-01-01T00:02:40.000Z"
+    # The payload, made on first read, is the record's protobuf JSON (timestamps as lhpipe
+    # writes every one).
     assert line["payload"]["wfRun"]["id"] == {"id": "run-1"}
-    assert line["payload"]["timestamp"] == "1970-01-01T00:02:40Z"
+    assert line["payload"]["timestamp"] == "1970-01-01T00:02:40.000Z"
     assert dict(event["payload"]) == line["payload"]
 
 

@@ -31,7 +31,7 @@ def test_each_record_is_one_info_line_with_the_value_as_json(
     assert [r.levelno for r in records] == [logging.INFO, logging.INFO]
     assert json.loads(records[0].getMessage()) == {
         "id": "a",
-        "at": "2024-03-01T00:00:00Z",
+        "at": "2024-03-01T00:00:00.000Z",
         "tags": ["x"],
     }
     assert records[1].getMessage() == '"second"'

@@ -222,7 +222,7 @@ def test_a_state_is_written_as_the_json_the_docs_describe() -> None:
         "etag_url": "https://x/items?after=700",
         "seen": ["a-1", "a-2"],
     }
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", updated)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", updated)
     assert before <= datetime.fromisoformat(updated) <= datetime.now(UTC)
 
 

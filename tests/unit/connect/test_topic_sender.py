@@ -52,7 +52,7 @@ def test_a_value_is_written_as_json_with_a_utf8_key_and_headers() -> None:
     assert key == "clé".encode()
     assert headers == [("source", b"kyc")]
     assert raw is not None
-    assert json.loads(raw) == {"id": "ü-1", "at": "2024-01-01T00:00:00Z", "n": [1, 2.5, None]}
+    assert json.loads(raw) == {"id": "ü-1", "at": "2024-01-01T00:00:00.000Z", "n": [1, 2.5, None]}
 
 
 def test_bytes_are_forwarded_as_they_are() -> None:

@@ -101,7 +101,7 @@ def test_a_datetime_is_a_utc_timestamp_at_the_same_instant() -> None:
 
 def test_nested_datetimes_and_bytes_in_json_are_written_as_exports_write_them() -> None:
     result = default_value({"at": datetime(2024, 1, 2, tzinfo=UTC), "raw": b"hi"})
-    assert json.loads(result.json_obj) == {"at": "2024-01-02T00:00:00Z", "raw": "aGk="}
+    assert json.loads(result.json_obj) == {"at": "2024-01-02T00:00:00.000Z", "raw": "aGk="}
 
 
 def test_an_int_beyond_64_bits_is_a_conversion_error() -> None:
@@ -129,7 +129,7 @@ def test_an_object_without_a_littlehorse_type_is_a_conversion_error() -> None:
         ("STR", 1.25, "1.25"),
         ("STR", False, "false"),
         ("STR", Decimal("0.10"), "0.10"),
-        ("STR", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "2024-01-02T03:04:05Z"),
+        ("STR", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "2024-01-02T03:04:05.000Z"),
         ("INT", 7, 7),
         ("INT", 7.0, 7),
         ("INT", "-42", -42),

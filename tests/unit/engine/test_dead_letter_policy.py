@@ -14,13 +14,13 @@ import pytest
 from lhpipe.core.errors import PermanentError, TransientError
 from lhpipe.core.metrics import REGISTRY
 from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.core.timestamps import epoch_ms_text
 from lhpipe.runtime.delivery import (
     DeadLetterWriter,
     Failure,
     FailurePolicy,
     RecordFailed,
     envelope,
-    iso_ms,
 )
 
 RECORD = Record(
@@ -120,7 +120,7 @@ def test_attempt_times_are_utc_whatever_the_machine_time_zone(far_from_utc: None
     headers = dict(envelope(RECORD, FAILURE, "p"))
     assert headers["lhpipe.first.attempt"] == b"2025-11-28T06:33:15.123Z"
     assert headers["lhpipe.last.attempt"] == b"2025-11-28T06:33:16.004Z"
-    assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
+    assert epoch_ms_text(0) == "1970-01-01T00:00:00.000Z"
 
 
 # -- writing a dead letter --------------------------------------------------------------------

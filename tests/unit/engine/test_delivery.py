@@ -16,6 +16,7 @@ from lhpipe.core.errors import (
 )
 from lhpipe.core.plans import LogPlan, Plan
 from lhpipe.core.record import KafkaOrigin, Record, WebhookOrigin
+from lhpipe.core.timestamps import epoch_ms_text
 from lhpipe.runtime.delivery import (
     DeadLetterWriter,
     Delivery,
@@ -24,7 +25,6 @@ from lhpipe.runtime.delivery import (
     RecordFailed,
     backoff_delay,
     envelope,
-    iso_ms,
 )
 
 PLAN = LogPlan(value={"n": 1})
@@ -242,8 +242,8 @@ def test_a_webhook_record_names_its_webhook_id() -> None:
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:
-    assert iso_ms(0) == "1970-01-01T00:00:00.000Z"
-    assert iso_ms(1_000_999) == "1970-01-01T00:16:40.999Z"
+    assert epoch_ms_text(0) == "1970-01-01T00:00:00.000Z"
+    assert epoch_ms_text(1_000_999) == "1970-01-01T00:16:40.999Z"
 
 
 def test_a_dead_letter_write_retries_kafka_timeouts() -> None:

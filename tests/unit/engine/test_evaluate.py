@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from lhpipe.core.errors import ExpressionError
-from lhpipe.core.evaluate import compile_expr, format_timestamp, values_equal
+from lhpipe.core.evaluate import compile_expr, values_equal
 from lhpipe.kinds import load_texts
 
 SCHEMAS = """
@@ -413,6 +413,13 @@ def test_str_of_a_timestamp_and_of_bytes() -> None:
     )
 
 
+def test_a_timestamp_with_microseconds_renders_cut_to_milliseconds() -> None:
+    stamp = datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    assert evaluate('"${value.seen}"', {**ANN, "seen": stamp}, schema="Person") == (
+        "2024-01-02T03:04:05.123Z"
+    )
+
+
 def test_sha256_uuid_now() -> None:
     assert evaluate('sha256("abc")') == hashlib.sha256(b"abc").hexdigest()
     assert evaluate("sha256(value.b)", {"b": b"abc"}) == hashlib.sha256(b"abc").hexdigest()
@@ -483,12 +490,3 @@ def _record() -> dict[str, Any]:
         "offset": 7,
         "timestamp": datetime(2024, 5, 1, 18, 0, tzinfo=UTC),
     }
-
-
-def test_format_timestamp() -> None:
-    assert format_timestamp(datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)) == (
-        "2024-01-02T03:04:05.000Z"
-    )
-    assert format_timestamp(datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)) == (
-        "2024-01-02T03:04:05.123456Z"
-    )

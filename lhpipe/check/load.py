@@ -2,15 +2,18 @@
 
 This is the one entry point of the front end for the CLI (``lint``, ``graph``, ``test``,
 ``run``) and for hot reload: bad `.lhp` content only ever gives diagnostics; a path that does
-not exist or cannot be read, or that is not a regular file (a FIFO, a socket, a device: never
-read, so never waited on), raises :class:`OSError`, and a file that is not UTF-8 raises
-:class:`UnicodeDecodeError` naming the file and the line (the CLI's exit code 2).
+not exist or cannot be read (a file, a folder given, or a folder under one), or that is not a
+regular file (a FIFO, a socket, a device: never read, so never waited on), raises
+:class:`OSError`, and a file that is not UTF-8 raises :class:`UnicodeDecodeError` naming the
+file and the line (the CLI's exit code 2).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import fnmatch
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +50,8 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
     gives its ``**/*.lhp`` sorted, those under hidden folders last. Duplicates (the same file
     resolved) are dropped, first occurrence kept.
 
-    Raises :class:`FileNotFoundError` for a path that does not exist, and
+    Raises :class:`FileNotFoundError` for a path that does not exist,
+    :class:`PermissionError` for a folder (given, or under one given) that cannot be listed, and
     :class:`~lhpipe.check.files.NotARegularFile` for a FIFO, socket or device given or found
     (a `*.lhp` link that leads nowhere in a folder is passed over).
     """
@@ -59,7 +63,7 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
             # A file reached through a hidden folder too (a Kubernetes ConfigMap mount links
             # `kyc.lhp` to `..2026_12_07_…/kyc.lhp`) is named by its visible path.
             candidates = sorted(
-                (p for p in path.rglob("*.lhp") if _readable_file(p)),
+                (p for p in _lhp_files_under(path) if _readable_file(p)),
                 key=lambda p: (_hidden(p.relative_to(path)), p),
             )
         elif path.exists():
@@ -73,6 +77,22 @@ def discover(paths: Sequence[str | Path]) -> list[Path]:
                 seen.add(resolved)
                 found.append(candidate)
     return found
+
+
+def _lhp_files_under(folder: Path) -> Iterator[Path]:
+    """Every ``*.lhp`` name in ``folder`` and the folders under it, as ``Path.rglob`` finds
+    them (links to folders are not followed), except that a folder that cannot be listed
+    raises :class:`PermissionError` (or the :class:`OSError` it gave) where ``rglob`` passes
+    over it without a word: its pipelines would be missing from the run, a folder given would
+    look empty and ``lhpipe graph`` would draw nothing and succeed."""
+
+    def fail(error: OSError) -> None:
+        raise error
+
+    for folder_name, _folders, names in os.walk(folder, onerror=fail):
+        for name in names:
+            if fnmatch.fnmatchcase(name, "*.lhp"):
+                yield Path(folder_name, name)
 
 
 def _readable_file(path: Path) -> bool:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -29,6 +28,7 @@ from littlehorse.model import (
     WfRunId,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from topic_reading import Offsets, ends, read, reader_config
 from waiting import wait_for
 
 from lhpipe.sources.poll import DEFAULT_STATE_TOPIC
@@ -83,55 +83,39 @@ def produce(
     return count
 
 
-def read_all(stack: StackAddresses, topic: str, expected: int, timeout: float = 90.0) -> list[Any]:
-    """Read ``topic`` from the start until at least ``expected`` records arrived and the
-    reader is at the end of every partition; returns the messages (none for a topic that does
-    not exist: nothing was written to it). Fails after ``timeout`` seconds.
+def read_all(
+    stack: StackAddresses,
+    topic: str,
+    expected: int,
+    timeout: float = 90.0,
+    since: Offsets | None = None,
+) -> list[Any]:
+    """Read ``topic`` until at least ``expected`` records arrived and the reader is at the end
+    of every partition; returns the messages (none for a topic that does not exist: nothing was
+    written to it). Fails after ``timeout`` seconds.
+
+    A topic the test created is read from its beginning; one it did not create (LittleHorse's
+    output topic, the poll state topic) from ``since``, what :func:`topic_ends` gave before the
+    test acted, so that what earlier runs left there costs nothing (tests/topic_reading.py).
 
     A record that is not there proves something only once whatever would have written it is
     done: read after an event that comes later (its writer stopped or acknowledged what it
     read, a record sent after it arrived), never after a pause."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": unique("reader"),
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout
+    consumer = Consumer(reader_config(stack.kafka_bootstrap, unique("reader")))
     try:
-        if topic not in consumer.list_topics(timeout=10).topics:
-            return messages
-        consumer.subscribe([topic])
-        # Done once the reader has its partitions and has read up to their end: before that,
-        # "no record yet" (expected=0) would say nothing.
-        while len(messages) < expected or not _read_to_end(consumer):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout:.0f} s reading {topic} to its end: "
-                    f"{len(messages)} of at least {expected} records"
-                )
-            for message in consumer.consume(num_messages=500, timeout=0.5):
-                if message.error() is None:
-                    messages.append(message)
+        return read(consumer, topic, expected, timeout, since)
     finally:
         consumer.close()
-    return messages
 
 
-def _read_to_end(consumer: Consumer) -> bool:
-    """Whether ``consumer`` has an assignment and its position is at the end of each
-    partition (an empty partition counts as read)."""
-    assigned = consumer.assignment()
-    if not assigned:
-        return False
-    for position in consumer.position(assigned):
-        low, high = consumer.get_watermark_offsets(position, timeout=5, cached=False)
-        if high > low and position.offset < high:
-            return False
-    return True
+def topic_ends(stack: StackAddresses, topic: str) -> dict[int, int]:
+    """Where each partition of ``topic`` ends now: what a test takes before it acts, to read
+    only its own records from a topic it shares with earlier runs (:func:`read_all`)."""
+    consumer = Consumer(reader_config(stack.kafka_bootstrap, unique("ends")))
+    try:
+        return ends(consumer, topic)
+    finally:
+        consumer.close()
 
 
 def committed(stack: StackAddresses, group: str, topic: str, partitions: int = 1) -> list[int]:
@@ -159,36 +143,21 @@ def reset_to_earliest(stack: StackAddresses, group: str, topic: str, partitions:
     assert committed(stack, group, topic, partitions) == [0] * partitions
 
 
-def poll_state(stack: StackAddresses, pipeline: str) -> dict[str, Any] | None:
-    """The newest state of ``pipeline`` in the poll state topic."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": unique("poll-state-check"),
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        found = None
-        metadata = consumer.list_topics(DEFAULT_STATE_TOPIC, timeout=10)
-        for partition in metadata.topics[DEFAULT_STATE_TOPIC].partitions:
-            tp = TopicPartition(DEFAULT_STATE_TOPIC, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(DEFAULT_STATE_TOPIC, partition, low)])
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                message = consumer.poll(0.5)
-                if message is None or message.error() is not None:
-                    continue
-                if message.key() == pipeline.encode():
-                    found = json.loads(message.value())
-                if message.offset() >= high - 1:
-                    break
-        return found
-    finally:
-        consumer.close()
+def poll_states_end(stack: StackAddresses) -> dict[int, int]:
+    """Where the poll state topic ends now, for :func:`poll_state` (taken before the test
+    starts its poller)."""
+    return topic_ends(stack, DEFAULT_STATE_TOPIC)
+
+
+def poll_state(stack: StackAddresses, pipeline: str, since: Offsets) -> dict[str, Any] | None:
+    """The newest state of ``pipeline`` in the poll state topic, read from ``since``
+    (:func:`poll_states_end`: the topic keeps one state for every poll pipeline any run on the
+    stack ever had)."""
+    found = None
+    for message in read_all(stack, DEFAULT_STATE_TOPIC, 0, timeout=30, since=since):
+        if message.key() == pipeline.encode():
+            found = None if message.value() is None else json.loads(message.value())
+    return found
 
 
 # -- LittleHorse ---------------------------------------------------------------------------------

@@ -17,8 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from engine_run import LhpipeRun, settled_wf_run_count, unique, wait_until, write_pipelines
+from engine_run import (
+    LhpipeRun,
+    read_all,
+    settled_wf_run_count,
+    topic_ends,
+    wait_until,
+    write_pipelines,
+)
 from lh import lh_config, register_wf_spec
 from littlehorse.workflow import Workflow, WorkflowThread
 
@@ -40,34 +46,16 @@ def connector_config(stack: StackAddresses, name: str) -> dict[str, str] | None:
     return config
 
 
-def config_writes(stack: StackAddresses, name: str) -> int:
-    """How many configs the worker has stored for connector ``name``: every PUT, even of the
-    config it has already, is one more record keyed ``connector-NAME`` on its config topic."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": unique("configs"),
-            "enable.auto.commit": False,
-        }
-    )
-    partition = TopicPartition(CONFIG_TOPIC, 0)
+def config_writes(stack: StackAddresses, name: str, since: dict[int, int]) -> int:
+    """How many configs the worker has stored for connector ``name`` since ``since`` (where its
+    config topic ended when the test started: the topic keeps every config of every earlier
+    run): every PUT, even of the config it has already, is one more record keyed
+    ``connector-NAME`` on its config topic."""
     key = f"connector-{name}".encode()
-    count = 0
-    try:
-        _, end = consumer.get_watermark_offsets(partition, timeout=10, cached=False)
-        consumer.assign([TopicPartition(CONFIG_TOPIC, 0, OFFSET_BEGINNING)])
-
-        def read_to_end() -> bool:
-            nonlocal count
-            message = consumer.poll(1)
-            if message is not None and message.error() is None and message.key() == key:
-                count += message.value() is not None  # a deletion's tombstone is not a config
-            return bool(consumer.position([partition])[0].offset >= end)
-
-        wait_until(read_to_end, 30, f"the end of {CONFIG_TOPIC}", every=0)
-    finally:
-        consumer.close()
-    return count
+    return sum(
+        message.key() == key and message.value() is not None  # a tombstone is not a config
+        for message in read_all(stack, CONFIG_TOPIC, 0, timeout=30, since=since)
+    )
 
 
 def connector_names(stack: StackAddresses) -> list[str]:
@@ -107,6 +95,7 @@ def test_a_declared_file_source_is_created_its_lines_start_wf_runs_and_edits_rea
     connect: StackAddresses, tmp_path: Path, token: str
 ) -> None:
     config = lh_config(connect)
+    configs_start = topic_ends(connect, CONFIG_TOPIC)
 
     def customer(wf: WorkflowThread) -> None:
         wf.declare_str("name")
@@ -142,7 +131,7 @@ pipeline customers {{
             append_lines(first, *({"id": f"c{i}", "name": f"N{i}"} for i in range(3)))
             assert settled_wf_run_count(config, wf_spec, 5) == 5
             assert run.terminate() == 0
-        assert config_writes(connect, name) == 1
+        assert config_writes(connect, name, configs_start) == 1
         # lhpipe stopped: the connector keeps running on the worker, and a restart with the
         # same declaration leaves it as it is (no PUT: the worker stored no config again).
         assert connector_config(connect, name) == deployed
@@ -153,7 +142,7 @@ pipeline customers {{
             assert f"connector {name}: created" not in run.log()
             assert f"connector {name}: config updated" not in run.log()
         assert connector_config(connect, name) == deployed
-        assert config_writes(connect, name) == 1
+        assert config_writes(connect, name, configs_start) == 1
 
         # Edited: another file. The restarted lhpipe updates the connector's config.
         append_lines(second, {"id": "d1", "name": "Di"}, {"id": "e1", "name": "Ed"})
@@ -165,7 +154,7 @@ pipeline customers {{
             assert deployed["file"] == str(second) and deployed["batch.size"] == "50"
             assert settled_wf_run_count(config, wf_spec, 7) == 7
             assert run.terminate() == 0
-        assert config_writes(connect, name) == 2  # the PUT of the edit, and no other
+        assert config_writes(connect, name, configs_start) == 2  # the PUT of the edit, and no other
 
         # Deleted (another connector is declared instead): the restarted lhpipe removes it.
         write_pipelines(folder, connector_decl(other, f"{topic}-other", second))

@@ -20,6 +20,7 @@ from engine_run import (
     committed,
     create_topic,
     read_all,
+    topic_ends,
     unique,
     wait_until,
     write_pipelines,
@@ -254,10 +255,14 @@ pipeline {pipeline} {{
     assert headers["lhpipe.source.topic"] == stack.execution_output_topic
 
 
-def _records_of(stack: StackAddresses, wf_run_id: str) -> list[tuple[int, int, OutputTopicRecord]]:
-    """(partition, offset, record) of every committed output-topic record of the WfRun."""
+def _records_of(
+    stack: StackAddresses, wf_run_id: str, since: dict[int, int]
+) -> list[tuple[int, int, OutputTopicRecord]]:
+    """(partition, offset, record) of every committed output-topic record of the WfRun, read
+    from ``since`` (where the topic ended when the test started: it holds what every earlier
+    run on the stack left there)."""
     found = []
-    for message in read_all(stack, stack.execution_output_topic, expected=1):
+    for message in read_all(stack, stack.execution_output_topic, expected=1, since=since):
         if message.key() == wf_run_id.encode():
             record = OutputTopicRecord.FromString(message.value())
             found.append((message.partition(), message.offset(), record))
@@ -268,6 +273,7 @@ def test_a_restart_keeps_the_variables_of_wf_runs_that_were_running(
     stack: StackAddresses, tmp_path: Path
 ) -> None:
     config = lh_config(stack)
+    start = topic_ends(stack, stack.execution_output_topic)
     decision_event = unique_name("it-lhout-decision")
     register_external_event_def(config, decision_event)
 
@@ -300,7 +306,7 @@ pipeline {pipeline} {{
         wait_for_external_event_node(config, wf_run_id)
         # Every record of the WfRun so far (its `applicant` among them) is read and committed.
         before = wait_until(
-            lambda: [r for r in _records_of(stack, wf_run_id) if r[2].HasField("variable")],
+            lambda: [r for r in _records_of(stack, wf_run_id, start) if r[2].HasField("variable")],
             WAIT_SECONDS,
             "the WfRun's variable records",
         )

@@ -23,6 +23,7 @@ import pytest
 from engine_run import (
     LhpipeRun,
     poll_state,
+    poll_states_end,
     settled_wf_run_count,
     unique,
     wait_until,
@@ -112,6 +113,11 @@ def test_a_killed_poller_restarted_makes_exactly_one_wf_run_per_item(
         wf.declare_int("n")
 
     register_wf_spec(config, Workflow(wf_name, flow))
+    states_start = poll_states_end(stack)
+
+    def state_in_kafka() -> dict[str, Any] | None:
+        return poll_state(stack, pipeline, states_start)
+
     folder = write_pipelines(
         tmp_path / "pipelines",
         f"""
@@ -136,14 +142,14 @@ pipeline {pipeline} {{
         # Wait until a state with a cursor reached Kafka (the runner commits every second),
         # then kill.
         wait_until(
-            lambda: (state := poll_state(stack, pipeline)) is not None and int(state["cursor"]) > 0,
+            lambda: (state := state_in_kafka()) is not None and int(state["cursor"]) > 0,
             60,
             "a poll state in Kafka",
         )
         first.kill()
     feed.gate.set()
     assert acknowledged < ITEMS, "the kill must land while items flow"
-    written = poll_state(stack, pipeline)
+    written = state_in_kafka()
     assert written is not None, "the first process wrote no state"
     resumed_from = int(written["cursor"])
     assert 0 < resumed_from < ITEMS
@@ -156,9 +162,7 @@ pipeline {pipeline} {{
     with LhpipeRun(folder) as second:
         second.wait_ready()
         wait_until(
-            lambda: (
-                (state := poll_state(stack, pipeline)) is not None and state["cursor"] == str(ITEMS)
-            ),
+            lambda: (state := state_in_kafka()) is not None and state["cursor"] == str(ITEMS),
             180,
             "the cursor of the last page to be written",
             every=1.0,

@@ -22,6 +22,7 @@ from engine_run import (
     LhpipeRun,
     create_topic,
     poll_state,
+    poll_states_end,
     produce,
     settled_wf_run_count,
     unique,
@@ -236,6 +237,7 @@ def test_two_processes_poll_once_and_the_survivor_takes_over_from_the_saved_curs
     stack: StackAddresses, tmp_path: Path
 ) -> None:
     pipeline = f"poll_{unique('so')[3:].replace('-', '_')}"
+    states_start = poll_states_end(stack)
     feed_server = Endpoint(items=POLL_ITEMS, page=POLL_PAGE, gate_after=POLL_GATE)
     feed = serve(feed_server)
     endpoint = next(feed)
@@ -270,7 +272,10 @@ pipeline {pipeline} {{
         # The owner wrote the state of the pages before the gate: a process standing by that
         # polled as well would have sent items twice by now.
         wait_until(
-            lambda: (state := poll_state(stack, pipeline)) and state["cursor"] == str(POLL_GATE),
+            lambda: (
+                (state := poll_state(stack, pipeline, states_start))
+                and state["cursor"] == str(POLL_GATE)
+            ),
             60,
             "the state of the pages before the gate",
         )

@@ -22,7 +22,7 @@ from littlehorse.model import OutputTopicRecord, Variable, VariableId, WfRunId
 from test_lh_output_run import _records_of
 from topic_reading import ends, read, starts
 
-from lhpipe.connect.poll_state import DEFAULT_STATE_TOPIC
+from lhpipe.sources.poll import DEFAULT_STATE_TOPIC
 
 TOPIC = "lhpipe_default_execution"
 #: What earlier runs left in each partition: a stack that ran the benchmarks.

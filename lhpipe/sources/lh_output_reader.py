@@ -92,10 +92,11 @@ class _WfRunFacts:
 class WfRunMemory:
     """Per WfRun id: its WfSpec and the latest value of each PUBLIC variable seen so far.
 
-    Bounded: beyond ``limit`` WfRuns the least recently seen is forgotten. It lives in the
-    process: :class:`OutputTopicSource` refills it at each assignment from the records just
-    before the committed offsets; older updates of a WfRun are missing from
-    ``event.variables`` until they change again.
+    Bounded: beyond ``limit`` WfRuns the least recently seen is forgotten; a replay raises the
+    limit to hold every WfRun it reads (:meth:`make_room`: at most the lookback times the
+    partitions assigned). It lives in the process: :class:`OutputTopicSource` refills it at
+    each assignment from the records just before the committed offsets; older updates of a
+    WfRun are missing from ``event.variables`` until they change again.
     """
 
     def __init__(self, limit: int = MAX_REMEMBERED_WF_RUNS) -> None:
@@ -116,6 +117,13 @@ class WfRunMemory:
             else:
                 runs.move_to_end(wf_run_id)
         return found
+
+    def make_room(self, count: int) -> None:
+        """Room for ``count`` more WfRuns besides those remembered now, so that a replay of
+        ``count`` records never forgets what it replayed first (the records of several
+        partitions interleave; a WfRun still running may be among the first)."""
+        with self._lock:
+            self._limit = max(self._limit, len(self._runs) + count)
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -498,6 +506,7 @@ def _replay(
 ) -> int:
     """Read each partition from its first offset up to (not including) its committed one,
     updating ``memory``; returns how many records were read."""
+    memory.make_room(sum(committed - first for first, committed in starts.values()))
     reader.assign([TopicPartition(topic, p, first) for p, (first, _) in starts.items()])
     pending = set(starts)
     replayed = 0

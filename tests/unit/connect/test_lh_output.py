@@ -426,6 +426,30 @@ def test_the_replay_rebuilds_the_memory_up_to_the_committed_offset() -> None:
     assert memory.facts("run-2").variables == {"score": 3}
 
 
+def test_a_replay_of_several_partitions_forgets_none_of_the_wf_runs_it_read() -> None:
+    """The records of the partitions interleave: with room for fewer WfRuns than the replay
+    reads, the first partition's WfRuns (a WfRun still running among them) were forgotten."""
+    from lhpipe.sources.lh_output_reader import _replay
+
+    partitions = {
+        p: [
+            _variable(
+                "n", VariableValue(int=p * 10 + i), WfRunId(id=f"run-{p}-{i}")
+            ).SerializeToString()
+            for i in range(3)
+        ]
+        for p in range(3)
+    }
+    memory = WfRunMemory(limit=4)
+    reader = _Reader(partitions)
+    starts = {p: (0, 3) for p in partitions}
+    assert _replay(reader, "topic", starts, memory) == 9  # type: ignore[arg-type]
+    for p in range(3):
+        for i in range(3):
+            assert memory.facts(f"run-{p}-{i}").variables == {"n": p * 10 + i}
+    assert len(memory) == 9
+
+
 def test_the_lookback_setting() -> None:
     from lhpipe.runtime.kind import PipelineNotRunnable
     from lhpipe.sources.lh_output import DEFAULT_LOOKBACK, lookback

@@ -18,7 +18,12 @@ on a fresh topic with (a) and (b) back to back (alternating which goes first), a
 median of the per-round ratios: the two sides of a round see the same load on the machine.
 Every phase is bounded in time; the lhpipe process is always stopped.
 
-Run: ``.venv/bin/python bench/kafka_to_lh.py [--records N] [--concurrency N] [--rounds N]``.
+With ``--sweep`` the bare loop runs at 64, 128, 256 and 512 in flight and its best is the limit
+(the right concurrency depends on the server that minute); lhpipe runs with its defaults
+against it. Each round prints both CPU figures and their ratio (lhpipe's includes its start).
+
+Run: ``.venv/bin/python bench/kafka_to_lh.py [--records N] [--concurrency N] [--rounds N]
+[--sweep]``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ from littlehorse.workflow import Workflow, WorkflowThread
 GOAL_RATIO = 0.8
 TENANT = "default"
 DEFAULT_CONCURRENCY = 64  # lhpipe's default in-flight records per pipeline (delivery.md)
+#: The bare loop's concurrencies with ``--sweep``: its best is the limit lhpipe is held to.
+SWEEP = (64, 128, 256, 512)
 PHASE_TIMEOUT_SECONDS = 600.0
 RPC_DEADLINE_SECONDS = 10.0
 
@@ -95,14 +102,15 @@ def delete_topic(topic: str) -> None:
 
 
 async def bare_loop(
-    wf_spec: str, topic: str, count: int, partitions: int, concurrency: int
+    wf_spec: str, topic: str, count: int, partitions: int, concurrency: int, name: str = "bare"
 ) -> tuple[float, float]:
     """The limit: RunWf for every record, ``concurrency`` in flight, ALREADY_EXISTS is ok.
     Returns the elapsed and the CPU seconds of this process."""
-    # The same ids lhpipe derives (<name>-<topic>-<partition>-<offset>), under another name.
+    # The same ids lhpipe derives (<name>-<topic>-<partition>-<offset>), under another name
+    # (one per run of a sweep: a WfRun id sent twice would be a cheap ALREADY_EXISTS).
     per_partition = -(-count // partitions)
     ids = [
-        f"bare-{topic}-{p}-{o}".lower() for p in range(partitions) for o in range(per_partition)
+        f"{name}-{topic}-{p}-{o}".lower() for p in range(partitions) for o in range(per_partition)
     ][:count]
     names = [f"customer-{i}" for i in range(count)]
     channel = grpc.aio.insecure_channel(f"{LH_HOST}:{LH_PORT}")
@@ -202,15 +210,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_limit(args: argparse.Namespace, wf_spec: str, topic: str) -> float:
-    """Run and print (a); return its rate."""
+@dataclass
+class BareTiming:
+    concurrency: int
+    seconds: float
+    cpu_seconds: float
+
+
+def measure_limit(args: argparse.Namespace, wf_spec: str, topic: str) -> BareTiming:
+    """Run and print (a): at ``--concurrency`` in flight, or with ``--sweep`` at each of
+    :data:`SWEEP` in flight; return the fastest."""
     count: int = args.records
-    seconds, cpu = asyncio.run(bare_loop(wf_spec, topic, count, args.partitions, args.concurrency))
-    print(
-        f"  (a) bare grpc.aio, {args.concurrency} in flight: {seconds:6.2f} s "
-        f"{count / seconds:8.0f} records/s, {1000 * cpu / count:.2f} CPU ms/record"
-    )
-    return count / seconds
+    runs = []
+    for concurrency in SWEEP if args.sweep else (args.concurrency,):
+        seconds, cpu = asyncio.run(
+            bare_loop(
+                wf_spec, topic, count, args.partitions, concurrency, name=f"bare{concurrency}"
+            )
+        )
+        print(
+            f"  (a) bare grpc.aio, {concurrency:3d} in flight: {seconds:6.2f} s "
+            f"{count / seconds:8.0f} records/s, {1000 * cpu / count:.2f} CPU ms/record"
+        )
+        runs.append(BareTiming(concurrency, seconds, cpu))
+    best = min(runs, key=lambda run: run.seconds)
+    if args.sweep:
+        print(f"      the limit: the bare loop at {best.concurrency} in flight")
+    return best
 
 
 def measure_lhpipe(
@@ -238,6 +264,11 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help=f"run the bare loop at {', '.join(map(str, SWEEP))} in flight and take its best",
+    )
     args = parser.parse_args()
     count: int = args.records
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -249,6 +280,7 @@ def main() -> int:
     lhpipe_rates: list[float] = []
     ratios: list[float] = []
     steady_ratios: list[float] = []
+    cpu_ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="lhpipe-bench-") as tmp:
         for round_number in range(1, args.rounds + 1):
             topic = f"bench-{uuid.uuid4().hex[:8]}"
@@ -264,11 +296,16 @@ def main() -> int:
                     bare = measure_limit(args, wf_spec, topic)
             finally:
                 delete_topic(topic)
-            bare_rates.append(bare)
+            bare_rate = count / bare.seconds
+            bare_rates.append(bare_rate)
             lhpipe_rates.append(timing.rate(count))
-            ratios.append(timing.rate(count) / bare)
-            steady_ratios.append(timing.steady_rate(count) / bare)
-            print(f"      ratio {ratios[-1]:.2f} (after the first commit: {steady_ratios[-1]:.2f})")
+            ratios.append(timing.rate(count) / bare_rate)
+            steady_ratios.append(timing.steady_rate(count) / bare_rate)
+            cpu_ratios.append(timing.cpu_seconds / bare.cpu_seconds)
+            print(
+                f"      ratio {ratios[-1]:.2f} (after the first commit: {steady_ratios[-1]:.2f}); "
+                f"CPU per record lhpipe / bare {cpu_ratios[-1]:.2f}"
+            )
     ratio = statistics.median(ratios)
     print()
     print(f"median of {args.rounds} round(s)")
@@ -278,6 +315,7 @@ def main() -> int:
         f"ratio                  {ratio:8.2f}   "
         f"(after the first commit: {statistics.median(steady_ratios):.2f})"
     )
+    print(f"CPU per record         {statistics.median(cpu_ratios):8.2f} lhpipe / bare")
     print(f"goal                   ≥ {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'}")
     return 0
 

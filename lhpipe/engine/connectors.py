@@ -23,9 +23,9 @@ How a declaration becomes a connector (see docs/connectors.md):
   FAILED with the first line of Connect's trace; an unreachable cluster is ``failed`` with the
   reason and is retried, never fatal.
 
-Values of ``from connector`` decode as JSON when the record is JSON, else as its UTF-8 text
-(:class:`ConnectorValueDecoder`), and a JsonConverter envelope ``{"schema", "payload"}`` gives
-its payload.
+Values of ``from connector`` decode as JSON when the record is JSON, else as its UTF-8 text,
+and a JsonConverter envelope ``{"schema", "payload"}`` gives its payload
+(:class:`lhpipe.sources.connector.ConnectorValueDecoder`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One pipeline running: source → decode → steps → plans → delivery per target → acknowledge.
 
-A :class:`PipelineRunner` is fed batches of records by its source (a
-:class:`~.consumer.KafkaSource` in its thread) and processes them on the event loop
+A :class:`PipelineRunner` is fed batches of records by its source (a Kafka consumer in its
+thread, :class:`lhpipe.clients.kafka.consumer.KafkaSource`) and processes them on the event loop
 through a :class:`~lhpipe.runtime.ordering.KeyOrderedScheduler`: up to ``max_in_flight``
 records at once, records with the same key (in the same partition) strictly in order.
 

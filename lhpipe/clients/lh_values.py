@@ -512,6 +512,18 @@ class MetadataCache:
         )
         return shape
 
+    def cached_wf_spec(
+        self, name: str, major_version: int | None = None, revision: int | None = None
+    ) -> WfSpecShape | None:
+        """The shape of a WfSpec if it is cached now (no await: the hot path's first try)."""
+        entry = self._wf_specs.entries.get((name, major_version, revision))
+        return None if entry is None else cast(WfSpecShape, entry.value)
+
+    def cached_event_def(self, name: str) -> EventDefShape | None:
+        """The shape of an ExternalEventDef if it is cached now."""
+        entry = self._event_defs.entries.get(name)
+        return None if entry is None else cast(EventDefShape, entry.value)
+
     async def event_def(self, name: str) -> EventDefShape:
         """The shape of an ExternalEventDef."""
         shape: EventDefShape = await self._get(

@@ -22,7 +22,7 @@ become :class:`LittleHorseTransientError`, :class:`LittleHorsePausedError` or
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,7 +327,7 @@ class LittleHorseClient:
         raises."""
         deadline = min(PING_DEADLINE_SECONDS, self.connection.deadline_seconds)
         try:
-            await self._call("GetServerVersion", Empty(), "GetServerVersion", deadline)
+            await self._call("GetServerVersion", Empty(), "GetServerVersion", deadline=deadline)
         except DeliveryError:
             return False
         return True
@@ -340,85 +340,87 @@ class LittleHorseClient:
 
     # -- the three calls ---------------------------------------------------------------------
 
+    # Each call is written out rather than wrapped in closures: this is the hot path, one call
+    # per record. What a call is about (for an error's message) is formatted only when it
+    # fails.
+
     async def _run_wf(self, plan: RunWfPlan) -> bool:
-        what = f"RunWf {plan.wf_spec} id {plan.wf_run_id}"
-        version = (plan.wf_spec, plan.major_version, plan.revision)
-
-        async def attempt() -> bool:
-            shape = await self.metadata.wf_spec(*version)
-            try:
-                variables = run_wf_variables(shape, plan.variables)
-            except UndeclaredVariableError:
-                if not self.metadata.is_stale(*version):
-                    raise
-                self.metadata.forget_wf_spec(*version)
-                variables = run_wf_variables(await self.metadata.wf_spec(*version), plan.variables)
-            request = RunWfRequest(
-                wf_spec_name=plan.wf_spec,
-                major_version=plan.major_version,
-                revision=plan.revision,
-                variables=variables,
-                id=plan.wf_run_id,
-                parent_wf_run_id=(
-                    wf_run_id(plan.parent_wf_run_id) if plan.parent_wf_run_id else None
-                ),
-            )
-            # None: ALREADY_EXISTS
-            return await self._call("RunWf", request, what) is None
-
-        return await self._with_fresh_metadata(
-            attempt, lambda: self.metadata.forget_wf_spec(*version)
-        )
-
-    async def _post_event(self, plan: PostEventPlan) -> bool:
-        what = f"PutExternalEvent {plan.external_event_def} to {plan.wf_run_id}"
-
-        async def attempt() -> bool:
-            shape = await self.metadata.event_def(plan.external_event_def)
-            request = PutExternalEventRequest(
-                wf_run_id=wf_run_id(plan.wf_run_id),
-                external_event_def_id=ExternalEventDefId(name=plan.external_event_def),
-                guid=plan.guid,
-                content=event_content(shape, plan.content),
-                thread_run_number=plan.thread_run_number,
-                node_run_position=plan.node_run_position,
-            )
-            # None: ALREADY_EXISTS
-            return await self._call("PutExternalEvent", request, what) is None
-
-        return await self._with_fresh_metadata(
-            attempt, lambda: self.metadata.forget_event_def(plan.external_event_def)
-        )
-
-    async def _correlate(self, plan: CorrelatePlan) -> bool:
-        what = f"PutCorrelatedEvent {plan.external_event_def} key {plan.key}"
-
-        async def attempt() -> bool:
-            shape = await self.metadata.event_def(plan.external_event_def)
-            request = PutCorrelatedEventRequest(
-                key=plan.key,
-                external_event_def_id=ExternalEventDefId(name=plan.external_event_def),
-                content=event_content(shape, plan.content),
-            )
-            # None: ALREADY_EXISTS
-            return await self._call("PutCorrelatedEvent", request, what) is None
-
-        return await self._with_fresh_metadata(
-            attempt, lambda: self.metadata.forget_event_def(plan.external_event_def)
-        )
-
-    async def _with_fresh_metadata(
-        self, attempt: Callable[[], Awaitable[bool]], forget: Callable[[], None]
-    ) -> bool:
         try:
-            return await attempt()
+            return await self._run_wf_once(plan)
         except LittleHorsePermanentError as exc:
-            # A deleted WfSpec or ExternalEventDef must not stay cached; a type mismatch may
-            # mean a new revision: type the values afresh and try once more.
-            forget()
+            # A deleted WfSpec must not stay cached; a type mismatch may mean a new revision:
+            # type the values afresh and try once more.
+            self.metadata.forget_wf_spec(plan.wf_spec, plan.major_version, plan.revision)
             if not exc.type_mismatch:
                 raise
-            return await attempt()
+            return await self._run_wf_once(plan)
+
+    async def _run_wf_once(self, plan: RunWfPlan) -> bool:
+        metadata = self.metadata
+        version = (plan.wf_spec, plan.major_version, plan.revision)
+        shape = metadata.cached_wf_spec(*version) or await metadata.wf_spec(*version)
+        try:
+            variables = run_wf_variables(shape, plan.variables)
+        except UndeclaredVariableError:
+            if not metadata.is_stale(*version):
+                raise
+            metadata.forget_wf_spec(*version)
+            variables = run_wf_variables(await metadata.wf_spec(*version), plan.variables)
+        request = RunWfRequest(
+            wf_spec_name=plan.wf_spec,
+            major_version=plan.major_version,
+            revision=plan.revision,
+            variables=variables,
+            id=plan.wf_run_id,
+            parent_wf_run_id=(wf_run_id(plan.parent_wf_run_id) if plan.parent_wf_run_id else None),
+        )
+        # None: ALREADY_EXISTS
+        return await self._call("RunWf", request, _run_wf_what, plan) is None
+
+    async def _post_event(self, plan: PostEventPlan) -> bool:
+        try:
+            return await self._post_event_once(plan)
+        except LittleHorsePermanentError as exc:
+            self.metadata.forget_event_def(plan.external_event_def)
+            if not exc.type_mismatch:
+                raise
+            return await self._post_event_once(plan)
+
+    async def _post_event_once(self, plan: PostEventPlan) -> bool:
+        metadata = self.metadata
+        name = plan.external_event_def
+        shape = metadata.cached_event_def(name) or await metadata.event_def(name)
+        request = PutExternalEventRequest(
+            wf_run_id=wf_run_id(plan.wf_run_id),
+            external_event_def_id=ExternalEventDefId(name=name),
+            guid=plan.guid,
+            content=event_content(shape, plan.content),
+            thread_run_number=plan.thread_run_number,
+            node_run_position=plan.node_run_position,
+        )
+        # None: ALREADY_EXISTS
+        return await self._call("PutExternalEvent", request, _post_event_what, plan) is None
+
+    async def _correlate(self, plan: CorrelatePlan) -> bool:
+        try:
+            return await self._correlate_once(plan)
+        except LittleHorsePermanentError as exc:
+            self.metadata.forget_event_def(plan.external_event_def)
+            if not exc.type_mismatch:
+                raise
+            return await self._correlate_once(plan)
+
+    async def _correlate_once(self, plan: CorrelatePlan) -> bool:
+        metadata = self.metadata
+        name = plan.external_event_def
+        shape = metadata.cached_event_def(name) or await metadata.event_def(name)
+        request = PutCorrelatedEventRequest(
+            key=plan.key,
+            external_event_def_id=ExternalEventDefId(name=name),
+            content=event_content(shape, plan.content),
+        )
+        # None: ALREADY_EXISTS
+        return await self._call("PutCorrelatedEvent", request, _correlate_what, plan) is None
 
     # -- metadata (MetadataSource) -----------------------------------------------------------
 
@@ -463,12 +465,19 @@ class LittleHorseClient:
     # -- one call ----------------------------------------------------------------------------
 
     async def _call(
-        self, method: str, request: Any, what: str, deadline: float | None = None
+        self,
+        method: str,
+        request: Any,
+        what: str | Callable[[Any], str],
+        about: Any = None,
+        deadline: float | None = None,
     ) -> Any:
-        """One unary call with the deadline and tenant; ``ALREADY_EXISTS`` returns ``None``."""
-        rpc: Callable[..., Awaitable[Any]] = getattr(self._ensure_stub(), method)
+        """One unary call with the deadline and tenant; ``ALREADY_EXISTS`` returns ``None``.
+        ``what`` names the call in an error's message: a text, or a function of ``about``
+        (called only when the call fails)."""
+        stub = self._stub or self._ensure_stub()
         try:
-            response = await rpc(
+            response = await getattr(stub, method)(
                 request,
                 timeout=deadline or self.connection.deadline_seconds,
                 metadata=self._call_metadata,
@@ -478,7 +487,8 @@ class LittleHorseClient:
             self._reachable = code not in (_S.UNAVAILABLE, _S.DEADLINE_EXCEEDED)
             if code == _S.ALREADY_EXISTS:
                 return None
-            raise classify(code, exc.details() or "", what) from exc
+            described = what if isinstance(what, str) else what(about)
+            raise classify(code, exc.details() or "", described) from exc
         self._reachable = True
         return response
 
@@ -487,3 +497,15 @@ class LittleHorseClient:
             self._channel = self.connection.open_channel()
             self._stub = LittleHorseStub(self._channel)
         return self._stub
+
+
+def _run_wf_what(plan: RunWfPlan) -> str:
+    return f"RunWf {plan.wf_spec} id {plan.wf_run_id}"
+
+
+def _post_event_what(plan: PostEventPlan) -> str:
+    return f"PutExternalEvent {plan.external_event_def} to {plan.wf_run_id}"
+
+
+def _correlate_what(plan: CorrelatePlan) -> str:
+    return f"PutCorrelatedEvent {plan.external_event_def} key {plan.key}"

@@ -9,25 +9,173 @@ each pipeline and webhook: added, removed, changed, unchanged), ``hash`` (the ru
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from lhpipe.core.redact import redact_url
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-RECORDS_IN = Counter(
+
+# ---------------------------------------------------------------------------------------------
+# Metrics of the hot path
+# ---------------------------------------------------------------------------------------------
+#
+# A prometheus_client Counter or Histogram takes a lock on every update, and a histogram walks
+# its buckets in Python: per record, that was a few percent of the event loop's time. The
+# metrics updated once per record or per request are therefore plain numbers, changed only on
+# the event loop's thread, and turned into metric families by prometheus_client's own collector
+# API when ``/metrics`` is scraped (also on the event loop). Names, labels, ``_total``,
+# ``_created``, buckets, ``_count`` and ``_sum`` are what the library's own classes expose.
+
+
+def _le(bound: float) -> str:
+    """A bucket bound as prometheus_client writes it (its ``floatToGoString``, untyped)."""
+    from prometheus_client.utils import floatToGoString
+
+    text: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+    return text
+
+
+class LoopCounterChild:
+    """One labelled series of a :class:`LoopCounter`."""
+
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("counters can only be incremented by non-negative amounts")
+        self.value += amount
+
+
+class LoopHistogramChild:
+    """One labelled series of a :class:`LoopHistogram`: counts per bucket (not cumulative:
+    summed at scrape) and the sum."""
+
+    __slots__ = ("_bounds", "counts", "created", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        # A bucket's upper bound is inclusive (``le``): bisect_left finds the first bound >= it.
+        self.counts[bisect_left(self._bounds, amount)] += 1
+        self.total += amount
+
+
+class _LoopMetric(Collector):
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], object] = {}
+        registry.register(self)
+
+    def _key(self, values: tuple[object, ...]) -> tuple[str, ...]:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes the labels {self.labelnames}, got {values}")
+        return tuple(str(value) for value in values)
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def _family(self) -> Metric:
+        raise NotImplementedError
+
+
+class LoopCounter(_LoopMetric):
+    """A counter for the hot path (see above); ``labels(...)`` gives a child to ``inc``."""
+
+    def labels(self, *values: object) -> LoopCounterChild:
+        key = self._key(values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = LoopCounterChild()
+        assert isinstance(child, LoopCounterChild)
+        return child
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for key, child in list(self._children.items()):
+            assert isinstance(child, LoopCounterChild)
+            family.add_metric(key, child.value, created=child.created)
+        yield family
+
+
+class LoopHistogram(_LoopMetric):
+    """A histogram for the hot path (see above); ``labels(...)`` gives a child to
+    ``observe``."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+    ) -> None:
+        bounds = tuple(sorted(float(b) for b in buckets if b != float("inf")))
+        self._bounds = bounds
+        self._les = [_le(b) for b in bounds] + ["+Inf"]
+        super().__init__(name, documentation, labelnames, registry)
+
+    def labels(self, *values: object) -> LoopHistogramChild:
+        key = self._key(values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = LoopHistogramChild(self._bounds)
+        assert isinstance(child, LoopHistogramChild)
+        return child
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for key, child in list(self._children.items()):
+            assert isinstance(child, LoopHistogramChild)
+            cumulative = 0
+            buckets = []
+            for le, count in zip(self._les, child.counts, strict=True):
+                cumulative += count
+                buckets.append((le, float(cumulative)))
+            family.add_metric(key, buckets, child.total)
+            labels = dict(zip(self.labelnames, key, strict=True))
+            family.samples.append(Sample(self.name + "_created", labels, child.created))
+        yield family
+
+
+RECORDS_IN = LoopCounter(
     "lhpipe_records_in", "Records read by a pipeline's source", ["pipeline"], registry=REGISTRY
 )
 RECORDS_DROPPED = Counter(
     "lhpipe_records_dropped", "Records dropped by a `where` step", ["pipeline"], registry=REGISTRY
 )
-RECORDS_OUT = Counter(
+RECORDS_OUT = LoopCounter(
     "lhpipe_records_out",
     "Records a target accepted (ALREADY_EXISTS included)",
     ["pipeline", "target"],
     registry=REGISTRY,
 )
-ALREADY_EXISTS = Counter(
+ALREADY_EXISTS = LoopCounter(
     "lhpipe_lh_already_exists",
     "Records LittleHorse already had (ALREADY_EXISTS: sent before, e.g. again after a "
     "rebalance or a crash; also in lhpipe_records_out)",
@@ -79,14 +227,14 @@ LAG = Gauge(
     ["pipeline", "topic", "partition"],
     registry=REGISTRY,
 )
-TARGET_LATENCY = Histogram(
+TARGET_LATENCY = LoopHistogram(
     "lhpipe_target_latency_seconds",
     "Time from the first attempt to acceptance by a target",
     ["pipeline", "target"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     registry=REGISTRY,
 )
-RECORD_LATENCY = Histogram(
+RECORD_LATENCY = LoopHistogram(
     "lhpipe_record_latency_seconds",
     "Time from reading a record to acknowledging it",
     ["pipeline"],
@@ -126,7 +274,7 @@ HTTP_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = LoopCounter(
     "lhpipe_http_requests",
     "Webhook requests by route and status",
     ["route", "status"],

@@ -17,8 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+# Plans are made once per record: they are slotted dataclasses, not frozen ones (a frozen
+# dataclass's ``__init__`` sets each field through ``object.__setattr__``, five times the cost),
+# hashable and compared by value, and never changed after they are made.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True)
 class RunWfPlan:
     """A ``RunWfRequest``. ``wf_run_id`` is already derived and checked (delivery.md);
     ``parent_wf_run_id`` is set for a child WfRun."""
@@ -31,7 +35,7 @@ class RunWfPlan:
     parent_wf_run_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class PostEventPlan:
     """A ``PutExternalEventRequest``; ``wf_run_id`` of the form ``parent_child`` names a
     child WfRun."""
@@ -44,7 +48,7 @@ class PostEventPlan:
     node_run_position: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class CorrelatePlan:
     """A ``PutCorrelatedEventRequest``: the first event with a key wins."""
 
@@ -53,7 +57,7 @@ class CorrelatePlan:
     content: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TopicPlan:
     """A record for ``to topic``: ``value`` is serialised by the sender (JSON, or Avro when
     the target names a schema)."""
@@ -75,7 +79,7 @@ class TopicSchema:
     subject: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class HttpPlan:
     """A request for ``to http``; ``body`` is sent as JSON."""
 
@@ -85,7 +89,7 @@ class HttpPlan:
     body: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class FilePlan:
     """One JSON line appended to ``path`` for ``to file``."""
 
@@ -93,7 +97,7 @@ class FilePlan:
     line: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class LogPlan:
     """One structured log line for ``to log``."""
 

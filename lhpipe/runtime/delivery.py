@@ -151,10 +151,11 @@ class Delivery:
         """Send ``plan`` until it is accepted; raises :class:`RecordFailed` when it fails for
         good (permanent, or ``retry`` exhausted)."""
         started = time.monotonic()
-        first_ms = now_ms()
         try:
             outcome = await self.sender.send(plan)
         except Exception as exc:
+            # The wall clock of the first attempt, read only when there is a failure to date.
+            first_ms = now_ms() - int((time.monotonic() - started) * 1000)
             outcome = await self._retry_until_done(plan, classify(exc), first_ms)
         self._out.inc()
         if outcome == ALREADY_EXISTS:
@@ -242,6 +243,14 @@ async def plan_and_deliver(
     """Plan every target first, so that an expression failing in one target sends nothing for
     any, then deliver the plans in declaration order. Failures come out as
     :class:`RecordFailed` labelled with the target."""
+    if len(targets) == 1:  # the common case, without the list
+        target = targets[0]
+        try:
+            plan = target.planner(env, record)
+        except Exception as exc:
+            raise failed(classify(exc), target.label) from exc
+        await target.delivery.deliver(plan)
+        return
     plans = []
     for target in targets:
         try:

@@ -303,9 +303,21 @@ class PipelineRunner:
 
     async def _process(self, item: _Item) -> None:
         record = item.record
+        logic = self._logic
         try:
             try:
-                await self._deliver(record)
+                decoder = logic.decoder
+                if decoder.is_avro and logic.schemas is not None and record.value is not None:
+                    key, value = await self._decode_avro(record)
+                else:
+                    try:
+                        key = decoder.decode_key(record.key)
+                        value = decoder.decode_value(record.value)
+                    except Exception as exc:
+                        raise failed(classify(exc), "decode") from exc
+                await run_record(
+                    record, key, value, logic.initial_env, logic.steps, logic.targets, self._dropped
+                )
             except RecordFailed as exc:
                 outcome, why = await self._policy.handle(record, exc.failure)
                 if outcome == "stop":
@@ -317,21 +329,13 @@ class PipelineRunner:
             self._forget(item)
             raise
 
-    async def _deliver(self, record: Record) -> None:
-        logic = self._logic
-        key, value = await self._decode(record)
-        await run_record(
-            record, key, value, logic.initial_env, logic.steps, logic.targets, self._dropped
-        )
-
-    async def _decode(self, record: Record) -> tuple[Any, Any]:
-        logic = self._logic
-        decoder = logic.decoder
+    async def _decode_avro(self, record: Record) -> tuple[Any, Any]:
+        """Key and value of a record whose value is registry Avro: the writer schema is looked
+        up by the id in the value's header (cached by the registry client)."""
+        decoder = self._logic.decoder
         try:
             key = decoder.decode_key(record.key)
-            if not decoder.is_avro or logic.schemas is None or record.value is None:
-                return key, decoder.decode_value(record.value)
-            schema_id = logic.schema_id_of(record.value)
+            schema_id = self._logic.schema_id_of(record.value)
         except Exception as exc:
             raise failed(classify(exc), "decode") from exc
         schema = None if schema_id is None else await self._writer_schema(schema_id)

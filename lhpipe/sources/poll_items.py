@@ -56,7 +56,7 @@ URL_HEADER = "lhpipe.poll.url"
 MAX_READABLE_ID = 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class PollOrigin(KafkaOrigin):
     """Where a polled item came from: a sequence number under ``poll:<pipeline>`` for the
     runner's contiguous commits, and the item's id for generated ids. ``problem`` is why

@@ -290,7 +290,9 @@ class KafkaSource:
                 self._in_transit -= len(records)
 
     def _records(self, batch: list[Any]) -> list[Record]:
-        records = []
+        records: list[Record] = []
+        append = records.append
+        assigned = self._assigned
         for message in batch:
             error = message.error()
             if error is not None:
@@ -298,16 +300,19 @@ class KafkaSource:
                     self.error = f"topic {self.topic!r}: {error.str()}"
                     log.warning("pipeline %s: %s", self.pipeline, self.error)
                 continue
-            if (message.topic(), message.partition()) not in self._assigned:
+            topic = message.topic()
+            partition = message.partition()
+            if (topic, partition) not in assigned:
                 continue  # fetched before its partition was revoked: its new owner reads it
             timestamp_type, timestamp = message.timestamp()
-            records.append(
+            headers = message.headers()
+            append(
                 Record(
-                    origin=KafkaOrigin(message.topic(), message.partition(), message.offset()),
-                    key=message.key(),
-                    value=message.value(),
-                    headers=tuple(message.headers() or ()),
-                    timestamp_ms=timestamp if timestamp_type else None,
+                    KafkaOrigin(topic, partition, message.offset()),
+                    message.key(),
+                    message.value(),
+                    tuple(headers) if headers else (),
+                    timestamp if timestamp_type else None,
                 )
             )
         if records:

@@ -27,6 +27,10 @@ def defined() -> dict[str, tuple[str, set[str]]]:
             name = metric._name
             kind = metric._type
             found[name + "_total" if kind == "counter" else name] = (kind, labels)
+        elif isinstance(metric, metrics.LoopCounter):
+            found[metric.name + "_total"] = ("counter", set(metric.labelnames))
+        elif isinstance(metric, metrics.LoopHistogram):
+            found[metric.name] = ("histogram", set(metric.labelnames))
     return found
 
 

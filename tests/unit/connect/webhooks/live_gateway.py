@@ -285,7 +285,7 @@ class LiveGateway:
 
     def count(self, path: str, status: int) -> float:
         """``lhpipe_http_requests_total`` of the webhook at ``path`` for ``status``."""
-        value = metrics.HTTP_REQUESTS.labels(ROUTE_NAMES[path], str(status))._value.get()
+        value = metrics.HTTP_REQUESTS.labels(ROUTE_NAMES[path], str(status)).value
         return float(value)
 
 

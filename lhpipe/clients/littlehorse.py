@@ -274,6 +274,10 @@ class LittleHorseClient:
     through it as well.
     """
 
+    #: Answer times say how loaded the server is: pipelines adapt their concurrency to them
+    #: (:mod:`lhpipe.runtime.limit`).
+    adaptive = True
+
     def __init__(self, connection: LittleHorseConnection) -> None:
         self.connection = connection
         self.metadata = MetadataCache(self)

@@ -221,6 +221,13 @@ RETRIES = Counter(
 IN_FLIGHT = Gauge(
     "lhpipe_in_flight", "Records being processed now", ["pipeline"], registry=REGISTRY
 )
+CONCURRENCY_LIMIT = Gauge(
+    "lhpipe_concurrency_limit",
+    "How many records a pipeline processes at once now: adaptive (moved by its LittleHorse or "
+    "to http target's answer times and overloads) up to LHPIPE_MAX_IN_FLIGHT, else fixed",
+    ["pipeline"],
+    registry=REGISTRY,
+)
 LAG = Gauge(
     "lhpipe_consumer_lag",
     "Records behind the end of the partition",

@@ -246,6 +246,7 @@ _PAGE_COUNTERS = {
     "lhpipe_records_dead_lettered": "dead-lettered",
     "lhpipe_records_skipped": "skipped",
     "lhpipe_in_flight": "in flight",
+    "lhpipe_concurrency_limit": "limit",
 }
 
 

@@ -36,6 +36,7 @@ from lhpipe.core.plans import Plan
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.core.senders import ALREADY_EXISTS, Sender
 from lhpipe.core.timestamps import epoch_ms_text
+from lhpipe.runtime.limit import OVERLOAD_CODES, AdaptiveLimit
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,12 @@ class Delivery:
         self._backoff = backoff
         self._sleep = sleep
         self._rng = rng or random.Random()
+        #: The pipeline's adaptive concurrency limit, told of this target's answer times and
+        #: overloads; the runner binds it when the sender is :attr:`adaptive`.
+        self.limit: AdaptiveLimit | None = None
+        #: Whether the sender's answer times say how loaded its server is (LittleHorse,
+        #: ``to http``): a sender says so with a true ``adaptive`` attribute.
+        self.adaptive = bool(getattr(sender, "adaptive", False))
         #: Records retrying at this target now, and the last error seen, for the status.
         self.retrying = 0
         self.last_error: str | None = None
@@ -157,10 +164,15 @@ class Delivery:
             # The wall clock of the first attempt, read only when there is a failure to date.
             first_ms = now_ms() - int((time.monotonic() - started) * 1000)
             outcome = await self._retry_until_done(plan, classify(exc), first_ms)
+            took = time.monotonic() - started
+        else:
+            took = time.monotonic() - started
+            if (limit := self.limit) is not None:
+                limit.sample(took)
         self._out.inc()
         if outcome == ALREADY_EXISTS:
             self._already.inc()
-        self._latency.observe(time.monotonic() - started)
+        self._latency.observe(took)
 
     async def _retry_until_done(
         self, plan: Plan, error: DeliveryError, first_ms: int
@@ -186,6 +198,8 @@ class Delivery:
                     )
                     paused_retries += 1
                 elif isinstance(error, TransientError):
+                    if self.limit is not None and error.code in OVERLOAD_CODES:
+                        self.limit.overload()
                     if self._retry is not None and transient_retries >= self._retry:
                         gave_up = _gave_up(error, transient_retries)
                         raise RecordFailed(

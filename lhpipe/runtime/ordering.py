@@ -19,7 +19,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-DEFAULT_MAX_IN_FLIGHT = 64
+#: The default ceiling of a pipeline's records in flight (``LHPIPE_MAX_IN_FLIGHT``): pipelines
+#: with a LittleHorse or ``to http`` target find their limit below it (:mod:`.limit`).
+DEFAULT_MAX_IN_FLIGHT = 512
+#: The limit of pipelines whose targets do not adapt (Kafka, files, the log), or the ceiling
+#: when that is lower.
+FIXED_LIMIT = 64
 
 T = TypeVar("T")
 
@@ -33,7 +38,7 @@ class KeyOrderedScheduler(Generic[T]):
     counts as finished, so a bug never wedges a chain.
     """
 
-    def __init__(self, work: Callable[[T], Awaitable[None]], limit: int = DEFAULT_MAX_IN_FLIGHT):
+    def __init__(self, work: Callable[[T], Awaitable[None]], limit: int = FIXED_LIMIT):
         if limit < 1:
             raise ValueError("the concurrency limit must be at least 1")
         self._work = work
@@ -73,6 +78,21 @@ class KeyOrderedScheduler(Generic[T]):
         if self._looping < self.limit:
             self._looping += 1
             task = asyncio.get_running_loop().create_task(self._worker())
+            self._workers.add(task)
+            task.add_done_callback(self._workers.discard)
+
+    def set_limit(self, limit: int) -> None:
+        """Change how many items may run at once (an adaptive limit moved). A lower limit takes
+        effect as running items finish (their workers stop taking new chains); a higher one
+        starts workers for the ready items at once."""
+        if limit < 1:
+            raise ValueError("the concurrency limit must be at least 1")
+        self.limit = limit
+        loop = None
+        while self._looping < limit and self._looping < self._running + len(self._ready):
+            loop = loop or asyncio.get_running_loop()
+            self._looping += 1
+            task = loop.create_task(self._worker())
             self._workers.add(task)
             task.add_done_callback(self._workers.discard)
 
@@ -125,7 +145,8 @@ class KeyOrderedScheduler(Generic[T]):
 
     async def _drain(self) -> None:
         chains = self._chains
-        while self._ready:
+        # A worker leaves when the limit was lowered below the workers looping.
+        while self._ready and self._looping <= self.limit:
             item, chain = self._ready.popleft()
             while True:
                 self._running += 1

@@ -44,7 +44,8 @@ from lhpipe.runtime.delivery import (
     failed,
     run_record,
 )
-from lhpipe.runtime.ordering import DEFAULT_MAX_IN_FLIGHT, KeyOrderedScheduler
+from lhpipe.runtime.limit import AdaptiveLimit
+from lhpipe.runtime.ordering import DEFAULT_MAX_IN_FLIGHT, FIXED_LIMIT, KeyOrderedScheduler
 from lhpipe.runtime.status import PipelineStatus, State
 
 log = logging.getLogger(__name__)
@@ -147,8 +148,20 @@ class PipelineRunner:
         self._committer: asyncio.Task[None] | None = None
         self._draining: asyncio.Task[None] | None = None
         self._stopped_at: Failure | None = None
+        self._fixed_limit = min(max_in_flight, FIXED_LIMIT)
+        self.limit: AdaptiveLimit | None = None
         for target in logic.targets:
             target.delivery.pauses = self
+        if any(target.delivery.adaptive for target in logic.targets):
+            self.limit = AdaptiveLimit(
+                max_in_flight, lambda: self._scheduler.running, on_change=self._limit_moved
+            )
+            for target in logic.targets:
+                if target.delivery.adaptive:
+                    target.delivery.limit = self.limit
+        self._scheduler.set_limit(self._current_limit())
+        self._limit_gauge = metrics.CONCURRENCY_LIMIT.labels(name)
+        self._limit_gauge.set(self._current_limit())
         self._records_in = metrics.RECORDS_IN.labels(name)
         self._dropped = metrics.RECORDS_DROPPED.labels(name)
         self._in_flight = metrics.IN_FLIGHT.labels(name)
@@ -156,6 +169,15 @@ class PipelineRunner:
         self._reread = metrics.RECORDS_REREAD.labels(name)
         self.read = 0
         self.acknowledged = 0
+
+    # -- the concurrency limit ----------------------------------------------------------------
+
+    def _current_limit(self) -> int:
+        return self.limit.limit if self.limit is not None else self._fixed_limit
+
+    def _limit_moved(self, limit: int) -> None:
+        self._scheduler.set_limit(limit)
+        self._limit_gauge.set(limit)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -460,6 +482,7 @@ class PipelineRunner:
                 "read": self.read,
                 "acknowledged": self.acknowledged,
                 "in_flight": self._scheduler.running,
+                "limit": self._current_limit(),
                 "buffered": self._outstanding,
             },
         )

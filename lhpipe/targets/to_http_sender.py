@@ -84,6 +84,10 @@ class HttpSender:
     (an ``httpx.MockTransport``); without it the sender owns a client and closes it.
     """
 
+    #: Answer times (and 429/503) say how loaded the server is: pipelines adapt their
+    #: concurrency to them (:mod:`lhpipe.runtime.limit`).
+    adaptive = True
+
     def __init__(
         self,
         client: httpx.AsyncClient | None = None,

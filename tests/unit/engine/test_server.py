@@ -148,6 +148,8 @@ def test_status_page_shows_states_and_counters_per_pipeline() -> None:
     out.labels("orders", "run_wf:a").inc(2)
     out.labels("orders", "to_log").inc(3)
     Gauge("lhpipe_in_flight", "now", ["pipeline"], registry=registry).labels("orders").set(4)
+    limit = Gauge("lhpipe_concurrency_limit", "limit", ["pipeline"], registry=registry)
+    limit.labels("orders").set(96)
     response = request(app_with(RUNNING, PAUSED, registry=registry), "GET", "/")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
@@ -155,9 +157,10 @@ def test_status_page_shows_states_and_counters_per_pipeline() -> None:
     assert "lhpipe: not ready" in page
     orders_row = next(line for line in page.splitlines() if "<td>orders</td>" in line)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", orders_row)
-    # pipeline, state, source, targets, detail, in, out, failed, retries, dead, skipped, in flight
+    # pipeline, state, source, targets, detail, in, out, failed, retries, dead, skipped,
+    # in flight, limit
     assert cells[:2] == ["orders", "running"]
-    assert cells[5:] == ["7", "5", "0", "0", "0", "0", "4"]
+    assert cells[5:] == ["7", "5", "0", "0", "0", "0", "4", "96"]
     assert "UNAUTHENTICATED: token expired" in page
 
 

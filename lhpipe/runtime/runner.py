@@ -51,6 +51,8 @@ from lhpipe.runtime.status import PipelineStatus, State
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_SECONDS = 1.0
+FIRST_COMMIT_POLL_SECONDS = 0.1
+FIRST_COMMIT_SECONDS = 5.0
 DRAIN_SECONDS = 30.0
 _RNG = random.Random()
 
@@ -425,13 +427,22 @@ class PipelineRunner:
             )
 
     async def _commit_periodically(self) -> None:
+        # Until the first commit (within FIRST_COMMIT_SECONDS of the start) the committer looks
+        # every FIRST_COMMIT_POLL_SECONDS, so that the first records done are committed at
+        # once rather than up to a second later; then every COMMIT_INTERVAL_SECONDS.
+        started = time.monotonic()
+        interval = FIRST_COMMIT_POLL_SECONDS
         while True:
-            await asyncio.sleep(COMMIT_INTERVAL_SECONDS)
+            await asyncio.sleep(interval)
             # The gauge is set here, not per record: a metric update takes a lock.
             self._in_flight.set(self._outstanding)
             source = self._source
-            if source is not None:
-                source.commit(self._tracker.committable())
+            if source is None:
+                continue
+            offsets = self._tracker.committable()
+            source.commit(offsets)
+            if offsets or time.monotonic() - started > FIRST_COMMIT_SECONDS:
+                interval = COMMIT_INTERVAL_SECONDS
 
     def publish_lag(self) -> None:
         """Copy the source's per-partition lag into the metrics."""

@@ -20,10 +20,22 @@ Every phase is bounded in time; the lhpipe process is always stopped.
 
 With ``--sweep`` the bare loop runs at 64, 128, 256 and 512 in flight and its best is the limit
 (the right concurrency depends on the server that minute); lhpipe runs with its defaults
-against it. Each round prints both CPU figures and their ratio (lhpipe's includes its start).
+against it. Each round prints both CPU figures: lhpipe's from its start and after its first
+commit (read from ``/proc`` when the first commit is seen), the bare loop's for its whole run,
+and the ratios the goals of issue 17 name (rate after the first commit ≥ 0.95 x the bare
+loop's best, CPU per record after the first commit ≤ 1.2 x the bare loop's, first commit
+under 1 s).
+
+``--target`` picks the LittleHorse call: ``run_wf`` (the default: a WfSpec with one STR
+variable and no tasks), ``post_event`` (``PutExternalEvent`` of an STR ExternalEventDef, each
+record to its own WfRun id, which LittleHorse stores without the WfRun existing) or
+``correlate`` (``PutCorrelatedEvent`` of an ExternalEventDef with a correlated-event config,
+each record its own key); ``all`` runs the three one after the other. The records carry no Kafka
+key and the ids and keys come from the value, so lhpipe's per-key order constrains nothing the
+bare loop is free of.
 
 Run: ``.venv/bin/python bench/kafka_to_lh.py [--records N] [--concurrency N] [--rounds N]
-[--sweep]``.
+[--sweep] [--target run_wf|post_event|correlate|all]``.
 """
 
 from __future__ import annotations
@@ -40,17 +52,36 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from _stack import KAFKA, LH_HOST, LH_PORT, LHPIPE, free_port, register_wf_specs, stop
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-from littlehorse.model import LittleHorseStub, RunWfRequest, VariableValue
+from littlehorse.model import (
+    CorrelatedEventConfig,
+    ExternalEventDefId,
+    LittleHorseStub,
+    PutCorrelatedEventRequest,
+    PutExternalEventDefRequest,
+    PutExternalEventRequest,
+    ReturnType,
+    RunWfRequest,
+    TypeDefinition,
+    VariableType,
+    VariableValue,
+    WfRunId,
+)
 from littlehorse.workflow import Workflow, WorkflowThread
 
-GOAL_RATIO = 0.8
+#: Issue 17's goals: the rate after the first commit against the bare loop's best, lhpipe's CPU
+#: per record after the first commit against the bare loop's, and the time to the first commit.
+GOAL_RATIO = 0.95
+GOAL_CPU_RATIO = 1.2
+GOAL_FIRST_COMMIT_SECONDS = 1.0
+TARGETS = ("run_wf", "post_event", "correlate")
 TENANT = "default"
-DEFAULT_CONCURRENCY = 64  # lhpipe's default in-flight records per pipeline (delivery.md)
+DEFAULT_CONCURRENCY = 64  # the bare loop without --sweep (lhpipe starts at 64 and adapts)
 #: The bare loop's concurrencies with ``--sweep``: its best is the limit lhpipe is held to.
 SWEEP = (64, 128, 256, 512)
 PHASE_TIMEOUT_SECONDS = 600.0
@@ -63,12 +94,94 @@ class LhpipeTiming:
     first_commit_seconds: float
     first_committed: int
     cpu_seconds: float
+    first_commit_cpu_seconds: float
 
     def rate(self, records: int) -> float:
         return records / self.total_seconds
 
     def steady_rate(self, records: int) -> float:
         return (records - self.first_committed) / (self.total_seconds - self.first_commit_seconds)
+
+    def steady_cpu_per_record(self, records: int) -> float:
+        return (self.cpu_seconds - self.first_commit_cpu_seconds) / (records - self.first_committed)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One LittleHorse call: the pipeline's target, the records' values, the bare request."""
+
+    kind: str
+    name: str  # the WfSpec or the ExternalEventDef
+
+    def pipeline_target(self) -> str:
+        if self.kind == "run_wf":
+            return f'run_wf "{self.name}"'
+        if self.kind == "post_event":
+            return f'post_event "{self.name}" {{ wf_run_id = value.wf\n    content = value.note }}'
+        return f'correlate "{self.name}" {{ key = value.ck\n    content = value.note }}'
+
+    def value(self, topic: str, i: int) -> dict[str, str]:
+        if self.kind == "run_wf":
+            return {"name": f"customer-{i}"}
+        if self.kind == "post_event":
+            return {"wf": f"w{i}", "note": f"note-{i}"}
+        return {"ck": f"{topic}-c{i}", "note": f"note-{i}"}
+
+    def rpc(self, stub: LittleHorseStub) -> Any:
+        return {
+            "run_wf": stub.RunWf,
+            "post_event": stub.PutExternalEvent,
+            "correlate": stub.PutCorrelatedEvent,
+        }[self.kind]
+
+    def request(self, run_id: str, topic: str, i: int) -> Any:
+        """The request lhpipe sends for record ``i``, with the bare run's own id (or key)."""
+        if self.kind == "run_wf":
+            return RunWfRequest(
+                wf_spec_name=self.name,
+                id=run_id,
+                variables={"name": VariableValue(str=f"customer-{i}")},
+            )
+        event = ExternalEventDefId(name=self.name)
+        if self.kind == "post_event":
+            return PutExternalEventRequest(
+                wf_run_id=WfRunId(id=f"w{i}"),
+                external_event_def_id=event,
+                guid=run_id,
+                content=VariableValue(str=f"note-{i}"),
+            )
+        return PutCorrelatedEventRequest(
+            key=run_id, external_event_def_id=event, content=VariableValue(str=f"note-{i}")
+        )
+
+
+def prepare_target(kind: str) -> Target:
+    """Register what ``kind`` calls and wait until the server shows it."""
+    if kind == "run_wf":
+        name = f"bench-noop-{uuid.uuid4().hex[:8]}"
+        register_wf_spec(name)
+        print(f"run_wf: WfSpec {name}, one STR variable, no tasks")
+        return Target(kind, name)
+    name = f"bench-event-{uuid.uuid4().hex[:8]}"
+    stub = LittleHorseStub(grpc.insecure_channel(f"{LH_HOST}:{LH_PORT}"))
+    stub.PutExternalEventDef(
+        PutExternalEventDefRequest(
+            name=name,
+            content_type=ReturnType(return_type=TypeDefinition(primitive_type=VariableType.STR)),
+            correlated_event_config=CorrelatedEventConfig() if kind == "correlate" else None,
+        )
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            stub.GetExternalEventDef(ExternalEventDefId(name=name))
+            break
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    print(f"{kind}: ExternalEventDef {name} (STR content)")
+    return Target(kind, name)
 
 
 def register_wf_spec(name: str) -> None:
@@ -80,13 +193,14 @@ def register_wf_spec(name: str) -> None:
     register_wf_specs([Workflow(name, entrypoint)])
 
 
-def produce_records(topic: str, count: int, partitions: int) -> None:
+def produce_records(topic: str, count: int, partitions: int, target: Target | None = None) -> None:
     admin = AdminClient({"bootstrap.servers": KAFKA})
     new = NewTopic(topic, num_partitions=partitions, replication_factor=1)
     admin.create_topics([new])[topic].result(timeout=30)
     producer = Producer({"bootstrap.servers": KAFKA, "linger.ms": 20, "enable.idempotence": True})
     for i in range(count):
-        producer.produce(topic, value=json.dumps({"name": f"customer-{i}"}).encode())
+        value = target.value(topic, i) if target is not None else {"name": f"customer-{i}"}
+        producer.produce(topic, value=json.dumps(value).encode())
         if i % 10_000 == 0:
             producer.poll(0)
     if producer.flush(60) != 0:
@@ -102,19 +216,19 @@ def delete_topic(topic: str) -> None:
 
 
 async def bare_loop(
-    wf_spec: str, topic: str, count: int, partitions: int, concurrency: int, name: str = "bare"
+    target: Target, topic: str, count: int, partitions: int, concurrency: int, name: str = "bare"
 ) -> tuple[float, float]:
-    """The limit: RunWf for every record, ``concurrency`` in flight, ALREADY_EXISTS is ok.
-    Returns the elapsed and the CPU seconds of this process."""
+    """The limit: the target's call for every record, ``concurrency`` in flight,
+    ALREADY_EXISTS is ok. Returns the elapsed and the CPU seconds of this process."""
     # The same ids lhpipe derives (<name>-<topic>-<partition>-<offset>), under another name
-    # (one per run of a sweep: a WfRun id sent twice would be a cheap ALREADY_EXISTS).
+    # (one per run of a sweep: a WfRun id, guid or key sent twice would be a cheap
+    # ALREADY_EXISTS).
     per_partition = -(-count // partitions)
     ids = [
         f"{name}-{topic}-{p}-{o}".lower() for p in range(partitions) for o in range(per_partition)
     ][:count]
-    names = [f"customer-{i}" for i in range(count)]
     channel = grpc.aio.insecure_channel(f"{LH_HOST}:{LH_PORT}")
-    stub = LittleHorseStub(channel)
+    rpc = target.rpc(LittleHorseStub(channel))
     metadata = (("tenantid", TENANT),)
     next_index = 0
     failures: list[str] = []
@@ -124,13 +238,9 @@ async def bare_loop(
         while next_index < count:
             i = next_index
             next_index += 1
-            request = RunWfRequest(
-                wf_spec_name=wf_spec,
-                id=ids[i],
-                variables={"name": VariableValue(str=names[i])},
-            )
+            request = target.request(ids[i], topic, i)
             try:
-                await stub.RunWf(request, timeout=RPC_DEADLINE_SECONDS, metadata=metadata)
+                await rpc(request, timeout=RPC_DEADLINE_SECONDS, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                     failures.append(f"{exc.code().name}: {exc.details()}")
@@ -157,14 +267,14 @@ def committed_total(admin: AdminClient, group: str, topic: str, partitions: int)
 
 
 def run_lhpipe(
-    wf_spec: str, topic: str, count: int, partitions: int, workdir: Path
+    target: Target, topic: str, count: int, partitions: int, workdir: Path
 ) -> LhpipeTiming:
     pipeline = f"bench_{uuid.uuid4().hex[:8]}"
     group = f"lhpipe-{pipeline}"
     source = workdir / f"{pipeline}.lhp"
     source.write_text(
         f'pipeline {pipeline} {{\n  from topic "{topic}" {{ value = json }}\n'
-        f'  run_wf "{wf_spec}"\n}}\n',
+        f"  {target.pipeline_target()}\n}}\n",
         encoding="utf-8",
     )
     admin = AdminClient({"bootstrap.servers": KAFKA})
@@ -180,11 +290,13 @@ def run_lhpipe(
         try:
             first_at: float | None = None
             first_committed = 0
+            first_cpu = 0.0
             while True:
                 done = committed_total(admin, group, topic, partitions)
                 now = time.perf_counter()
                 if done and first_at is None:
                     first_at, first_committed = now - started, done
+                    first_cpu = cpu_seconds(process.pid)
                 if done >= count:
                     total = now - started
                     cpu = cpu_seconds(process.pid)
@@ -200,7 +312,7 @@ def run_lhpipe(
         finally:
             stop(process)
     assert first_at is not None
-    return LhpipeTiming(total, first_at, first_committed, cpu)
+    return LhpipeTiming(total, first_at, first_committed, cpu, first_cpu)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -217,20 +329,18 @@ class BareTiming:
     cpu_seconds: float
 
 
-def measure_limit(args: argparse.Namespace, wf_spec: str, topic: str) -> BareTiming:
+def measure_limit(args: argparse.Namespace, target: Target, topic: str) -> BareTiming:
     """Run and print (a): at ``--concurrency`` in flight, or with ``--sweep`` at each of
     :data:`SWEEP` in flight; return the fastest."""
     count: int = args.records
     runs = []
     for concurrency in SWEEP if args.sweep else (args.concurrency,):
         seconds, cpu = asyncio.run(
-            bare_loop(
-                wf_spec, topic, count, args.partitions, concurrency, name=f"bare{concurrency}"
-            )
+            bare_loop(target, topic, count, args.partitions, concurrency, name=f"bare{concurrency}")
         )
         print(
             f"  (a) bare grpc.aio, {concurrency:3d} in flight: {seconds:6.2f} s "
-            f"{count / seconds:8.0f} records/s, {1000 * cpu / count:.2f} CPU ms/record"
+            f"{count / seconds:8.0f} records/s, {1000 * cpu / count:.3f} CPU ms/record"
         )
         runs.append(BareTiming(concurrency, seconds, cpu))
     best = min(runs, key=lambda run: run.seconds)
@@ -240,22 +350,101 @@ def measure_limit(args: argparse.Namespace, wf_spec: str, topic: str) -> BareTim
 
 
 def measure_lhpipe(
-    args: argparse.Namespace, wf_spec: str, topic: str, workdir: Path
+    args: argparse.Namespace, target: Target, topic: str, workdir: Path
 ) -> LhpipeTiming:
     """Run and print (b)."""
     count: int = args.records
-    timing = run_lhpipe(wf_spec, topic, count, args.partitions, workdir)
+    timing = run_lhpipe(target, topic, count, args.partitions, workdir)
     print(
         f"  (b) lhpipe run, start to last commit: {timing.total_seconds:6.2f} s "
         f"{timing.rate(count):8.0f} records/s, "
-        f"{1000 * timing.cpu_seconds / count:.2f} CPU ms/record (start-up included)"
+        f"{1000 * timing.cpu_seconds / count:.3f} CPU ms/record (start-up included)"
     )
     print(
         f"      first commit after {timing.first_commit_seconds:.2f} s "
         f"({timing.first_committed} records); after it "
-        f"{timing.steady_rate(count):.0f} records/s"
+        f"{timing.steady_rate(count):.0f} records/s, "
+        f"{1000 * timing.steady_cpu_per_record(count):.3f} CPU ms/record"
     )
     return timing
+
+
+@dataclass
+class Results:
+    """Per round: the figures the goals name."""
+
+    bare_rates: list[float]
+    lhpipe_rates: list[float]
+    ratios: list[float]
+    steady_ratios: list[float]
+    cpu_ratios: list[float]
+    steady_cpu_ratios: list[float]
+    first_commits: list[float]
+
+
+def run_target(args: argparse.Namespace, target: Target, workdir: Path) -> Results:
+    count: int = args.records
+    results = Results([], [], [], [], [], [], [])
+    for round_number in range(1, args.rounds + 1):
+        topic = f"bench-{uuid.uuid4().hex[:8]}"
+        produce_records(topic, count, args.partitions, target)
+        print(f"{target.kind} round {round_number}: {count} records in topic {topic}")
+        try:
+            # Alternate which side goes first: the server may slow down as it fills up.
+            if round_number % 2:
+                bare = measure_limit(args, target, topic)
+                timing = measure_lhpipe(args, target, topic, workdir)
+            else:
+                timing = measure_lhpipe(args, target, topic, workdir)
+                bare = measure_limit(args, target, topic)
+        finally:
+            delete_topic(topic)
+        bare_rate = count / bare.seconds
+        results.bare_rates.append(bare_rate)
+        results.lhpipe_rates.append(timing.rate(count))
+        results.ratios.append(timing.rate(count) / bare_rate)
+        results.steady_ratios.append(timing.steady_rate(count) / bare_rate)
+        results.cpu_ratios.append(timing.cpu_seconds / bare.cpu_seconds)
+        results.steady_cpu_ratios.append(
+            timing.steady_cpu_per_record(count) / (bare.cpu_seconds / count)
+        )
+        results.first_commits.append(timing.first_commit_seconds)
+        print(
+            f"      rate ratio {results.ratios[-1]:.2f}, after the first commit "
+            f"{results.steady_ratios[-1]:.2f}; CPU per record lhpipe / bare "
+            f"{results.cpu_ratios[-1]:.2f}, after the first commit "
+            f"{results.steady_cpu_ratios[-1]:.2f}"
+        )
+    return results
+
+
+def report(args: argparse.Namespace, target: Target, results: Results) -> None:
+    median = statistics.median
+    steady = median(results.steady_ratios)
+    steady_cpu = median(results.steady_cpu_ratios)
+    first = median(results.first_commits)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    print()
+    print(f"{target.kind}: median of {args.rounds} round(s)")
+    print(f"bare grpc.aio loop (best) {median(results.bare_rates):8.0f} records/s")
+    print(f"lhpipe run                {median(results.lhpipe_rates):8.0f} records/s")
+    print(f"rate ratio                {median(results.ratios):8.2f}   (start-up included)")
+    print(
+        f"  after the first commit  {steady:8.2f}   goal ≥ {GOAL_RATIO}: "
+        f"{verdict(steady >= GOAL_RATIO)}"
+    )
+    print(f"CPU per record ratio      {median(results.cpu_ratios):8.2f}   (start-up included)")
+    print(
+        f"  after the first commit  {steady_cpu:8.2f}   goal ≤ {GOAL_CPU_RATIO}: "
+        f"{verdict(steady_cpu <= GOAL_CPU_RATIO)}"
+    )
+    print(
+        f"first commit              {first:8.2f} s goal < {GOAL_FIRST_COMMIT_SECONDS} s: "
+        f"{verdict(first < GOAL_FIRST_COMMIT_SECONDS)}"
+    )
 
 
 def main() -> int:
@@ -269,54 +458,17 @@ def main() -> int:
         action="store_true",
         help=f"run the bare loop at {', '.join(map(str, SWEEP))} in flight and take its best",
     )
+    parser.add_argument("--target", choices=(*TARGETS, "all"), default="run_wf")
     args = parser.parse_args()
-    count: int = args.records
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-
-    wf_spec = f"bench-noop-{uuid.uuid4().hex[:8]}"
-    register_wf_spec(wf_spec)
-    print(f"WfSpec {wf_spec}: one STR variable, no tasks")
-    bare_rates: list[float] = []
-    lhpipe_rates: list[float] = []
-    ratios: list[float] = []
-    steady_ratios: list[float] = []
-    cpu_ratios: list[float] = []
+    kinds = TARGETS if args.target == "all" else (args.target,)
     with tempfile.TemporaryDirectory(prefix="lhpipe-bench-") as tmp:
-        for round_number in range(1, args.rounds + 1):
-            topic = f"bench-{uuid.uuid4().hex[:8]}"
-            produce_records(topic, count, args.partitions)
-            print(f"round {round_number}: {count} records in topic {topic}")
-            try:
-                # Alternate which side goes first: the server may slow down as it fills up.
-                if round_number % 2:
-                    bare = measure_limit(args, wf_spec, topic)
-                    timing = measure_lhpipe(args, wf_spec, topic, Path(tmp))
-                else:
-                    timing = measure_lhpipe(args, wf_spec, topic, Path(tmp))
-                    bare = measure_limit(args, wf_spec, topic)
-            finally:
-                delete_topic(topic)
-            bare_rate = count / bare.seconds
-            bare_rates.append(bare_rate)
-            lhpipe_rates.append(timing.rate(count))
-            ratios.append(timing.rate(count) / bare_rate)
-            steady_ratios.append(timing.steady_rate(count) / bare_rate)
-            cpu_ratios.append(timing.cpu_seconds / bare.cpu_seconds)
-            print(
-                f"      ratio {ratios[-1]:.2f} (after the first commit: {steady_ratios[-1]:.2f}); "
-                f"CPU per record lhpipe / bare {cpu_ratios[-1]:.2f}"
-            )
-    ratio = statistics.median(ratios)
-    print()
-    print(f"median of {args.rounds} round(s)")
-    print(f"bare grpc.aio loop     {statistics.median(bare_rates):8.0f} records/s")
-    print(f"lhpipe run             {statistics.median(lhpipe_rates):8.0f} records/s")
-    print(
-        f"ratio                  {ratio:8.2f}   "
-        f"(after the first commit: {statistics.median(steady_ratios):.2f})"
-    )
-    print(f"CPU per record         {statistics.median(cpu_ratios):8.2f} lhpipe / bare")
-    print(f"goal                   ≥ {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'}")
+        done = []
+        for kind in kinds:
+            target = prepare_target(kind)
+            done.append((target, run_target(args, target, Path(tmp))))
+    for target, results in done:
+        report(args, target, results)
     return 0
 
 

@@ -97,7 +97,7 @@ def _value_fields(env: Mapping[str, Any], label: str) -> dict[str, Any]:
     value = env.get("value")
     if value is None:
         return {}
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # the first test skips the ABC's
         return dict(value)
     raise PermanentError(
         f"{label} has no `variables`, so each top-level field of the value becomes a "

@@ -32,6 +32,11 @@ class RecordSink(Protocol):
         """Partitions were assigned (called on the loop, before any of their records)."""
         ...
 
+    # A sink may also have ``wait_for_room(wanted: int, timeout: float) -> None``: called from
+    # the source's thread, it returns once ``room()`` reaches ``wanted`` or after ``timeout``
+    # seconds (the runner's wakes the thread as soon as records finish). A source without it
+    # looks at ``room()`` again after a sleep.
+
     def on_records(self, records: list[Record]) -> None:
         """A batch of records in read order (called on the loop)."""
         ...

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -144,6 +145,9 @@ class PipelineRunner:
             self._process, max_in_flight
         )
         self._outstanding = 0  # read and not yet done (running, waiting, or about to stop)
+        # The source's thread waiting for room (wait_for_room): how much, and its wake-up.
+        self._room_wanted = 0
+        self._room_freed = threading.Event()
         self._live: dict[PartitionOffsets, int] = {}  # not done, per partition assignment
         self._accepting = False
         self._paused_records = 0
@@ -240,6 +244,19 @@ class PipelineRunner:
     def room(self) -> int:
         """How many more records the source may hand over now."""
         return self.max_buffered - self._outstanding
+
+    def wait_for_room(self, wanted: int, timeout: float) -> None:
+        """From the source's thread: return once :meth:`room` is at least ``wanted``, or after
+        ``timeout`` seconds. The loop sets the event when records finish (:meth:`_forget`), so
+        the source's thread sleeps instead of waking to look (each wake-up takes the GIL from
+        the loop)."""
+        self._room_freed.clear()
+        self._room_wanted = wanted
+        if self.room() >= wanted:
+            self._room_wanted = 0
+            return
+        self._room_freed.wait(timeout)
+        self._room_wanted = 0
 
     def on_assigned(self, partitions: list[TopicPartition]) -> None:
         for topic, partition in partitions:
@@ -409,6 +426,10 @@ class PipelineRunner:
             else:
                 self._live.pop(offsets, None)
         self._outstanding -= 1
+        wanted = self._room_wanted
+        if wanted and self.max_buffered - self._outstanding >= wanted:
+            self._room_wanted = 0
+            self._room_freed.set()
 
     def _stop_at(self, failure: Failure) -> None:
         """``permanent = stop``: no further records start; the failed one stays

@@ -264,3 +264,54 @@ def test_a_pipeline_without_an_adaptive_target_keeps_the_fixed_limit() -> None:
     assert runner.limit is None
     assert runner.status().stats["limit"] == FIXED_LIMIT
     assert runner_for(Plain(10, 0.001), ceiling=5, name="fixed_low").status().stats["limit"] == 5
+
+
+# -- the source's thread waiting for room ----------------------------------------------------------
+
+
+def test_the_source_thread_sleeps_until_records_finish_and_not_longer() -> None:
+    """``wait_for_room`` returns as soon as enough records are done (woken by the loop), and
+    after its timeout when none are."""
+    import threading
+    import time
+
+    async def scenario() -> tuple[float, float, int]:
+        gate = asyncio.Event()
+
+        class Held(SimulatedServer):
+            async def send(self, plan: Plan) -> None:
+                await gate.wait()
+
+        runner = runner_for(Held(10, 0.0), ceiling=8, name="room_wait")
+        runner.max_buffered = 40
+        await runner.start()
+        runner.on_assigned([("in", 0)])
+        runner.on_records([Record(KafkaOrigin("in", 0, o), None, b"{}") for o in range(40)])
+        assert runner.room() == 0
+        loop = asyncio.get_running_loop()
+        # nothing finishes: the wait ends at its timeout
+        started = time.monotonic()
+        await loop.run_in_executor(None, runner.wait_for_room, 10, 0.2)
+        timed_out = time.monotonic() - started
+        # records finish while the thread waits: it wakes long before its timeout
+        woke: list[float] = []
+
+        def wait() -> None:
+            begun = time.monotonic()
+            runner.wait_for_room(10, 30.0)
+            woke.append(time.monotonic() - begun)
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        await asyncio.sleep(0.05)
+        gate.set()
+        while thread.is_alive():
+            await asyncio.sleep(0.01)
+        room = runner.room()
+        await runner.stop()
+        return timed_out, woke[0], room
+
+    timed_out, woke, room = asyncio.run(scenario())
+    assert timed_out >= 0.2
+    assert woke < 5.0  # woken by the finished records, not by its 30 s timeout
+    assert room >= 10

@@ -1,5 +1,7 @@
 """Benchmark: webhook → Kafka with lhpipe, against a bare ASGI handler answering 202
-(performance.md: at least half the bare handler's requests/s; p99 < 25 ms at a fixed 1,000 req/s).
+(issue 17, which raises performance.md's goals: at least 0.8 times the bare handler's requests/s,
+CPU time per request at most 1 / 0.8 = 1.25 times the bare handler's; p99 < 10 ms at a fixed
+1,000 req/s).
 
 Against the running local stack (``lhpipe stack up``):
 
@@ -18,7 +20,10 @@ Against the running local stack (``lhpipe stack up``):
 4. Fixed rate, after a :data:`SETTLE_SECONDS` pause: an open-loop load generator (a Python
    subprocess on raw asyncio sockets) sends ``--rate`` requests/s for ``--duration`` seconds
    to each; latency is measured from the moment each request was due (so a stall counts
-   against the server: no coordinated omission), p50/p99/p99.9/max.
+   against the server: no coordinated omission), p50/p99/p99.9/max. The generator runs with
+   its garbage collector off: it keeps every request's task until the end, and a full
+   collection over them stalled it for 25-35 ms, which counted against whichever server it
+   was measuring.
 
 The bare handler's process sets the garbage collector as ``lhpipe run`` does after start-up
 (:func:`lhpipe.core.heap.settle`), so the two differ only by what the route does. The load
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import hashlib
 import hmac
 import json
@@ -55,8 +61,13 @@ from typing import Any
 from _stack import KAFKA, LHPIPE, free_port, stop
 from confluent_kafka import Consumer, TopicPartition
 
-GOAL_RATIO = 0.5
-GOAL_P99_MS = 25.0
+#: Issue 17: lhpipe's requests/s at least 0.8 times the bare handler's ...
+GOAL_RATIO = 0.8
+#: ... and its CPU time per request at most 1 / 0.8 = 1.25 times the bare handler's (the printed
+#: ratio is bare / lhpipe, so at least 0.8 too) ...
+GOAL_CPU_RATIO = 0.8
+#: ... and its p99 at a fixed 1,000 requests/s under 10 ms.
+GOAL_P99_MS = 10.0
 #: The pause between the maximum-throughput runs and the fixed-rate ones: the broker and both
 #: servers finish what the last wrk run left (log flushes, collections) before the clock runs.
 SETTLE_SECONDS = 5.0
@@ -449,9 +460,12 @@ def main() -> int:
             f"(goal ≥ {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'})"
         )
         if cpu_ratios:
+            cpu_ratio = statistics.median(cpu_ratios)
+            met = "met" if cpu_ratio >= GOAL_CPU_RATIO else "NOT met"
             print(
                 "  CPU per request, bare / lhpipe (the ratio the servers' own costs allow, "
-                f"whatever else runs on the machine): {statistics.median(cpu_ratios):.2f}"
+                f"whatever else runs on the machine): {cpu_ratio:.2f} (goal ≥ {GOAL_CPU_RATIO}, "
+                f"lhpipe at most {1 / GOAL_CPU_RATIO:.2f} times the bare handler's: {met})"
             )
         time.sleep(SETTLE_SECONDS)
         print(
@@ -496,6 +510,9 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--bare":
         serve_bare(int(sys.argv[2]))
     elif len(sys.argv) > 4 and sys.argv[1] == "--load":
+        # The generator is the measuring instrument: no collection of its own may stall it (the
+        # module docstring).
+        gc.disable()
         port, rate, seconds = int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
         print(json.dumps(asyncio.run(fixed_rate(port, rate, seconds, 64))))
     else:

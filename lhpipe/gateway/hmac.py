@@ -108,6 +108,13 @@ class _Keyed:
             mac.update(part)
         return mac.digest()
 
+    def digest_of(self, body: bytes) -> bytes:
+        """:meth:`digest` of one part (the body alone: ``github`` and the custom form), without
+        the loop over the parts."""
+        mac = self._mac.copy()
+        mac.update(body)
+        return mac.digest()
+
 
 def _from_hex(text: str) -> bytes | None:
     try:
@@ -155,7 +162,7 @@ class GitHubSignature:
         given = _from_hex(signature) if scheme == "sha256" else None
         if given is None:
             return _refuse("X-Hub-Signature-256 is not sha256=<hex>")
-        if not hmac.compare_digest(self._keyed.digest(body), given):
+        if not hmac.compare_digest(self._keyed.digest_of(body), given):
             return _refuse("X-Hub-Signature-256 does not match the body")
         return Verdict(True, webhook_id=headers.get("x-github-delivery"))
 
@@ -269,7 +276,7 @@ class CustomSignature:
         given = self._decode(value[len(self._prefix) :])
         if given is None:
             return _refuse(f"{self._name} is not {self._encoding} text")
-        if not hmac.compare_digest(self._keyed.digest(body), given):
+        if not hmac.compare_digest(self._keyed.digest_of(body), given):
             return _refuse(f"{self._name} does not match the body")
         return Verdict(True)
 

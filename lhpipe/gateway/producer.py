@@ -105,7 +105,10 @@ class GatewayProducer:
             return self._produce_when_room(topic, value, key, list(headers), report, future)
         except KafkaException as exc:
             raise produce_error(exc, topic) from exc
-        self._sent(loop)
+        # _sent, inline (once per request)
+        self._in_flight += 1
+        if self._timer is None:
+            self._timer = loop.call_later(POLL_INTERVAL_SECONDS, self._poll)
         return future
 
     async def _produce_when_room(

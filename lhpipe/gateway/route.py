@@ -590,7 +590,17 @@ class WebhookRoute:
                 problem = Problem(500, f"Kafka refused the request ({exc.code})")
             await self._refuse(send, problem)
             return
-        await self._accepted(send, webhook_id)
+        # _accepted's answer, written here: one coroutine less to make and run per request.
+        body = b'{"id":' + orjson.dumps(webhook_id) + b"}"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        self._accepted_count.value += 1
 
     async def _run_direct(
         self,

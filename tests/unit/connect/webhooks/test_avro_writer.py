@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lhpipe.core.avro.wire import encode, parse_avro_schema
-from lhpipe.core.avro.writer import AVRO_DATUM, JSON_BODY, compile_writer, write_long
+from lhpipe.core.avro.writer import AVRO_DATUM, JSON_BODY, compile_writer, wire_record, write_long
 from lhpipe.core.errors import PermanentError
 from lhpipe.gateway.validate import BodyRejected, SchemaBody
 
@@ -315,3 +315,85 @@ def test_generated_bodies_take_the_same_way_through_both_paths(
         assert isinstance(fast, BodyRejected) and fast.problem == slow.problem
     else:
         assert fast == slow
+
+
+# -- the record writer made from source (lhpipe/core/avro/writer.py: _record_writer) ------------
+
+INLINE: dict[str, Any] = {
+    "type": "record",
+    "name": "Inline",
+    "fields": [
+        {"name": "s", "type": "string"},
+        {"name": "i", "type": "int"},
+        {"name": "l", "type": "long"},
+        {"name": "f", "type": "float"},
+        {"name": "d", "type": "double"},
+        {"name": "b", "type": "boolean"},
+        {"name": "n", "type": "null"},
+        {"name": "maybe", "type": ["null", "long"]},
+        {"name": "strings", "type": {"type": "array", "items": "string"}},
+        {"name": "holes", "type": {"type": "array", "items": ["long", "null"]}},
+        {"name": "odd name-é", "type": ["string", "null"], "default": "x"},
+    ],
+}
+INLINE_VALUE: dict[str, Any] = {
+    "s": "ä" * 70,
+    "i": 63,
+    "l": 64,
+    "f": 2.5,
+    "d": 3,
+    "b": False,
+    "n": None,
+    "maybe": -1,
+    "strings": ["", "x" * 64],
+    "holes": [None, 2**40],
+    "odd name-é": None,
+}
+
+
+def test_the_record_writer_made_from_source_writes_fastavros_bytes() -> None:
+    parsed = parse_avro_schema(INLINE)
+    writer = compile_writer(parsed, AVRO_DATUM)
+    for value in (
+        INLINE_VALUE,
+        {**INLINE_VALUE, "maybe": None, "strings": [], "holes": [], "i": -(2**31)},
+    ):
+        assert wire_record(writer, SCHEMA_ID, value) == encode(SCHEMA_ID, parsed, value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"s": b"bytes"},
+        {"i": 2**31},
+        {"i": True},
+        {"l": 1.0},
+        {"f": 1e39},
+        {"d": "1"},
+        {"b": 1},
+        {"n": 0},
+        {"maybe": "1"},
+        {"strings": ("a",)},
+        {"strings": [1]},
+        {"holes": ["x"]},
+        {"extra": 1},
+    ],
+)
+def test_the_record_writer_made_from_source_refuses_what_does_not_fit(
+    change: dict[str, Any],
+) -> None:
+    writer = compile_writer(parse_avro_schema(INLINE), AVRO_DATUM)
+
+    assert wire_record(writer, SCHEMA_ID, {**INLINE_VALUE, **change}) is None
+
+
+def test_the_record_writer_made_from_source_fills_only_what_may_be_absent() -> None:
+    parsed = parse_avro_schema(INLINE)
+    writer = compile_writer(parsed, AVRO_DATUM)
+    without_optional = {k: v for k, v in INLINE_VALUE.items() if k != "maybe"}
+    without_required = {k: v for k, v in INLINE_VALUE.items() if k != "s"}
+
+    assert wire_record(writer, SCHEMA_ID, without_optional) == encode(
+        SCHEMA_ID, parsed, {**without_optional, "maybe": None}
+    )
+    assert wire_record(writer, SCHEMA_ID, without_required) is None

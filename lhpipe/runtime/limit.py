@@ -17,6 +17,10 @@ library (``Gradient2Limit``), in lhpipe's own words:
 - An *overload* answer (LittleHorse's ``RESOURCE_EXHAUSTED``, HTTP 429 or 503, a call's
   deadline or timeout) ends the window at once and multiplies the limit by
   :data:`BACKOFF_RATIO`, as TCP does on a lost packet.
+- It starts the way TCP does (*slow start*): while answers stay within the tolerance, each
+  window doubles the limit; the first window slower than that, or the first overload, ends
+  slow start for good and the gradient takes over. So a pipeline finds a fast server's
+  capacity in a few round trips instead of growing by a square root per window.
 - A window in which fewer than half the slots were used says nothing about the server (the
   pipeline had too little to send): the limit stays.
 - When the long latency is more than twice the short one (the server got faster, or the long
@@ -81,6 +85,8 @@ class AdaptiveLimit:
         self._samples = 0
         self._total = 0.0
         self._busiest = 0
+        #: Doubling per window until the first slow window or overload (see above).
+        self.slow_start = True
         #: Windows closed and overloads seen, for the tests and the status.
         self.windows = 0
         self.overloads = 0
@@ -98,6 +104,7 @@ class AdaptiveLimit:
     def overload(self) -> None:
         """The target answered that it is overloaded: back off at once."""
         self.overloads += 1
+        self.slow_start = False
         self._reset_window()
         self._set(self._estimate * BACKOFF_RATIO)
 
@@ -120,6 +127,11 @@ class AdaptiveLimit:
             return  # too little to send to learn anything about the target
         gradient = max(0.5, min(1.0, TOLERANCE * long / short))
         estimate = self._estimate
+        if self.slow_start:
+            if gradient >= 1.0:
+                self._set(estimate * 2)
+                return
+            self.slow_start = False
         wanted = estimate * gradient + math.sqrt(estimate)
         self._set(estimate * (1 - SMOOTHING) + wanted * SMOOTHING)
 

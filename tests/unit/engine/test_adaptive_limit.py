@@ -62,6 +62,32 @@ def test_while_latency_holds_the_limit_grows_up_to_the_ceiling_and_no_further() 
     assert all(isinstance(value, int) for value in seen)
 
 
+def test_slow_start_doubles_the_limit_per_window_until_answers_slow_down() -> None:
+    busy = Busy(0)
+    limit = AdaptiveLimit(10_000, busy)
+    windows(limit, busy, 0.010, 1)  # the first window only learns the usual latency
+    assert limit.limit == INITIAL_LIMIT
+    windows(limit, busy, 0.010, 3)
+    assert limit.limit == INITIAL_LIMIT * 8 and limit.slow_start
+    windows(limit, busy, 0.030, 1)  # three times slower than usual: slow start ends
+    assert not limit.slow_start
+    after = limit.limit
+    assert after < INITIAL_LIMIT * 8
+    windows(limit, busy, 0.010, 1)  # fast again: it grows, but by a square root, not twofold
+    assert after < limit.limit < after * 1.2
+
+
+def test_an_overload_ends_slow_start() -> None:
+    busy = Busy(0)
+    limit = AdaptiveLimit(10_000, busy)
+    windows(limit, busy, 0.010, 2)
+    limit.overload()
+    assert not limit.slow_start
+    before = limit.limit
+    windows(limit, busy, 0.010, 1)
+    assert before < limit.limit < before * 1.2
+
+
 def test_when_answers_get_much_slower_than_usual_the_limit_shrinks() -> None:
     busy = Busy(0)
     limit = AdaptiveLimit(1000, busy)

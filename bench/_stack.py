@@ -3,13 +3,14 @@ registering WfSpecs, and running ``lhpipe run`` beside them."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import grpc
@@ -35,15 +36,22 @@ def register_wf_specs(workflows: Iterable[Workflow]) -> None:
         names.append(workflow.name)
     stub = config.stub()
     for name in names:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                stub.GetLatestWfSpec(GetLatestWfSpecRequest(name=name))
-                break
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        request = GetLatestWfSpecRequest(name=name)
+        wait_until_found(functools.partial(stub.GetLatestWfSpec, request))
+
+
+def wait_until_found(fetch: Callable[[], object], seconds: float = 30) -> None:
+    """Call ``fetch`` until LittleHorse stops answering NOT_FOUND (metadata is registered
+    asynchronously), at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fetch()
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def free_port() -> int:

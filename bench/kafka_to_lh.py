@@ -55,7 +55,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from _stack import KAFKA, LH_HOST, LH_PORT, LHPIPE, free_port, register_wf_specs, stop
+from _stack import (
+    KAFKA,
+    LH_HOST,
+    LH_PORT,
+    LHPIPE,
+    free_port,
+    register_wf_specs,
+    stop,
+    wait_until_found,
+)
 from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from littlehorse.model import (
@@ -171,15 +180,7 @@ def prepare_target(kind: str) -> Target:
             correlated_event_config=CorrelatedEventConfig() if kind == "correlate" else None,
         )
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            stub.GetExternalEventDef(ExternalEventDefId(name=name))
-            break
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    wait_until_found(lambda: stub.GetExternalEventDef(ExternalEventDefId(name=name)))
     print(f"{kind}: ExternalEventDef {name} (STR content)")
     return Target(kind, name)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -76,38 +77,47 @@ class LoopHistogramChild:
         self.total += amount
 
 
-class _LoopMetric(Collector):
+Child = TypeVar("Child", LoopCounterChild, LoopHistogramChild)
+
+
+class _LoopMetric(Collector, Generic[Child]):
+    """What both loop metrics share: name, labels, and one child per label values, made by
+    :meth:`_new_child` on first use."""
+
     def __init__(
         self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
     ) -> None:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], object] = {}
+        self._children: dict[tuple[str, ...], Child] = {}
         registry.register(self)
 
-    def _key(self, values: tuple[object, ...]) -> tuple[str, ...]:
+    def labels(self, *values: object) -> Child:
+        """The series of these label values (made on first use)."""
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes the labels {self.labelnames}, got {values}")
-        return tuple(str(value) for value in values)
+        key = tuple(str(value) for value in values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._new_child()
+        return child
 
     def describe(self) -> list[Metric]:
         return [self._family()]
+
+    def _new_child(self) -> Child:
+        raise NotImplementedError
 
     def _family(self) -> Metric:
         raise NotImplementedError
 
 
-class LoopCounter(_LoopMetric):
+class LoopCounter(_LoopMetric[LoopCounterChild]):
     """A counter for the hot path (see above); ``labels(...)`` gives a child to ``inc``."""
 
-    def labels(self, *values: object) -> LoopCounterChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = LoopCounterChild()
-        assert isinstance(child, LoopCounterChild)
-        return child
+    def _new_child(self) -> LoopCounterChild:
+        return LoopCounterChild()
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -115,12 +125,11 @@ class LoopCounter(_LoopMetric):
     def collect(self) -> Iterator[Metric]:
         family = self._family()
         for key, child in list(self._children.items()):
-            assert isinstance(child, LoopCounterChild)
             family.add_metric(key, child.value, created=child.created)
         yield family
 
 
-class LoopHistogram(_LoopMetric):
+class LoopHistogram(_LoopMetric[LoopHistogramChild]):
     """A histogram for the hot path (see above); ``labels(...)`` gives a child to
     ``observe``."""
 
@@ -137,13 +146,8 @@ class LoopHistogram(_LoopMetric):
         self._les = [_le(b) for b in bounds] + ["+Inf"]
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: object) -> LoopHistogramChild:
-        key = self._key(values)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = LoopHistogramChild(self._bounds)
-        assert isinstance(child, LoopHistogramChild)
-        return child
+    def _new_child(self) -> LoopHistogramChild:
+        return LoopHistogramChild(self._bounds)
 
     def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -151,7 +155,6 @@ class LoopHistogram(_LoopMetric):
     def collect(self) -> Iterator[Metric]:
         family = self._family()
         for key, child in list(self._children.items()):
-            assert isinstance(child, LoopHistogramChild)
             cumulative = 0
             buckets = []
             for le, count in zip(self._les, child.counts, strict=True):

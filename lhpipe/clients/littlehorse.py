@@ -305,15 +305,29 @@ class LittleHorseClient:
         again and the call is made once more with values typed afresh (the WfSpec may have a
         new revision).
         """
-        if isinstance(plan, RunWfPlan):
-            existed = await self._run_wf(plan)
-        elif isinstance(plan, PostEventPlan):
-            existed = await self._post_event(plan)
-        elif isinstance(plan, CorrelatePlan):
-            existed = await self._correlate(plan)
-        else:
-            raise TypeError(f"LittleHorseClient cannot send a {type(plan).__name__}")
+        try:
+            existed = await self._send_once(plan)
+        except LittleHorsePermanentError as exc:
+            # A deleted WfSpec or ExternalEventDef must not stay cached; a type mismatch may
+            # mean a new revision: type the values afresh and try once more.
+            if isinstance(plan, RunWfPlan):
+                self.metadata.forget_wf_spec(plan.wf_spec, plan.major_version, plan.revision)
+            elif isinstance(plan, PostEventPlan | CorrelatePlan):
+                self.metadata.forget_event_def(plan.external_event_def)
+            if not exc.type_mismatch:
+                raise
+            existed = await self._send_once(plan)
         return ALREADY_EXISTS if existed else None
+
+    async def _send_once(self, plan: Plan) -> bool:
+        """One call for the plan; True when LittleHorse had it already."""
+        if isinstance(plan, RunWfPlan):
+            return await self._run_wf_once(plan)
+        if isinstance(plan, PostEventPlan):
+            return await self._post_event_once(plan)
+        if isinstance(plan, CorrelatePlan):
+            return await self._correlate_once(plan)
+        raise TypeError(f"LittleHorseClient cannot send a {type(plan).__name__}")
 
     def connected(self) -> bool:
         """Whether LittleHorse answered the last call (or ping), and the channel is not
@@ -348,17 +362,6 @@ class LittleHorseClient:
     # per record. What a call is about (for an error's message) is formatted only when it
     # fails.
 
-    async def _run_wf(self, plan: RunWfPlan) -> bool:
-        try:
-            return await self._run_wf_once(plan)
-        except LittleHorsePermanentError as exc:
-            # A deleted WfSpec must not stay cached; a type mismatch may mean a new revision:
-            # type the values afresh and try once more.
-            self.metadata.forget_wf_spec(plan.wf_spec, plan.major_version, plan.revision)
-            if not exc.type_mismatch:
-                raise
-            return await self._run_wf_once(plan)
-
     async def _run_wf_once(self, plan: RunWfPlan) -> bool:
         metadata = self.metadata
         version = (plan.wf_spec, plan.major_version, plan.revision)
@@ -381,15 +384,6 @@ class LittleHorseClient:
         # None: ALREADY_EXISTS
         return await self._call("RunWf", request, _run_wf_what, plan) is None
 
-    async def _post_event(self, plan: PostEventPlan) -> bool:
-        try:
-            return await self._post_event_once(plan)
-        except LittleHorsePermanentError as exc:
-            self.metadata.forget_event_def(plan.external_event_def)
-            if not exc.type_mismatch:
-                raise
-            return await self._post_event_once(plan)
-
     async def _post_event_once(self, plan: PostEventPlan) -> bool:
         metadata = self.metadata
         name = plan.external_event_def
@@ -404,15 +398,6 @@ class LittleHorseClient:
         )
         # None: ALREADY_EXISTS
         return await self._call("PutExternalEvent", request, _post_event_what, plan) is None
-
-    async def _correlate(self, plan: CorrelatePlan) -> bool:
-        try:
-            return await self._correlate_once(plan)
-        except LittleHorsePermanentError as exc:
-            self.metadata.forget_event_def(plan.external_event_def)
-            if not exc.type_mismatch:
-                raise
-            return await self._correlate_once(plan)
 
     async def _correlate_once(self, plan: CorrelatePlan) -> bool:
         metadata = self.metadata

@@ -76,10 +76,7 @@ class KeyOrderedScheduler(Generic[T]):
         self._ready.append((item, chain))
         self._idle.clear()
         if self._looping < self.limit:
-            self._looping += 1
-            task = asyncio.get_running_loop().create_task(self._worker())
-            self._workers.add(task)
-            task.add_done_callback(self._workers.discard)
+            self._start_worker()
 
     def set_limit(self, limit: int) -> None:
         """Change how many items may run at once (an adaptive limit moved). A lower limit takes
@@ -88,13 +85,14 @@ class KeyOrderedScheduler(Generic[T]):
         if limit < 1:
             raise ValueError("the concurrency limit must be at least 1")
         self.limit = limit
-        loop = None
         while self._looping < limit and self._looping < self._running + len(self._ready):
-            loop = loop or asyncio.get_running_loop()
-            self._looping += 1
-            task = loop.create_task(self._worker())
-            self._workers.add(task)
-            task.add_done_callback(self._workers.discard)
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        self._looping += 1
+        task = asyncio.get_running_loop().create_task(self._worker())
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
 
     def discard(self, matches: Callable[[T], bool]) -> list[T]:
         """Remove queued (not running) items for which ``matches`` is true; returns them.

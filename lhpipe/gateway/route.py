@@ -590,16 +590,10 @@ class WebhookRoute:
                 problem = Problem(500, f"Kafka refused the request ({exc.code})")
             await self._refuse(send, problem)
             return
-        # _accepted's answer, written here: one coroutine less to make and run per request.
-        body = b'{"id":' + orjson.dumps(webhook_id) + b"}"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 202,
-                "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        # _accepted's answer, sent here: one coroutine less to make and run per request.
+        start, body = _accepted_messages(webhook_id)
+        await send(start)
+        await send(body)
         self._accepted_count.value += 1
 
     async def _run_direct(
@@ -676,16 +670,10 @@ class WebhookRoute:
         return problem
 
     async def _accepted(self, send: Send, webhook_id: str) -> None:
-        body = b'{"id":' + orjson.dumps(webhook_id) + b"}"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 202,
-                "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-        self._accepted_count.inc()
+        start, body = _accepted_messages(webhook_id)
+        await send(start)
+        await send(body)
+        self._accepted_count.value += 1
 
     async def _refuse(self, send: Send, problem: Problem, *, body_read: bool = True) -> None:
         body = problem.body()
@@ -715,3 +703,14 @@ class WebhookRoute:
 
 def _unavailable(detail: str) -> Problem:
     return problems.unavailable(detail, RETRY_AFTER_SECONDS)
+
+
+def _accepted_messages(webhook_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ASGI messages of a ``202 {"id": ...}`` answer."""
+    body = b'{"id":' + orjson.dumps(webhook_id) + b"}"
+    start = {
+        "type": "http.response.start",
+        "status": 202,
+        "headers": [(b"content-type", _JSON), (b"content-length", b"%d" % len(body))],
+    }
+    return start, {"type": "http.response.body", "body": body}

@@ -32,11 +32,6 @@ class RecordSink(Protocol):
         """Partitions were assigned (called on the loop, before any of their records)."""
         ...
 
-    # A sink may also have ``wait_for_room(wanted: int, timeout: float) -> None``: called from
-    # the source's thread, it returns once ``room()`` reaches ``wanted`` or after ``timeout``
-    # seconds (the runner's wakes the thread as soon as records finish). A source without it
-    # looks at ``room()`` again after a sleep.
-
     def on_records(self, records: list[Record]) -> None:
         """A batch of records in read order (called on the loop)."""
         ...
@@ -47,7 +42,13 @@ class RecordSink(Protocol):
 
 
 class KafkaRecordSink(RecordSink, Protocol):
-    """The sink of a Kafka consumer, which also gives back partitions."""
+    """The sink of a Kafka consumer, which also gives back partitions and wakes the consumer's
+    thread when it has room."""
+
+    def wait_for_room(self, wanted: int, timeout: float) -> None:
+        """From the consumer's thread: return once :meth:`room` reaches ``wanted``, or after
+        ``timeout`` seconds (the runner wakes the thread as soon as records finish)."""
+        ...
 
     async def on_revoked(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """Partitions are being taken away: drop their waiting records, wait (bounded by

@@ -261,7 +261,7 @@ class KafkaSource:
                 # so that polling can go on (group membership, rebalances) without records.
                 short_of_room_since = short_of_room_since or now
                 if now - short_of_room_since < HOLD_BEFORE_PAUSE_SECONDS:
-                    self._wait_for_room(self._min_batch + self._in_transit)
+                    self._sink.wait_for_room(self._min_batch + self._in_transit, ROOM_WAIT_SECONDS)
                     continue
             else:
                 short_of_room_since = None
@@ -282,16 +282,6 @@ class KafkaSource:
                     with self._in_transit_lock:
                         self._in_transit += len(records)
                     self._call_loop(self._hand_over, records)
-
-    def _wait_for_room(self, wanted: int) -> None:
-        """Block this thread until the sink has room for ``wanted`` records, at most
-        :data:`ROOM_WAIT_SECONDS` (a sink without ``wait_for_room`` is looked at again after
-        that long)."""
-        wait = getattr(self._sink, "wait_for_room", None)
-        if wait is None:
-            time.sleep(ROOM_WAIT_SECONDS)
-        else:
-            wait(wanted, ROOM_WAIT_SECONDS)
 
     def _hand_over(self, records: list[Record]) -> None:
         """On the loop: give a batch to the sink; from now on its room counts them."""

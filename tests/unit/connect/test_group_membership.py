@@ -72,6 +72,9 @@ class _Sink:
     def room(self) -> int:
         return 1000
 
+    def wait_for_room(self, wanted: int, timeout: float) -> None:
+        time.sleep(timeout)
+
     def on_assigned(self, partitions: list[tuple[str, int]]) -> None:
         self.assigned.append(partitions)
 

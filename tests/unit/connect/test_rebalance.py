@@ -36,6 +36,9 @@ class FakeSink:
     def room(self) -> int:
         return 1000
 
+    def wait_for_room(self, wanted: int, timeout: float) -> None:
+        consumer_module.time.sleep(timeout)  # the tests' clock, where they set one
+
     def on_assigned(self, partitions: list[TP]) -> None:
         self.calls.append(("assigned", partitions))
 

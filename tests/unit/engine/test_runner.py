@@ -13,6 +13,7 @@ import pytest
 from lhpipe.core.errors import DecodeError, PausedError, PermanentError, TransientError
 from lhpipe.core.plans import LogPlan, Plan
 from lhpipe.core.record import KafkaOrigin, Record
+from lhpipe.runtime import runner as runner_module
 from lhpipe.runtime.delivery import DeadLetterWriter, Delivery, FailurePolicy, TargetStage
 from lhpipe.runtime.runner import PipelineLogic, PipelineRunner
 from lhpipe.runtime.status import State
@@ -203,6 +204,26 @@ def test_records_reach_the_target_and_the_final_commit_is_one_past_the_last() ->
     assert sorted(h.sender.sent) == list(range(10))
     assert h.source.final == {("in", 0): 10}
     assert h.runner.status().state is State.STOPPED
+
+
+def test_the_first_records_done_are_committed_without_waiting_for_the_commit_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a start the committer looks often until its first commit; with the interval set
+    far beyond the test's patience, only that first look can commit."""
+    monkeypatch.setattr(runner_module, "COMMIT_INTERVAL_SECONDS", 3600.0)
+
+    async def scenario() -> list[dict[TP, int]]:
+        h = Harness()
+        await h.runner.start()
+        h.runner.on_assigned([("in", 0)])
+        await h.feed(*[(o, f"k{o}", _json(o)) for o in range(3)])
+        await h.until(lambda: h.source.commits)
+        commits = list(h.source.commits)
+        await h.runner.stop()
+        return commits
+
+    assert asyncio.run(scenario())[0] == {("in", 0): 3}
 
 
 def test_an_unfinished_record_holds_back_the_commit_of_later_ones() -> None:

@@ -12,6 +12,11 @@ Against the running local stack (``lhpipe stack up``):
 2. The limit: a bare raw-ASGI handler that reads the body and answers ``202 {"id": ...}``,
    served by the engine's own listener class (:class:`lhpipe.gateway.server.HttpListener`: the
    same uvicorn configuration, httptools, the same event loop kind) in another subprocess.
+   Beside it, the bare Kafka handler (:func:`serve_bare_kafka`): the signature, the JSON parse
+   and the produce, answering 202 after the broker's acknowledgement, to a topic with as many
+   partitions as lhpipe's. Three ratios are printed: lhpipe / bare (the goal), bare Kafka /
+   bare (what waiting for Kafka leaves of the bare handler here) and lhpipe / bare Kafka
+   (lhpipe's own cost).
 3. Maximum throughput: ``wrk`` (a second process, on loopback) with ``--connections``
    connections for ``--duration`` seconds against each, validly signed requests, each with
    its own ``X-GitHub-Delivery``; ``--rounds`` rounds alternating which side goes first; the
@@ -162,6 +167,125 @@ def serve_bare(port: int) -> None:
         await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+# -- the bare Kafka handler ----------------------------------------------------------------------
+
+
+def serve_bare_kafka(port: int, topic: str, bootstrap: str) -> None:
+    """The least any webhook → Kafka handler does: check the signature, parse the JSON, produce
+    the body with the key and one header, wait for the broker's acknowledgement, answer 202.
+    Its producer is configured as the Gateway's (idempotent, ``acks=all``, the same linger and
+    Nagle setting) and polled the same way (``poll(0)`` on the loop every
+    ``POLL_INTERVAL_SECONDS`` while records are in flight); its topic has as many partitions as
+    the one ``lhpipe run`` creates. What it costs over the bare handler is the cost of waiting
+    for Kafka, which no webhook gateway that answers after the acknowledgement can avoid."""
+    import hmac as hmac_module
+
+    import orjson
+    from confluent_kafka import Producer
+
+    from lhpipe.core import heap
+    from lhpipe.gateway.producer import LINGER_MS, POLL_INTERVAL_SECONDS
+    from lhpipe.gateway.server import HttpListener
+
+    secret = SECRET.encode()
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": LINGER_MS,
+            "socket.nagle.disable": True,
+            "message.timeout.ms": 5000,
+        }
+    )
+    in_flight = 0
+    timer: asyncio.TimerHandle | None = None
+    loop: Any = None  # the running loop, once main() runs
+
+    def poll() -> None:
+        nonlocal timer
+        producer.poll(0)
+        timer = loop.call_later(POLL_INTERVAL_SECONDS, poll) if in_flight else None
+
+    async def answer(send: Any, status: int, body: bytes) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", b"%d" % len(body)),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal in_flight, timer
+        if scope["type"] != "http":
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        headers = dict(scope["headers"])
+        expected = b"sha256=" + hmac_module.digest(secret, body, "sha256").hex().encode()
+        if not hmac_module.compare_digest(expected, headers.get(b"x-hub-signature-256", b"")):
+            await answer(send, 401, b"{}")
+            return
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await answer(send, 400, b"{}")
+            return
+        delivery = headers.get(b"x-github-delivery") or str(uuid.uuid4()).encode()
+        acknowledged = loop.create_future()
+
+        def report(error: Any, _message: Any) -> None:
+            nonlocal in_flight
+            in_flight -= 1
+            if error is None:
+                acknowledged.set_result(None)
+            else:
+                acknowledged.set_exception(RuntimeError(str(error)))
+
+        producer.produce(
+            topic, body, key=delivery, headers=[("lhpipe.webhook.id", delivery)], on_delivery=report
+        )
+        in_flight += 1
+        if timer is None:
+            timer = loop.call_later(POLL_INTERVAL_SECONDS, poll)
+        try:
+            await acknowledged
+        except RuntimeError:
+            await answer(send, 503, b"{}")
+            return
+        await answer(send, 202, b'{"id":' + orjson.dumps(delivery.decode()) + b"}")
+
+    async def main() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        listener = HttpListener(app, host="127.0.0.1", port=port)  # type: ignore[arg-type]
+        await listener.start()
+        heap.settle()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def create_topic(topic: str, bootstrap: str) -> None:
+    """``topic`` with as many partitions as ``lhpipe run`` gives a webhook's topic."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from lhpipe.clients.kafka.topics import DEFAULT_PARTITIONS
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, DEFAULT_PARTITIONS, 1)]).values():
+        future.result()
 
 
 # -- the fixed-rate load generator ---------------------------------------------------------------
@@ -371,6 +495,9 @@ def load_average() -> str:
     return ", ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
+SIDES = ("bare", "bare+kafka", "lhpipe")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -387,28 +514,38 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", KAFKA)
     topic = f"bench-webhook-{uuid.uuid4().hex[:8]}"
+    bare_topic = f"{topic}-bare"
+    create_topic(bare_topic, bootstrap)
     folder = Path(tempfile.mkdtemp(prefix="lhpipe-bench-webhook-"))
     body = "Applicant" if args.body == "schema" else "json"
     (folder / "pipelines.lhp").write_text(PIPELINES % (PATH, body, topic))
-    lhpipe_port, bare_port = free_port(), free_port()
+    ports = {side: free_port() for side in SIDES}
     log = (folder / "lhpipe.log").open("wb")
-    lhpipe = subprocess.Popen(
-        [str(LHPIPE), "run", str(folder), "--port", str(lhpipe_port)],
-        env={**os.environ, "BENCH_SECRET": SECRET},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=folder,
-    )
-    bare = subprocess.Popen(
-        [sys.executable, __file__, "--bare", str(bare_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    processes = {
+        "lhpipe": subprocess.Popen(
+            [str(LHPIPE), "run", str(folder), "--port", str(ports["lhpipe"])],
+            env={**os.environ, "BENCH_SECRET": SECRET},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=folder,
+        ),
+        "bare": subprocess.Popen(
+            [sys.executable, __file__, "--bare", str(ports["bare"])],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        "bare+kafka": subprocess.Popen(
+            [sys.executable, __file__, "--bare-kafka", str(ports["bare+kafka"]), bare_topic],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    }
     try:
-        wait_answering(lhpipe_port, lhpipe, "lhpipe run")
-        wait_answering(bare_port, bare, "the bare handler")
-        stalled = back_to_back_ms(bare_port)
+        for side in SIDES:
+            wait_answering(ports[side], processes[side], side)
+        stalled = back_to_back_ms(ports["bare"])
         if stalled > 20:
             print(
                 f"WARNING: back-to-back requests on one connection take {stalled:.0f} ms even "
@@ -418,70 +555,49 @@ def main() -> int:
                 "work."
             )
         # Warm-up: first connections, the registry registration, the producer's metadata.
-        warm = run_wrk(lhpipe_port, 2, args.connections, folder, "warm-lhpipe", lhpipe.pid)
-        run_wrk(bare_port, 2, args.connections, folder, "warm-bare", bare.pid)
+        accepted = 0
+        for side in SIDES:
+            warm = run_wrk(ports[side], 2, args.connections, folder, f"warm-{side}", 0)
+            if side == "lhpipe":
+                accepted += warm.requests - warm.non2xx
         print(f"load average (1, 5, 15 min): {load_average()}")
         print(
             f"max throughput: wrk, 1 thread, {args.connections} connections, "
             f"{args.duration:.0f} s per run, {len(BODY)}-byte signed JSON body, "
-            f"body = {body}"
+            f"body = {body}; bare+kafka: a signature check, a JSON parse and the produce, "
+            "waiting for the ack like lhpipe"
         )
-        ratios: list[float] = []
-        cpu_ratios: list[float] = []
-        accepted = warm.requests - warm.non2xx
-        bare_rates, lhpipe_rates, lhpipe_p99s = [], [], []
+        runs: dict[str, list[WrkResult]] = {side: [] for side in SIDES}
         for round_number in range(args.rounds):
-            sides = [("bare", bare_port, bare.pid), ("lhpipe", lhpipe_port, lhpipe.pid)]
-            if round_number % 2:
-                sides.reverse()
-            results: dict[str, WrkResult] = {}
-            for label, port, pid in sides:
-                results[label] = run_wrk(port, args.duration, args.connections, folder, label, pid)
-                if results[label].non2xx or results[label].socket_errors:
-                    print(f"  warning: {label}: {results[label]}")
-            b, lh = results["bare"], results["lhpipe"]
-            accepted += lh.requests - lh.non2xx
-            ratios.append(lh.rate / b.rate)
-            bare_rates.append(b.rate)
-            lhpipe_rates.append(lh.rate)
-            lhpipe_p99s.append(lh.p99_ms)
-            if b.cpu_us is not None and lh.cpu_us is not None:
-                cpu_ratios.append(b.cpu_us / lh.cpu_us)
+            order = list(SIDES) if round_number % 2 == 0 else list(reversed(SIDES))
+            for side in order:
+                pid = processes[side].pid
+                result = run_wrk(ports[side], args.duration, args.connections, folder, side, pid)
+                if result.non2xx or result.socket_errors:
+                    print(f"  warning: {side}: {result}")
+                runs[side].append(result)
+            accepted += runs["lhpipe"][-1].requests - runs["lhpipe"][-1].non2xx
             print(
-                f"  round {round_number + 1}: bare {b.rate:8.0f} req/s (p50 {b.p50_ms:.1f} ms, "
-                f"p99 {b.p99_ms:.1f} ms{b.cpu_text()}) | lhpipe {lh.rate:8.0f} req/s "
-                f"(p50 {lh.p50_ms:.1f} ms, p99 {lh.p99_ms:.1f} ms{lh.cpu_text()}) "
-                f"| ratio {lh.rate / b.rate:.2f}"
+                f"  round {round_number + 1}: "
+                + " | ".join(
+                    f"{side} {runs[side][-1].rate:6.0f} req/s (p50 {runs[side][-1].p50_ms:.1f} "
+                    f"ms, p99 {runs[side][-1].p99_ms:.1f} ms{runs[side][-1].cpu_text()})"
+                    for side in SIDES
+                )
             )
-        ratio = statistics.median(ratios)
-        print(
-            f"  median: bare {statistics.median(bare_rates):.0f} req/s, lhpipe "
-            f"{statistics.median(lhpipe_rates):.0f} req/s, ratio {ratio:.2f} "
-            f"(goal ≥ {GOAL_RATIO}: {'met' if ratio >= GOAL_RATIO else 'NOT met'})"
-        )
-        if cpu_ratios:
-            cpu_ratio = statistics.median(cpu_ratios)
-            met = "met" if cpu_ratio >= GOAL_CPU_RATIO else "NOT met"
-            print(
-                "  CPU per request, bare / lhpipe (the ratio the servers' own costs allow, "
-                f"whatever else runs on the machine): {cpu_ratio:.2f} (goal ≥ {GOAL_CPU_RATIO}, "
-                f"lhpipe at most {1 / GOAL_CPU_RATIO:.2f} times the bare handler's: {met})"
-            )
+        report_ratios(runs)
         time.sleep(SETTLE_SECONDS)
         print(
             f"fixed rate: {args.rate:.0f} req/s for {args.duration:.0f} s, open loop, "
             f"latency from each request's due time (after a {SETTLE_SECONDS:.0f} s pause)"
         )
         fixed = {}
-        for label, port, pid in (
-            ("bare", bare_port, bare.pid),
-            ("lhpipe", lhpipe_port, lhpipe.pid),
-        ):
-            fixed[label] = run_fixed_rate(port, args.rate, args.duration, pid)
-            f = fixed[label]
+        for side in SIDES:
+            fixed[side] = run_fixed_rate(ports[side], args.rate, args.duration, processes[side].pid)
+            f = fixed[side]
             cpu = "" if f["cpu_us"] is None else f", {f['cpu_us']:.0f} µs CPU/req"
             print(
-                f"  {label:6}: {f['rate']:.0f} req/s sent, answers {f['statuses']}, "
+                f"  {side:10}: {f['rate']:.0f} req/s sent, answers {f['statuses']}, "
                 f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, "
                 f"p99.9 {f['p999_ms']:.1f} ms, max {f['max_ms']:.1f} ms{cpu}"
             )
@@ -499,16 +615,52 @@ def main() -> int:
         )
         return 0
     finally:
-        stop(lhpipe)
+        stop(processes["lhpipe"])
         log.close()
-        bare.terminate()
-        bare.wait(10)
+        for side in ("bare", "bare+kafka"):
+            processes[side].terminate()
+            processes[side].wait(10)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def report_ratios(runs: dict[str, list[WrkResult]]) -> None:
+    """The medians of the per-round ratios: lhpipe against the bare handler (the goal), the
+    bare Kafka handler against the bare handler (what waiting for Kafka leaves of it on this
+    machine) and lhpipe against the bare Kafka handler (lhpipe's own cost)."""
+
+    def median_ratio(side: str, reference: str, cpu: bool) -> float | None:
+        ratios = []
+        for ours, theirs in zip(runs[side], runs[reference], strict=True):
+            if cpu:
+                if ours.cpu_us is None or theirs.cpu_us is None:
+                    return None
+                ratios.append(theirs.cpu_us / ours.cpu_us)
+            else:
+                ratios.append(ours.rate / theirs.rate)
+        return statistics.median(ratios)
+
+    for side, reference, goal in (
+        ("lhpipe", "bare", f"goal ≥ {GOAL_RATIO}"),
+        ("bare+kafka", "bare", "what any handler waiting for Kafka gets here"),
+        ("lhpipe", "bare+kafka", "lhpipe's own cost"),
+    ):
+        rate = median_ratio(side, reference, cpu=False)
+        cpu = median_ratio(side, reference, cpu=True)
+        verdict = ""
+        if reference == "bare" and side == "lhpipe":
+            met = (rate or 0) >= GOAL_RATIO and (cpu or 0) >= GOAL_CPU_RATIO
+            verdict = f": {'met' if met else 'NOT met'}"
+        cpu_text = "" if cpu is None else f", CPU per request {cpu:.2f} ({reference} / {side})"
+        print(f"  {side} / {reference}: requests/s {rate:.2f}{cpu_text} ({goal}{verdict})")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--bare":
         serve_bare(int(sys.argv[2]))
+    elif len(sys.argv) > 3 and sys.argv[1] == "--bare-kafka":
+        serve_bare_kafka(
+            int(sys.argv[2]), sys.argv[3], os.environ.get("KAFKA_BOOTSTRAP_SERVERS", KAFKA)
+        )
     elif len(sys.argv) > 4 and sys.argv[1] == "--load":
         # The generator is the measuring instrument: no collection of its own may stall it (the
         # module docstring).

@@ -21,6 +21,16 @@ APICURIO_MANAGEMENT_PORT = 9081
 KEYCLOAK_PORT = 8180
 KEYCLOAK_MANAGEMENT_PORT = 9180
 CONNECT_PORT = 8083
+# The secure stack (`lhpipe stack up --secure`, docs/security.md): listeners beside the open ones.
+KAFKA_SECURE_PORT = 9094
+KAFKA_SCRAM_USER = "lhpipe"
+KAFKA_SCRAM_PASSWORD = "lhpipe-scram-secret"
+KAFKA_AUDIENCE = "kafka"
+#: The realm's client for the secure stack's services: tokens live 60 s, so tests see them
+#: refreshed.
+SECURE_CLIENT_ID = "lhpipe-secure"
+SECURE_CLIENT_SECRET = "lhpipe-secure-secret"
+SECURE_TOKEN_LIFESPAN_SECONDS = 60
 
 LITTLEHORSE_CLUSTER_ID = "lhpipe"
 LITTLEHORSE_TENANT = "default"

@@ -26,6 +26,22 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="also start an optional service (Kafka Connect)",
     )
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="also start each service's secured listeners (TLS, SASL, OAuth; docs/security.md)",
+    )
+    env = commands.add_parser(
+        "env", help="print the settings that point lhpipe at the stack (shell exports)"
+    )
+    env.add_argument("--secure", action="store_true", help="the secured listeners' settings")
+    env.add_argument(
+        "--kafka-auth",
+        choices=("scram", "oauth"),
+        default="scram",
+        help="with --secure: SCRAM-SHA-512 (default) or OAuth client credentials for Kafka",
+    )
+    env.add_argument("--toml", action="store_true", help="print an lhpipe.toml instead")
     commands.add_parser("down", help="stop the services this stack started, by recorded PID")
     commands.add_parser("status", help="show each service, whether it is ready, and its memory")
     stop = commands.add_parser(
@@ -46,8 +62,10 @@ def main(argv: list[str]) -> int:
 
     try:
         if args.command == "up":
-            control.up([*DEFAULT_SERVICES, *args.extra])
+            control.up([*DEFAULT_SERVICES, *args.extra], secure=args.secure)
             return 0
+        if args.command == "env":
+            return _print_env(args.secure, args.kafka_auth, args.toml)
         if args.command == "stop":
             print(control.stop_service(args.service))
             return 0
@@ -72,3 +90,24 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _print_env(secure: bool, kafka_auth: str, toml: bool) -> int:
+    from lhpipe.stack import env
+    from lhpipe.stack.certs import certs_in
+    from lhpipe.stack.paths import run_dir
+
+    if secure:
+        certs = certs_in(run_dir())
+        if not certs.all_present():
+            print(
+                "error: the secure stack's certificates are not made yet; run "
+                "`lhpipe stack up --secure` first",
+                file=sys.stderr,
+            )
+            return 1
+        settings = env.secure_settings(certs, kafka_auth)
+    else:
+        settings = env.open_settings()
+    print(env.as_toml(settings) if toml else env.as_exports(settings), end="")
+    return 0

@@ -4,6 +4,12 @@
 returns at once; when a recorded stack is only partly alive it stops it and starts afresh, with
 new data directories. Kafka starts first; the others start together once it answers, since
 LittleHorse needs Kafka and Keycloak's start-up is the slowest.
+
+`up(secure=True)` (``lhpipe stack up --secure``, docs/security.md) starts the same services with
+their secured listeners beside the open ones, after making the local CA and certificates
+(:mod:`lhpipe.stack.certs`). Keycloak then starts first: Kafka's token validator reads the
+realm's keys when the broker starts. A running open stack is stopped and started again secured;
+a running secure stack also serves every open use.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lhpipe.stack.addresses import StackAddresses
+from lhpipe.stack.certs import StackCerts, certs_in, ensure_certs
 from lhpipe.stack.errors import StackError
 from lhpipe.stack.java import Jdk, require_jdk
 from lhpipe.stack.paths import downloads_dir, run_dir
@@ -100,11 +107,26 @@ def _ensure_downloads(pins: Pins, names: list[str]) -> dict[str, Path]:
     return homes
 
 
-def _start(name: str, home: Path, jdk: Jdk, root: Path) -> ServiceProcess:
+#: Present in the run directory while the recorded stack runs secured.
+SECURE_MARKER = "secure-stack"
+
+
+def is_secure(root: Path | None = None) -> bool:
+    """The recorded stack was started with its secured listeners."""
+    return ((root or run_dir()) / SECURE_MARKER).is_file()
+
+
+def _secure_certs(root: Path) -> StackCerts | None:
+    return certs_in(root) if is_secure(root) else None
+
+
+def _start(
+    name: str, home: Path, jdk: Jdk, root: Path, secure: StackCerts | None = None
+) -> ServiceProcess:
     workdir = root / name
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    spec = SERVICES[name].launch(home, jdk, workdir)
+    spec = SERVICES[name].launch(home, jdk, workdir, secure)
     env = {**_base_env(), **spec.env}
     return launch(name, spec.argv, env, spec.cwd, workdir / f"{name}.log")
 
@@ -152,8 +174,9 @@ def _report(failures: list[_NotReady]) -> StackError:
     return StackError("\n\n".join([*parts, f"the stack did not come up ({names})"]))
 
 
-def up(names: Sequence[str]) -> StackAddresses:
-    """Bring the named services up (resolving them first if needed) and return their addresses.
+def up(names: Sequence[str], *, secure: bool = False) -> StackAddresses:
+    """Bring the named services up (resolving them first if needed) and return their addresses;
+    ``secure``: with their secured listeners too (the module docstring).
 
     Services already recorded, running and ready are kept; only the missing ones start.
     """
@@ -170,6 +193,14 @@ def up(names: Sequence[str]) -> StackAddresses:
         print("a previous stack is not fully up; stopping it first", flush=True)
         down()
         healthy = {}
+    elif secure and healthy and not is_secure(root):
+        print("the running stack is not secured; stopping it first", flush=True)
+        down()
+        healthy = {}
+    certs: StackCerts | None = None
+    if secure or is_secure(root):
+        certs = ensure_certs(root)
+        print(f"certificate authority of the secure stack: {certs.ca}", flush=True)
     missing = [name for name in wanted if name not in healthy]
     if not missing:
         print("the stack is already up (`lhpipe stack down` stops it)", flush=True)
@@ -181,15 +212,26 @@ def up(names: Sequence[str]) -> StackAddresses:
 
     started_at = time.monotonic()
     processes = dict(healthy)
+    if certs is not None:
+        (root / SECURE_MARKER).write_text("")
+    # Kafka first: the others (LittleHorse, Connect) need it; then the rest together. Secured,
+    # Keycloak before Kafka: the broker's token validator fetches the realm's keys at start.
+    first = ["keycloak"] if certs is not None and "keycloak" in missing else []
+    groups = (
+        first,
+        [n for n in missing if n == "kafka"],
+        [n for n in missing if n not in first and n != "kafka"],
+    )
     try:
-        # Kafka first: the others (LittleHorse, Connect) need it; then the rest together.
-        for group in ([n for n in missing if n == "kafka"], [n for n in missing if n != "kafka"]):
+        for group in groups:
             if group:
-                _start_group(group, homes, jdks, processes, stack, root)
+                _start_group(group, homes, jdks, processes, stack, root, certs)
     except BaseException:
         print("stopping what was started", flush=True)
         _stop_services(processes, [name for name in processes if name not in healthy])
         write_state(root, healthy)
+        if not healthy:
+            (root / SECURE_MARKER).unlink(missing_ok=True)
         raise
     print(
         f"stack up in {time.monotonic() - started_at:.1f} s (logs under {root}; "
@@ -206,10 +248,11 @@ def _start_group(
     processes: dict[str, ServiceProcess],
     stack: StackAddresses,
     root: Path,
+    certs: StackCerts | None,
 ) -> None:
     """Start `group` at once, recording each PID, and wait until all are ready."""
     for name in group:
-        processes[name] = _start(name, homes[name], jdks[name], root)
+        processes[name] = _start(name, homes[name], jdks[name], root, certs)
         write_state(root, processes)
     abort = threading.Event()
     with ThreadPoolExecutor(max_workers=len(group)) as pool:
@@ -250,6 +293,7 @@ def down() -> list[str]:
     recorded = read_state(root)
     lines = _stop_services(recorded, list(recorded))
     clear_state(root)
+    (root / SECURE_MARKER).unlink(missing_ok=True)
     return lines
 
 
@@ -306,7 +350,7 @@ def start_service(name: str) -> str:
     _check_ports_free([name])
     workdir = root / name
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = SERVICES[name].launch(home, jdk, workdir)
+    spec = SERVICES[name].launch(home, jdk, workdir, _secure_certs(root))
     process = launch(
         name, spec.argv, {**_base_env(), **spec.env}, spec.cwd, workdir / f"{name}.log"
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from lhpipe.stack import addresses as at
 from lhpipe.stack.addresses import StackAddresses
+from lhpipe.stack.certs import StackCerts
 from lhpipe.stack.errors import StackError
 from lhpipe.stack.java import Jdk
 
@@ -103,8 +104,12 @@ class Service(abc.ABC):
     stop_grace_seconds: float = 30.0
 
     @abc.abstractmethod
-    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
-        """Write configuration into `workdir` (fresh) and return the command that runs it."""
+    def launch(
+        self, home: Path, jdk: Jdk, workdir: Path, secure: StackCerts | None = None
+    ) -> Launch:
+        """Write configuration into `workdir` (fresh) and return the command that runs it;
+        with ``secure`` (the stack's certificates), add the service's secured listeners too
+        (docs/security.md)."""
 
     @abc.abstractmethod
     def is_ready(self, stack: StackAddresses) -> bool:
@@ -121,7 +126,9 @@ class Kafka(Service):
     ports = (at.KAFKA_PORT, at.KAFKA_CONTROLLER_PORT)
     ready_timeout_seconds = 90.0
 
-    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+    def launch(
+        self, home: Path, jdk: Jdk, workdir: Path, secure: StackCerts | None = None
+    ) -> Launch:
         config = workdir / "server.properties"
         _write_properties(
             config,
@@ -137,6 +144,7 @@ class Kafka(Service):
                 "controller.listener.names": "CONTROLLER",
                 "inter.broker.listener.name": "PLAINTEXT",
                 "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                **(_kafka_secure_listener(secure) if secure is not None else {}),
                 "log.dirs": str(workdir / "data"),
                 "num.partitions": "1",
                 # One broker: internal topics must not ask for more replicas than exist.
@@ -165,9 +173,29 @@ class Kafka(Service):
             "-cp",
             _classpath(home),
         ]
+        if secure is not None:
+            # The broker's JWKS validator may fetch only from the URLs this property allows.
+            java.insert(-2, f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={_jwks_url()}")
         cluster_id = _cluster_id()
+        scram = (
+            [
+                "--add-scram",
+                f"SCRAM-SHA-512=[name={at.KAFKA_SCRAM_USER},password={at.KAFKA_SCRAM_PASSWORD}]",
+            ]
+            if secure is not None
+            else []
+        )
         formatted = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            [
+                *java,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                *scram,
+            ],
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -194,6 +222,46 @@ class Kafka(Service):
         return bool(metadata.brokers)
 
 
+def _jwks_url() -> str:
+    return f"{StackAddresses().keycloak_issuer}/protocol/openid-connect/certs"
+
+
+def _kafka_secure_listener(certs: StackCerts) -> dict[str, str]:
+    """The secured listener beside the open one: ``SASL_SSL`` on :data:`at.KAFKA_SECURE_PORT`
+    with ``SCRAM-SHA-512`` users (made when the storage is formatted) and ``OAUTHBEARER``
+    tokens from the Keycloak realm, checked by the broker's own JWKS validator."""
+    prefix = "listener.name.secure."
+    return {
+        "listeners": (
+            f"PLAINTEXT://{at.HOST}:{at.KAFKA_PORT},"
+            f"CONTROLLER://{at.HOST}:{at.KAFKA_CONTROLLER_PORT},"
+            f"SECURE://{at.HOST}:{at.KAFKA_SECURE_PORT}"
+        ),
+        "advertised.listeners": (
+            f"PLAINTEXT://{at.HOST}:{at.KAFKA_PORT},SECURE://{at.HOST}:{at.KAFKA_SECURE_PORT}"
+        ),
+        "listener.security.protocol.map": (
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL"
+        ),
+        f"{prefix}ssl.keystore.type": "PEM",
+        f"{prefix}ssl.keystore.location": str(certs.server_keystore),
+        f"{prefix}ssl.client.auth": "none",
+        f"{prefix}sasl.enabled.mechanisms": "SCRAM-SHA-512,OAUTHBEARER",
+        f"{prefix}scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        f"{prefix}oauthbearer.sasl.jaas.config": (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+        ),
+        f"{prefix}oauthbearer.sasl.server.callback.handler.class": (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+        ),
+        "sasl.oauthbearer.jwks.endpoint.url": _jwks_url(),
+        "sasl.oauthbearer.expected.issuer": StackAddresses().keycloak_issuer,
+        "sasl.oauthbearer.expected.audience": at.KAFKA_AUDIENCE,
+    }
+
+
 class LittleHorse(Service):
     """The LittleHorse server, a Kafka Streams application, with its output topic enabled."""
 
@@ -202,7 +270,9 @@ class LittleHorse(Service):
     ready_timeout_seconds = 180.0
     stop_grace_seconds = 45.0
 
-    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+    def launch(
+        self, home: Path, jdk: Jdk, workdir: Path, secure: StackCerts | None = None
+    ) -> Launch:
         config = workdir / "server.properties"
         _write_properties(
             config,
@@ -254,7 +324,9 @@ class Apicurio(Service):
     ports = (at.APICURIO_PORT, at.APICURIO_MANAGEMENT_PORT)
     ready_timeout_seconds = 150.0
 
-    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+    def launch(
+        self, home: Path, jdk: Jdk, workdir: Path, secure: StackCerts | None = None
+    ) -> Launch:
         return Launch(
             [
                 str(jdk.java),
@@ -283,7 +355,9 @@ class Keycloak(Service):
     ports = (at.KEYCLOAK_PORT, at.KEYCLOAK_MANAGEMENT_PORT)
     ready_timeout_seconds = 240.0
 
-    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+    def launch(
+        self, home: Path, jdk: Jdk, workdir: Path, secure: StackCerts | None = None
+    ) -> Launch:
         dist = home / "dist"
         # Keycloak keeps data under its own home: empty it so every `up` starts fresh.
         data = dist / "data"
@@ -339,7 +413,9 @@ class Connect(Service):
     ports = (at.CONNECT_PORT,)
     ready_timeout_seconds = 120.0
 
-    def launch(self, home: Path, jdk: Jdk, workdir: Path) -> Launch:
+    def launch(
+        self, home: Path, jdk: Jdk, workdir: Path, secure: StackCerts | None = None
+    ) -> Launch:
         config = workdir / "connect.properties"
         converter = "org.apache.kafka.connect.json.JsonConverter"
         _write_properties(

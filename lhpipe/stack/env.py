@@ -1,0 +1,75 @@
+"""`lhpipe stack env [--secure]`: the settings that point lhpipe at the local stack.
+
+Printed as shell ``export`` lines (or, with ``--toml``, as an ``lhpipe.toml``), so that
+``lhpipe run`` against the stack needs no hand-made configuration. The names are each
+ecosystem's own (docs/security.md): ``KAFKA_BOOTSTRAP_SERVERS`` and librdkafka properties as
+``LHPIPE_KAFKA_*``, LittleHorse's ``LHC_*``, and the registry's ``LHPIPE_REGISTRY_*``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from lhpipe.stack import addresses as at
+from lhpipe.stack.addresses import StackAddresses
+from lhpipe.stack.certs import StackCerts
+
+KAFKA_AUTHS = ("scram", "oauth")
+
+
+def open_settings() -> dict[str, str]:
+    stack = StackAddresses()
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
+        "LHPIPE_REGISTRY_URL": stack.ccompat_url,
+        "LHC_API_HOST": stack.littlehorse_host,
+        "LHC_API_PORT": str(stack.littlehorse_port),
+        "LHC_API_PROTOCOL": "PLAINTEXT",
+        "LHC_TENANT_ID": stack.littlehorse_tenant,
+    }
+
+
+def kafka_secure_settings(certs: StackCerts, auth: str = "scram") -> dict[str, str]:
+    """Kafka over the secure listener: TLS with the stack's CA, and SCRAM or OAuth (OIDC client
+    credentials, librdkafka fetching and refreshing the token itself)."""
+    settings = {
+        "KAFKA_BOOTSTRAP_SERVERS": f"{at.HOST}:{at.KAFKA_SECURE_PORT}",
+        "LHPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "LHPIPE_KAFKA_SSL_CA_LOCATION": str(certs.ca),
+    }
+    if auth == "scram":
+        settings |= {
+            "LHPIPE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "LHPIPE_KAFKA_SASL_USERNAME": at.KAFKA_SCRAM_USER,
+            "LHPIPE_KAFKA_SASL_PASSWORD": at.KAFKA_SCRAM_PASSWORD,
+        }
+    elif auth == "oauth":
+        settings |= {
+            "LHPIPE_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+            "LHPIPE_KAFKA_SASL_OAUTHBEARER_METHOD": "oidc",
+            "LHPIPE_KAFKA_SASL_OAUTHBEARER_CLIENT_ID": at.SECURE_CLIENT_ID,
+            "LHPIPE_KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET": at.SECURE_CLIENT_SECRET,
+            "LHPIPE_KAFKA_SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL": StackAddresses().keycloak_token_url,
+        }
+    else:
+        raise ValueError(f"unknown Kafka auth {auth!r}; expected one of {KAFKA_AUTHS}")
+    return settings
+
+
+def secure_settings(certs: StackCerts, kafka_auth: str = "scram") -> dict[str, str]:
+    """Every setting for the secure stack."""
+    return {**open_settings(), **kafka_secure_settings(certs, kafka_auth)}
+
+
+def as_exports(settings: Mapping[str, str]) -> str:
+    return "".join(f"export {name}={_shell_quote(value)}\n" for name, value in settings.items())
+
+
+def as_toml(settings: Mapping[str, str]) -> str:
+    # json.dumps writes a valid TOML basic string for any text.
+    return "".join(f"{name} = {json.dumps(value)}\n" for name, value in settings.items())
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\"'\"'") + "'"

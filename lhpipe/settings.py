@@ -9,7 +9,9 @@ LittleHorse settings keep LittleHorse's own names (``LHC_API_HOST``, ``LHC_API_P
     LHPIPE_REGISTRY_URL = "http://127.0.0.1:8081/apis/ccompat/v7"
     LHC_API_HOST = "127.0.0.1"
 
-An environment variable wins over the file, the file over the default.
+An environment variable wins over the file, the file over the default. Any setting ``NAME`` may
+instead be given as ``NAME_FILE``: the path of a file that holds its value (one trailing newline
+dropped), as container platforms mount secrets; ``NAME`` itself, where set, wins.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ if TYPE_CHECKING:
     from lhpipe.check.program import Text
 
 SETTINGS_FILE = "lhpipe.toml"
+#: ``NAME_FILE`` holds the path of a file with the value of ``NAME``.
+FILE_SUFFIX = "_FILE"
+#: A secret file larger than this is not a secret: refused rather than read.
+MAX_SECRET_FILE_BYTES = 1 << 20
 
 DEFAULTS: Mapping[str, str] = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -54,7 +60,21 @@ class Settings:
             return self.environ[name]
         if name in self.file_values:
             return self.file_values[name]
+        path = self.environ.get(name + FILE_SUFFIX, self.file_values.get(name + FILE_SUFFIX))
+        if path is not None:
+            return _read_secret_file(name + FILE_SUFFIX, path)
         return DEFAULTS.get(name, default)
+
+    def names(self, prefix: str) -> list[str]:
+        """Every setting whose name starts with ``prefix``, given as itself or as
+        ``NAME_FILE``, sorted."""
+        found = set()
+        for name in (*DEFAULTS, *self.file_values, *self.environ):
+            if name.endswith(FILE_SUFFIX) and name[: -len(FILE_SUFFIX)].startswith(prefix):
+                found.add(name[: -len(FILE_SUFFIX)])
+            elif name.startswith(prefix):
+                found.add(name)
+        return sorted(found)
 
     def integer(
         self,
@@ -98,8 +118,25 @@ class Settings:
 
     def littlehorse(self) -> dict[str, str]:
         """Every ``LHC_*`` setting, for ``LHConfig`` (which reads them from the environment)."""
-        names = {n for n in (*DEFAULTS, *self.file_values, *self.environ) if n.startswith("LHC_")}
-        return {n: v for n in sorted(names) if (v := self.get(n)) is not None}
+        return {n: v for n in self.names("LHC_") if (v := self.get(n)) is not None}
+
+
+def _read_secret_file(setting: str, path: str) -> str:
+    """The value in the file ``setting`` names; :class:`SettingsError` naming the setting and
+    the path (never the contents) when it cannot be read."""
+    from lhpipe.check.files import read_bytes
+
+    try:
+        data = read_bytes(path)  # a regular file only: a FIFO never hangs the read
+    except OSError as exc:
+        raise SettingsError(f"{setting}: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise SettingsError(f"{setting}: {path} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{setting}: {path} is not UTF-8 text") from None
+    return text[:-2] if text.endswith("\r\n") else text[:-1] if text.endswith("\n") else text
 
 
 def find_settings_file(paths: list[Path]) -> Path | None:

@@ -19,8 +19,7 @@ EXTRA_PREFIX = "LHPIPE_KAFKA_"
 def client_config(settings: Settings) -> dict[str, Any]:
     """The librdkafka properties every client gets: bootstrap servers and the extra ones."""
     config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
-    names = {*settings.environ, *settings.file_values}
-    for name in sorted(names):
-        if name.startswith(EXTRA_PREFIX) and (value := settings.get(name)) is not None:
+    for name in settings.names(EXTRA_PREFIX):
+        if (value := settings.get(name)) is not None:
             config[name[len(EXTRA_PREFIX) :].lower().replace("_", ".")] = value
     return config

@@ -53,7 +53,7 @@ stack-status: install
 # Starts the stack (with Kafka Connect, for `connector` sources) once, runs the whole suite,
 # stops the stack whatever the outcome.
 test: check
-	$(BIN)/lhpipe stack up --with connect
+	$(BIN)/lhpipe stack up --secure --with connect
 	@rc=0; $(BIN)/pytest || rc=$$?; $(BIN)/lhpipe stack down || true; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
 

@@ -500,6 +500,11 @@ class PipelineRunner:
                     down = [label for label, ok in targets.items() if not ok]
                     detail = f"not connected: {', '.join(down)}"
         state = self.state
+        refused = getattr(source, "refused", None)
+        if refused is not None and state is State.RUNNING:
+            # Kafka refused the source's connection: nothing is read, so nothing is lost;
+            # paused until the settings change (docs/security.md).
+            state, detail = State.PAUSED, refused
         standby = getattr(source, "standby", None)
         if standby is not None and state is State.RUNNING:
             state, detail = State.STANDBY, standby

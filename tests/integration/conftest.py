@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import pytest
 
 from lhpipe.stack import control
-from lhpipe.stack.addresses import StackAddresses
+from lhpipe.stack.addresses import KAFKA_SECURE_PORT, StackAddresses
+from lhpipe.stack.certs import StackCerts, certs_in
 from lhpipe.stack.pins import DEFAULT_SERVICES
-from lhpipe.stack.services import SERVICES
+from lhpipe.stack.services import SERVICES, port_open
 
 
 def _all_ready(stack: StackAddresses, names: tuple[str, ...] = DEFAULT_SERVICES) -> bool:
@@ -34,6 +35,18 @@ def stack() -> Iterator[StackAddresses]:
         yield started
     finally:
         control.down()
+
+
+@pytest.fixture(scope="session")
+def secure_stack(stack: StackAddresses) -> Iterator[StackCerts]:
+    """The stack with its secured listeners (``lhpipe stack up --secure``, docs/security.md);
+    its certificates. `make test` starts it so; a developer's open stack is restarted secured
+    (and the secure one left running)."""
+    from lhpipe.stack.paths import run_dir
+
+    if not (control.is_secure() and port_open(KAFKA_SECURE_PORT)):
+        control.up(DEFAULT_SERVICES, secure=True)
+    yield certs_in(run_dir())
 
 
 @pytest.fixture(scope="session")

@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from lhpipe.clients.kafka.config import client_config
+from lhpipe.clients.kafka.refusals import refusal
 from lhpipe.core import metrics
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.core.sink import REVOKE_WAIT_SECONDS, KafkaRecordSink
@@ -174,6 +175,9 @@ class KafkaSource:
         self.paused = False  # set by the runner: the pipeline is paused (a paused-class error)
         self._connected = False
         self.error: str | None = None
+        #: Kafka refused the connection (credentials, TLS, authorization): the pipeline is
+        #: paused until the consumer connects again (:mod:`lhpipe.clients.kafka.refusals`).
+        self.refused: str | None = None
         self.lag: dict[TopicPartitionKey, int] = {}
         # Records handed to the loop and not yet taken by the sink: the sink's room does not
         # count them yet, so the thread does (the buffer bound holds across the hand-off).
@@ -319,6 +323,7 @@ class KafkaSource:
             )
         if records:
             self.error = None
+            self.refused = None
             self._connected = True
         return records
 
@@ -377,6 +382,8 @@ class KafkaSource:
         for key in keys:
             self._progress[key] = (-1, now)
         self._connected = True
+        if self.refused is not None:
+            self.refused = self.error = None
         self._call_loop(self._sink.on_assigned, keys)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -462,9 +469,14 @@ class KafkaSource:
                 self.lag[(tp.topic, tp.partition)] = max(0, high - tp.offset)
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+        refused = refusal(error)
+        if refused is not None:
             self._connected = False
-            self.error = f"Kafka: {error.str()}"
+            self.refused = self.error = refused
+        elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._connected = False
+            if self.refused is None:  # "brokers are down" says less than the refusal
+                self.error = f"Kafka: {error.str()}"
         log.warning("pipeline %s: kafka consumer: %s", self.pipeline, error.str())
 
     # -- hand-offs to the loop ---------------------------------------------------------------

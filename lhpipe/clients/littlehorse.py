@@ -9,7 +9,8 @@ Connection settings keep LittleHorse's own names (``LHC_API_HOST``, ``LHC_API_PO
 ``LHC_CLIENT_KEY``, ``LHC_OAUTH_CLIENT_ID``, ``LHC_OAUTH_CLIENT_SECRET``,
 ``LHC_OAUTH_ACCESS_TOKEN_URL``, ``LHC_GRPC_KEEPALIVE_TIME_MS``,
 ``LHC_GRPC_KEEPALIVE_TIMEOUT_MS``) and mean what they mean to LittleHorse's clients: OAuth is a
-client-credentials token sent as call credentials over TLS. They are read from
+client-credentials token sent as call credentials over TLS, renewed at 80 % of its lifespan
+(:mod:`lhpipe.clients.tokens`). They are read from
 :class:`~lhpipe.settings.Settings` (environment, ``lhpipe.toml``, defaults), not by
 ``LHConfig``, which reads ``os.environ`` by itself. The channel is built here, without the
 client's interceptors: the tenant goes in each call's metadata, and ``RESOURCE_EXHAUSTED`` is a
@@ -29,7 +30,6 @@ from typing import Any
 
 import grpc
 from google.protobuf.empty_pb2 import Empty
-from littlehorse.client_interceptors import OAuthCredentialsProvider
 from littlehorse.model import (
     ExternalEventDef,
     ExternalEventDefId,
@@ -53,6 +53,8 @@ from lhpipe.clients.lh_values import (
     run_wf_variables,
     wf_run_id,
 )
+from lhpipe.clients.tokens import MARK as TOKEN_MARK
+from lhpipe.clients.tokens import ClientCredentials, GrpcTokenPlugin
 from lhpipe.core.errors import DeliveryError, PausedError, PermanentError, TransientError
 from lhpipe.core.plans import CorrelatePlan, Plan, PostEventPlan, RunWfPlan
 from lhpipe.core.senders import ALREADY_EXISTS
@@ -98,6 +100,11 @@ _METADATA_MISMATCH = (
 )
 
 
+# What gRPC says when the TLS handshake failed: an untrusted server certificate, a client
+# certificate the server refused.
+_TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "Ssl handshake failed", "certificate required")
+
+
 class LittleHorseTransientError(TransientError):
     """LittleHorse did not answer, or answered that it may succeed later."""
 
@@ -122,6 +129,17 @@ def classify(code: grpc.StatusCode, details: str, what: str = "LittleHorse") -> 
     """The run-time error for a gRPC failure of ``what``; its ``code`` is the status name."""
     name = code.name
     message = f"{what}: {name}: {details or name}"
+    if TOKEN_MARK in details and code == _S.UNAVAILABLE:
+        # No token for the call: the identity provider refused lhpipe's client (a wrong secret,
+        # a disabled client: paused until the settings change) or could not be reached.
+        cause = details[details.index(TOKEN_MARK) :]
+        message = f"{what}: no OAuth token: {cause}"
+        if "the endpoint refused client" in details:
+            return LittleHorsePausedError(message, code="UNAUTHENTICATED")
+        return LittleHorseTransientError(message, code=name)
+    if code == _S.UNAVAILABLE and any(word in details for word in _TLS_REFUSALS):
+        # The server's certificate is not trusted (or ours not accepted): waiting will not help.
+        return LittleHorsePausedError(f"{what}: TLS to LittleHorse failed: {details}", code=name)
     if code in TRANSIENT_CODES:
         return LittleHorseTransientError(message, code=name)
     if code in PAUSED_CODES:
@@ -222,15 +240,14 @@ class LittleHorseConnection:
             certificate_chain=_read(self.client_cert),
         )
         if self.oauth:
-            # The provider fetches a client-credentials token (and a new one when it expires)
-            # on gRPC's own thread, so a slow token endpoint does not block the event loop.
-            token = OAuthCredentialsProvider(
-                client_id=self.oauth_client_id,
-                client_secret=self.oauth_client_secret,
-                token_endpoint_url=self.oauth_token_url,
+            # The plugin fetches a client-credentials token, and a new one at 80 % of its
+            # lifespan, on gRPC's own threads: a slow token endpoint never blocks the loop.
+            assert self.oauth_token_url and self.oauth_client_id and self.oauth_client_secret
+            token = ClientCredentials(
+                self.oauth_token_url, self.oauth_client_id, self.oauth_client_secret
             )
             credentials = grpc.composite_channel_credentials(
-                credentials, grpc.metadata_call_credentials(token)
+                credentials, grpc.metadata_call_credentials(GrpcTokenPlugin(token))
             )
         return grpc.aio.secure_channel(self.target, credentials, options=options)
 

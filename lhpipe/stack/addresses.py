@@ -26,6 +26,12 @@ KAFKA_SECURE_PORT = 9094
 KAFKA_SCRAM_USER = "lhpipe"
 KAFKA_SCRAM_PASSWORD = "lhpipe-scram-secret"
 KAFKA_AUDIENCE = "kafka"
+# (2024 is taken on the project's machines.)
+LITTLEHORSE_OAUTH_PORT = 2025
+LITTLEHORSE_MTLS_PORT = 2026
+#: The confidential client LittleHorse introspects tokens with (tokens must name it in `aud`).
+LITTLEHORSE_INTROSPECTION_CLIENT_ID = "littlehorse-server"
+LITTLEHORSE_INTROSPECTION_CLIENT_SECRET = "littlehorse-server-secret"
 #: The realm's client for the secure stack's services: tokens live 60 s, so tests see them
 #: refreshed.
 SECURE_CLIENT_ID = "lhpipe-secure"

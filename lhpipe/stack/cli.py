@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         default="scram",
         help="with --secure: SCRAM-SHA-512 (default) or OAuth client credentials for Kafka",
     )
+    env.add_argument(
+        "--lh-auth",
+        choices=("oauth", "mtls"),
+        default="oauth",
+        help="with --secure: OAuth over TLS (default) or a client certificate for LittleHorse",
+    )
     env.add_argument("--toml", action="store_true", help="print an lhpipe.toml instead")
     commands.add_parser("down", help="stop the services this stack started, by recorded PID")
     commands.add_parser("status", help="show each service, whether it is ready, and its memory")
@@ -65,7 +71,7 @@ def main(argv: list[str]) -> int:
             control.up([*DEFAULT_SERVICES, *args.extra], secure=args.secure)
             return 0
         if args.command == "env":
-            return _print_env(args.secure, args.kafka_auth, args.toml)
+            return _print_env(args.secure, args.kafka_auth, args.lh_auth, args.toml)
         if args.command == "stop":
             print(control.stop_service(args.service))
             return 0
@@ -92,7 +98,7 @@ def main(argv: list[str]) -> int:
         return 130
 
 
-def _print_env(secure: bool, kafka_auth: str, toml: bool) -> int:
+def _print_env(secure: bool, kafka_auth: str, lh_auth: str, toml: bool) -> int:
     from lhpipe.stack import env
     from lhpipe.stack.certs import certs_in
     from lhpipe.stack.paths import run_dir
@@ -106,7 +112,7 @@ def _print_env(secure: bool, kafka_auth: str, toml: bool) -> int:
                 file=sys.stderr,
             )
             return 1
-        settings = env.secure_settings(certs, kafka_auth)
+        settings = env.secure_settings(certs, kafka_auth, lh_auth)
     else:
         settings = env.open_settings()
     print(env.as_toml(settings) if toml else env.as_exports(settings), end="")

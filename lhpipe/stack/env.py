@@ -16,6 +16,7 @@ from lhpipe.stack.addresses import StackAddresses
 from lhpipe.stack.certs import StackCerts
 
 KAFKA_AUTHS = ("scram", "oauth")
+LITTLEHORSE_AUTHS = ("oauth", "mtls")
 
 
 def open_settings() -> dict[str, str]:
@@ -57,9 +58,42 @@ def kafka_secure_settings(certs: StackCerts, auth: str = "scram") -> dict[str, s
     return settings
 
 
-def secure_settings(certs: StackCerts, kafka_auth: str = "scram") -> dict[str, str]:
+def littlehorse_secure_settings(certs: StackCerts, auth: str = "oauth") -> dict[str, str]:
+    """LittleHorse over TLS with OAuth (client credentials from the realm, port 2025) or with
+    a client certificate (mTLS, port 2026), in LittleHorse's own ``LHC_*`` names."""
+    settings = {
+        "LHC_API_HOST": at.HOST,
+        "LHC_API_PROTOCOL": "TLS",
+        "LHC_CA_CERT": str(certs.ca),
+        "LHC_TENANT_ID": at.LITTLEHORSE_TENANT,
+    }
+    if auth == "oauth":
+        settings |= {
+            "LHC_API_PORT": str(at.LITTLEHORSE_OAUTH_PORT),
+            "LHC_OAUTH_CLIENT_ID": at.SECURE_CLIENT_ID,
+            "LHC_OAUTH_CLIENT_SECRET": at.SECURE_CLIENT_SECRET,
+            "LHC_OAUTH_ACCESS_TOKEN_URL": StackAddresses().keycloak_token_url,
+        }
+    elif auth == "mtls":
+        settings |= {
+            "LHC_API_PORT": str(at.LITTLEHORSE_MTLS_PORT),
+            "LHC_CLIENT_CERT": str(certs.client_cert),
+            "LHC_CLIENT_KEY": str(certs.client_key),
+        }
+    else:
+        raise ValueError(f"unknown LittleHorse auth {auth!r}; expected one of {LITTLEHORSE_AUTHS}")
+    return settings
+
+
+def secure_settings(
+    certs: StackCerts, kafka_auth: str = "scram", littlehorse_auth: str = "oauth"
+) -> dict[str, str]:
     """Every setting for the secure stack."""
-    return {**open_settings(), **kafka_secure_settings(certs, kafka_auth)}
+    return {
+        **open_settings(),
+        **kafka_secure_settings(certs, kafka_auth),
+        **littlehorse_secure_settings(certs, littlehorse_auth),
+    }
 
 
 def as_exports(settings: Mapping[str, str]) -> str:

@@ -123,7 +123,7 @@ class Kafka(Service):
     """One KRaft node, broker and controller, with single-replica internal topics."""
 
     name = "kafka"
-    ports = (at.KAFKA_PORT, at.KAFKA_CONTROLLER_PORT)
+    ports = (at.KAFKA_PORT, at.KAFKA_CONTROLLER_PORT, at.KAFKA_SECURE_PORT)
     ready_timeout_seconds = 90.0
 
     def launch(
@@ -266,7 +266,13 @@ class LittleHorse(Service):
     """The LittleHorse server, a Kafka Streams application, with its output topic enabled."""
 
     name = "littlehorse"
-    ports = (at.LITTLEHORSE_PORT, at.LITTLEHORSE_INTERNAL_PORT, at.LITTLEHORSE_HEALTH_PORT)
+    ports = (
+        at.LITTLEHORSE_PORT,
+        at.LITTLEHORSE_INTERNAL_PORT,
+        at.LITTLEHORSE_HEALTH_PORT,
+        at.LITTLEHORSE_OAUTH_PORT,
+        at.LITTLEHORSE_MTLS_PORT,
+    )
     ready_timeout_seconds = 180.0
     stop_grace_seconds = 45.0
 
@@ -294,6 +300,7 @@ class LittleHorse(Service):
                 "LHS_HEALTH_SERVICE_PORT": str(at.LITTLEHORSE_HEALTH_PORT),
                 "LHS_CORE_STREAM_THREADS": "1",
                 "LHS_TIMER_STREAM_THREADS": "1",
+                **(_littlehorse_secure_listeners(secure) if secure is not None else {}),
             },
         )
         return Launch(
@@ -315,6 +322,33 @@ class LittleHorse(Service):
         from lhpipe.stack.littlehorse import enable_output_topic
 
         enable_output_topic(stack)
+
+
+def _littlehorse_secure_listeners(certs: StackCerts) -> dict[str, str]:
+    """Two secured listeners beside the open one: ``OAUTH`` (TLS, tokens of the Keycloak realm
+    that the server introspects) on :data:`at.LITTLEHORSE_OAUTH_PORT` and ``MTLS`` (a client
+    certificate signed by the stack's CA; the principal is its CN) on
+    :data:`at.LITTLEHORSE_MTLS_PORT`. Keycloak answers introspection only for tokens whose
+    audience holds the introspecting client (``littlehorse-server``), and LittleHorse refuses a
+    token without a scope: the realm's ``lhpipe-secure`` client gives both."""
+    stack = StackAddresses()
+    plain, oauth, mtls = at.LITTLEHORSE_PORT, at.LITTLEHORSE_OAUTH_PORT, at.LITTLEHORSE_MTLS_PORT
+    return {
+        "LHS_LISTENERS": f"PLAIN:{plain},OAUTH:{oauth},MTLS:{mtls}",
+        "LHS_LISTENERS_PROTOCOL_MAP": "PLAIN:PLAIN,OAUTH:TLS,MTLS:MTLS",
+        "LHS_LISTENERS_AUTHENTICATION_MAP": "PLAIN:NONE,OAUTH:OAUTH,MTLS:MTLS",
+        "LHS_ADVERTISED_LISTENERS": (
+            f"PLAIN://{at.HOST}:{plain},OAUTH://{at.HOST}:{oauth},MTLS://{at.HOST}:{mtls}"
+        ),
+        "LHS_LISTENER_OAUTH_CERT": str(certs.server_cert),
+        "LHS_LISTENER_OAUTH_KEY": str(certs.server_key),
+        "LHS_LISTENER_MTLS_CERT": str(certs.server_cert),
+        "LHS_LISTENER_MTLS_KEY": str(certs.server_key),
+        "LHS_CA_CERT": str(certs.ca),
+        "LHS_OAUTH_CLIENT_ID": at.LITTLEHORSE_INTROSPECTION_CLIENT_ID,
+        "LHS_OAUTH_CLIENT_SECRET": at.LITTLEHORSE_INTROSPECTION_CLIENT_SECRET,
+        "LHS_OAUTH_INTROSPECT_URL": f"{stack.keycloak_token_url}/introspect",
+    }
 
 
 class Apicurio(Service):

@@ -132,7 +132,7 @@ def _oauth_error(answer: httpx.Response) -> str:
     return f": {code}" if isinstance(code, str) and code.isprintable() and len(code) < 80 else ""
 
 
-class GrpcTokenPlugin(grpc.AuthMetadataPlugin):
+class GrpcTokenPlugin(grpc.AuthMetadataPlugin):  # type: ignore[misc]
     """Call credentials: each call carries ``authorization: Bearer <token>``. A failure to get
     a token fails the call (gRPC reports it as ``UNAVAILABLE`` with the error's message)."""
 

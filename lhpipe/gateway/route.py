@@ -58,7 +58,7 @@ import orjson
 from lhpipe.check.program import PipelineInfo, Program, SchemaInfo, WebhookInfo
 from lhpipe.core import metrics
 from lhpipe.core.avro.wire import topic_subject
-from lhpipe.core.errors import DeliveryError, PermanentError, TransientError
+from lhpipe.core.errors import DeliveryError, PausedError, PermanentError, TransientError
 from lhpipe.core.evaluate import Evaluator, compile_expr
 from lhpipe.core.record import WEBHOOK_ID_HEADER, Record, WebhookOrigin
 from lhpipe.core.senders import RecordProducer
@@ -208,6 +208,8 @@ class BodySchema:
                 )
         except TransientError as exc:
             raise Unavailable(f"the schema registry is unavailable: {exc}") from exc
+        except PausedError as exc:  # lhpipe's credentials refused: fixed in the settings
+            raise Unavailable(f"the schema registry refused lhpipe: {exc}") from exc
         except PermanentError as exc:
             raise Misconfigured(f"the schema registry refused schema {schema.name}: {exc}") from exc
 

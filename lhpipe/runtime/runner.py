@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from lhpipe.core import metrics
-from lhpipe.core.errors import TransientError
+from lhpipe.core.errors import PausedError, TransientError
 from lhpipe.core.plans import Plan
 from lhpipe.core.record import KafkaOrigin, Record
 from lhpipe.core.sink import REVOKE_WAIT_SECONDS, TopicPartition
@@ -139,6 +139,8 @@ class PipelineRunner:
         self.max_buffered = max_buffered or max(1000, 4 * max_in_flight)
         self.state = State.STARTING
         self.detail: str | None = None
+        #: Set while the schema registry refuses lhpipe's credentials (the status: paused).
+        self._registry_refusal: str | None = None
         self._source: Source | None = None
         self._tracker = ContiguousCommitTracker()
         self._scheduler: KeyOrderedScheduler[_Item] = KeyOrderedScheduler(
@@ -393,10 +395,16 @@ class PipelineRunner:
         retries = 0
         while True:
             try:
-                return await schemas.schema_by_id(schema_id)
+                schema = await schemas.schema_by_id(schema_id)
+                self._registry_refusal = None
+                return schema
             except Exception as exc:
                 error = classify(exc)
-                if not isinstance(error, TransientError):
+                if isinstance(error, PausedError):
+                    # The registry refuses lhpipe's credentials: the pipeline is paused (its
+                    # status says why) until they change; the record waits, never dead-lettered.
+                    self._registry_refusal = str(error)
+                elif not isinstance(error, TransientError):
                     raise failed(error, "decode") from exc
                 delay = backoff_delay(retries, DEFAULT_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS, _RNG)
                 log.warning(
@@ -500,7 +508,7 @@ class PipelineRunner:
                     down = [label for label, ok in targets.items() if not ok]
                     detail = f"not connected: {', '.join(down)}"
         state = self.state
-        refused = getattr(source, "refused", None)
+        refused = getattr(source, "refused", None) or self._registry_refusal
         if refused is not None and state is State.RUNNING:
             # Kafka refused the source's connection: nothing is read, so nothing is lost;
             # paused until the settings change (docs/security.md).

@@ -27,6 +27,11 @@ KAFKA_SCRAM_USER = "lhpipe"
 KAFKA_SCRAM_PASSWORD = "lhpipe-scram-secret"
 KAFKA_AUDIENCE = "kafka"
 # (2024 is taken on the project's machines.)
+APICURIO_SECURE_PORT = 8082
+APICURIO_SECURE_MANAGEMENT_PORT = 9082
+#: A realm client whose service account may only read the secure registry (sr-readonly).
+READONLY_CLIENT_ID = "lhpipe-readonly"
+READONLY_CLIENT_SECRET = "lhpipe-readonly-secret"
 LITTLEHORSE_OAUTH_PORT = 2025
 LITTLEHORSE_MTLS_PORT = 2026
 #: The confidential client LittleHorse introspects tokens with (tokens must name it in `aud`).
@@ -66,6 +71,11 @@ class StackAddresses:
     keycloak_scope: str = KEYCLOAK_SCOPE
     keycloak_audience: str = KEYCLOAK_AUDIENCE
     connect_url: str = f"http://{HOST}:{CONNECT_PORT}"
+
+    @property
+    def secure_registry_url(self) -> str:
+        """The secure stack's Apicurio (HTTPS, tokens required)."""
+        return f"https://{HOST}:{APICURIO_SECURE_PORT}"
 
     @property
     def ccompat_url(self) -> str:

@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         default="oauth",
         help="with --secure: OAuth over TLS (default) or a client certificate for LittleHorse",
     )
+    env.add_argument(
+        "--registry-auth",
+        choices=("oauth", "basic"),
+        default="oauth",
+        help="with --secure: OAuth client credentials (default) or basic auth for the registry",
+    )
     env.add_argument("--toml", action="store_true", help="print an lhpipe.toml instead")
     commands.add_parser("down", help="stop the services this stack started, by recorded PID")
     commands.add_parser("status", help="show each service, whether it is ready, and its memory")
@@ -71,7 +77,9 @@ def main(argv: list[str]) -> int:
             control.up([*DEFAULT_SERVICES, *args.extra], secure=args.secure)
             return 0
         if args.command == "env":
-            return _print_env(args.secure, args.kafka_auth, args.lh_auth, args.toml)
+            return _print_env(
+                args.secure, args.kafka_auth, args.lh_auth, args.registry_auth, args.toml
+            )
         if args.command == "stop":
             print(control.stop_service(args.service))
             return 0
@@ -98,7 +106,7 @@ def main(argv: list[str]) -> int:
         return 130
 
 
-def _print_env(secure: bool, kafka_auth: str, lh_auth: str, toml: bool) -> int:
+def _print_env(secure: bool, kafka_auth: str, lh_auth: str, registry_auth: str, toml: bool) -> int:
     from lhpipe.stack import env
     from lhpipe.stack.certs import certs_in
     from lhpipe.stack.paths import run_dir
@@ -112,7 +120,7 @@ def _print_env(secure: bool, kafka_auth: str, lh_auth: str, toml: bool) -> int:
                 file=sys.stderr,
             )
             return 1
-        settings = env.secure_settings(certs, kafka_auth, lh_auth)
+        settings = env.secure_settings(certs, kafka_auth, lh_auth, registry_auth)
     else:
         settings = env.open_settings()
     print(env.as_toml(settings) if toml else env.as_exports(settings), end="")

@@ -28,7 +28,7 @@ from lhpipe.stack.certs import StackCerts, certs_in, ensure_certs
 from lhpipe.stack.errors import StackError
 from lhpipe.stack.java import Jdk, require_jdk
 from lhpipe.stack.paths import downloads_dir, run_dir
-from lhpipe.stack.pins import SERVICE_ORDER, Pins, load_pins
+from lhpipe.stack.pins import SECURE_SERVICES, SERVICE_ORDER, Pins, load_pins
 from lhpipe.stack.process import (
     ServiceProcess,
     clear_state,
@@ -90,7 +90,7 @@ def _ensure_downloads(pins: Pins, names: list[str]) -> dict[str, Path]:
     homes: dict[str, Path] = {}
     missing = []
     for name in names:
-        home = cached_home(pins.services[name])
+        home = cached_home(pins.services[SERVICES[name].pin])
         if home is None:
             missing.append(name)
         else:
@@ -102,7 +102,7 @@ def _ensure_downloads(pins: Pins, names: list[str]) -> dict[str, Path]:
     mvn = check_maven_available(maven_jdk)
     started = time.monotonic()
     for name in missing:
-        homes[name] = resolve(pins.services[name], pins, mvn, maven_jdk)
+        homes[name] = resolve(pins.services[SERVICES[name].pin], pins, mvn, maven_jdk)
     print(f"downloads done in {time.monotonic() - started:.1f} s", flush=True)
     return homes
 
@@ -180,7 +180,7 @@ def up(names: Sequence[str], *, secure: bool = False) -> StackAddresses:
 
     Services already recorded, running and ready are kept; only the missing ones start.
     """
-    wanted = _ordered(names)
+    wanted = _ordered([*names, *SECURE_SERVICES] if secure else names)
     stack = StackAddresses()
     root = run_dir()
     recorded = read_state(root)
@@ -206,7 +206,7 @@ def up(names: Sequence[str], *, secure: bool = False) -> StackAddresses:
         print("the stack is already up (`lhpipe stack down` stops it)", flush=True)
         return stack
     pins = load_pins()
-    jdks = {name: require_jdk(pins.services[name].java, name) for name in missing}
+    jdks = {name: require_jdk(pins.services[SERVICES[name].pin].java, name) for name in missing}
     homes = _ensure_downloads(pins, missing)
     _check_ports_free(missing)
 
@@ -345,7 +345,7 @@ def start_service(name: str) -> str:
     if current is not None and is_running(current):
         return f"{name} is already running (pid {current.pid})"
     pins = load_pins()
-    jdk = require_jdk(pins.services[name].java, name)
+    jdk = require_jdk(pins.services[SERVICES[name].pin].java, name)
     home = _ensure_downloads(pins, [name])[name]
     _check_ports_free([name])
     workdir = root / name

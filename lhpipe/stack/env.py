@@ -17,6 +17,7 @@ from lhpipe.stack.certs import StackCerts
 
 KAFKA_AUTHS = ("scram", "oauth")
 LITTLEHORSE_AUTHS = ("oauth", "mtls")
+REGISTRY_AUTHS = ("oauth", "basic")
 
 
 def open_settings() -> dict[str, str]:
@@ -85,14 +86,43 @@ def littlehorse_secure_settings(certs: StackCerts, auth: str = "oauth") -> dict[
     return settings
 
 
+def registry_secure_settings(certs: StackCerts, auth: str = "oauth") -> dict[str, str]:
+    """The secure Apicurio over HTTPS, with OAuth client credentials (the registry client
+    fetches and renews the token) or HTTP basic auth with the client's id and secret (which
+    Apicurio exchanges for a token itself)."""
+    stack = StackAddresses()
+    settings = {
+        "LHPIPE_REGISTRY_URL": f"{stack.secure_registry_url}/apis/ccompat/v7",
+        "LHPIPE_REGISTRY_SSL_CA_LOCATION": str(certs.ca),
+    }
+    if auth == "oauth":
+        settings |= {
+            "LHPIPE_REGISTRY_BEARER_AUTH_CREDENTIALS_SOURCE": "OAUTHBEARER",
+            "LHPIPE_REGISTRY_BEARER_AUTH_CLIENT_ID": at.SECURE_CLIENT_ID,
+            "LHPIPE_REGISTRY_BEARER_AUTH_CLIENT_SECRET": at.SECURE_CLIENT_SECRET,
+            "LHPIPE_REGISTRY_BEARER_AUTH_ISSUER_ENDPOINT_URL": stack.keycloak_token_url,
+        }
+    elif auth == "basic":
+        settings["LHPIPE_REGISTRY_BASIC_AUTH_USER_INFO"] = (
+            f"{at.SECURE_CLIENT_ID}:{at.SECURE_CLIENT_SECRET}"
+        )
+    else:
+        raise ValueError(f"unknown registry auth {auth!r}; expected one of {REGISTRY_AUTHS}")
+    return settings
+
+
 def secure_settings(
-    certs: StackCerts, kafka_auth: str = "scram", littlehorse_auth: str = "oauth"
+    certs: StackCerts,
+    kafka_auth: str = "scram",
+    littlehorse_auth: str = "oauth",
+    registry_auth: str = "oauth",
 ) -> dict[str, str]:
     """Every setting for the secure stack."""
     return {
         **open_settings(),
         **kafka_secure_settings(certs, kafka_auth),
         **littlehorse_secure_settings(certs, littlehorse_auth),
+        **registry_secure_settings(certs, registry_auth),
     }
 
 

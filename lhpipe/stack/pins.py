@@ -6,13 +6,17 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
-SERVICE_ORDER = ("kafka", "littlehorse", "apicurio", "keycloak", "connect")
+SERVICE_ORDER = ("kafka", "littlehorse", "apicurio", "keycloak", "apicurio-secure", "connect")
 """Every service the stack knows, in start order; `down` stops them in reverse."""
 
 DEFAULT_SERVICES = ("kafka", "littlehorse", "apicurio", "keycloak")
 """What `lhpipe stack up` starts without `--with`."""
 
 OPTIONAL_SERVICES = ("connect",)
+
+SECURE_SERVICES = ("apicurio-secure",)
+"""What `lhpipe stack up --secure` starts besides the others: services whose every listener is
+secured (a second Apicurio, requiring tokens over HTTPS)."""
 
 
 @dataclass(frozen=True)
@@ -76,5 +80,6 @@ def load_pins() -> Pins:
             artifacts=tuple(MavenCoordinate.parse(a) for a in data[name]["artifacts"]),
         )
         for name in SERVICE_ORDER
+        if name not in SECURE_SERVICES  # second instances of another's distribution
     }
     return Pins(services=services, dependency_plugin=str(data["maven"]["dependency_plugin"]))

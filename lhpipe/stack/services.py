@@ -13,6 +13,7 @@ import base64
 import logging
 import shutil
 import socket
+import ssl
 import subprocess
 import urllib.error
 import urllib.parse
@@ -100,8 +101,15 @@ class Service(abc.ABC):
 
     name: str = ""
     ports: tuple[int, ...] = ()
+    #: The entry of versions.toml the service runs (its own name unless it is a second
+    #: instance of another's distribution).
+    pin_of: str = ""
     ready_timeout_seconds: float = 120.0
     stop_grace_seconds: float = 30.0
+
+    @property
+    def pin(self) -> str:
+        return self.pin_of or self.name
 
     @abc.abstractmethod
     def launch(
@@ -382,6 +390,67 @@ class Apicurio(Service):
         return http_ok(f"{stack.registry_url}/apis/registry/v3/system/info")
 
 
+class SecureApicurio(Service):
+    """A second Apicurio Registry for the secure stack: HTTPS only (the stack's certificate) on
+    :data:`at.APICURIO_SECURE_PORT`, every call needing a token of the Keycloak realm (OIDC;
+    HTTP basic auth with a client's id and secret is exchanged for one), roles from the
+    token's realm roles (``sr-developer`` may register schemas, ``sr-readonly`` only read)."""
+
+    name = "apicurio-secure"
+    pin_of = "apicurio"
+    ports = (at.APICURIO_SECURE_PORT, at.APICURIO_SECURE_MANAGEMENT_PORT)
+    ready_timeout_seconds = 150.0
+
+    def launch(
+        self, home: Path, jdk: Jdk, workdir: Path, secure: StackCerts | None = None
+    ) -> Launch:
+        if secure is None:
+            raise StackError("apicurio-secure runs only in the secure stack (`up --secure`)")
+        stack = StackAddresses()
+        return Launch(
+            [
+                str(jdk.java),
+                *_jvm_base(workdir, "512m"),
+                f"-Dquarkus.http.host={at.HOST}",
+                f"-Dquarkus.http.ssl-port={at.APICURIO_SECURE_PORT}",
+                "-Dquarkus.http.insecure-requests=disabled",
+                f"-Dquarkus.http.ssl.certificate.files={secure.server_cert}",
+                f"-Dquarkus.http.ssl.certificate.key-files={secure.server_key}",
+                f"-Dquarkus.management.host={at.HOST}",
+                f"-Dquarkus.management.port={at.APICURIO_SECURE_MANAGEMENT_PORT}",
+                "-Dapicurio.storage.kind=sql",
+                "-Dapicurio.storage.sql.kind=h2",
+                f"-Dapicurio.storage.snapshot.location={workdir / 'tmp'}",
+                "-Dquarkus.oidc.tenant-enabled=true",
+                f"-Dquarkus.oidc.auth-server-url={stack.keycloak_issuer}",
+                "-Dquarkus.oidc.client-id=registry-api",
+                "-Dapicurio.authn.basic-client-credentials.enabled=true",
+                "-Dapicurio.authn.basic-client-credentials.cache-expiration=1",
+                "-Dapicurio.auth.role-based-authorization=true",
+                "-Dapicurio.auth.anonymous-read-access.enabled=false",
+                "-jar",
+                str(home / "dist" / "quarkus-run.jar"),
+            ],
+            cwd=workdir,
+        )
+
+    def is_ready(self, stack: StackAddresses) -> bool:
+        # The system information needs no token; the stack's CA vouches for the certificate.
+        from lhpipe.stack.certs import certs_in
+        from lhpipe.stack.paths import run_dir
+
+        ca = certs_in(run_dir()).ca
+        if not ca.is_file():
+            return False
+        context = ssl.create_default_context(cafile=str(ca))
+        url = f"{stack.secure_registry_url}/apis/registry/v3/system/info"
+        try:
+            with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_SECONDS, context=context) as r:
+                return 200 <= int(r.status) < 300
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError):
+            return False
+
+
 class Keycloak(Service):
     """Keycloak in development mode, in-memory database, realm `lhpipe` imported at start."""
 
@@ -495,7 +564,7 @@ class Connect(Service):
 
 
 SERVICES: dict[str, Service] = {
-    s.name: s for s in (Kafka(), LittleHorse(), Apicurio(), Keycloak(), Connect())
+    s.name: s for s in (Kafka(), LittleHorse(), Apicurio(), Keycloak(), SecureApicurio(), Connect())
 }
 
 
@@ -509,6 +578,7 @@ def describe_ready(stack: StackAddresses, name: str) -> str:
         ),
         "apicurio": f"{stack.registry_url} (Confluent API {stack.ccompat_url})",
         "keycloak": f"issuer {stack.keycloak_issuer}",
+        "apicurio-secure": f"{stack.secure_registry_url} (tokens of the realm required)",
         "connect": stack.connect_url,
     }[name]
 

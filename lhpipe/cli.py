@@ -15,6 +15,8 @@ DEFAULT_PATHS = ["pipelines/"]
 #: ``lhpipe run --host``'s default comes from here, else it is ``0.0.0.0`` (every interface);
 #: ``--workers`` hands ``--host`` to its workers through it (lhpipe.commands.run reads it).
 HOST_VARIABLE = "LHPIPE_HOST"
+TLS_CERT_SETTING = "LHPIPE_TLS_CERT"  # as lhpipe.settings names them (not imported: start-up)
+TLS_KEY_SETTING = "LHPIPE_TLS_KEY"
 
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
@@ -102,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"`::` takes IPv6 too (default: ${HOST_VARIABLE}, else 0.0.0.0, every interface)",
     )
     run.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate (chain); needs --tls-key "
+        f"(default: ${TLS_CERT_SETTING})",
+    )
+    run.add_argument(
+        "--tls-key",
+        metavar="FILE",
+        help=f"the PEM private key of --tls-cert (default: ${TLS_KEY_SETTING})",
+    )
+    run.add_argument(
         "--workers",
         type=_workers,
         default=1,
@@ -143,6 +156,13 @@ def _run(ns: argparse.Namespace) -> int:
         from lhpipe.commands.test import run_test
 
         return run_test(paths)
+    if ns.command == "run" and (ns.tls_cert is not None or ns.tls_key is not None):
+        # Read by every engine process (each worker too) as the settings of the same names.
+        if ns.tls_cert is None or ns.tls_key is None:
+            print("lhpipe run: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        os.environ[TLS_CERT_SETTING] = ns.tls_cert
+        os.environ[TLS_KEY_SETTING] = ns.tls_key
     if ns.workers > 1:
         from lhpipe.commands.workers import run_workers
 

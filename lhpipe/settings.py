@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from lhpipe.check.program import Text
 
 SETTINGS_FILE = "lhpipe.toml"
+#: HTTPS for lhpipe's own HTTP port (``lhpipe run --tls-cert/--tls-key``): PEM files.
+TLS_CERT_SETTING = "LHPIPE_TLS_CERT"
+TLS_KEY_SETTING = "LHPIPE_TLS_KEY"
 #: ``NAME_FILE`` holds the path of a file with the value of ``NAME``.
 FILE_SUFFIX = "_FILE"
 #: A secret file larger than this is not a secret: refused rather than read.

@@ -136,7 +136,7 @@ async def _serve(
     from lhpipe.engine.watch import start_snapshot, watch_and_reload
     from lhpipe.gateway.gateway import starting_routes
     from lhpipe.gateway.http_limits import HttpLimits
-    from lhpipe.gateway.server import EngineApp, HttpListener
+    from lhpipe.gateway.server import EngineApp, HttpListener, ServerTls
     from lhpipe.settings import SettingsError
 
     me = worker if worker is not None else this_worker()
@@ -177,12 +177,16 @@ async def _serve(
         # The listener's limits and timeouts (LHPIPE_HTTP_*), from the environment or
         # lhpipe.toml; a bad value stops the start with exit 2, naming the setting.
         limits = HttpLimits.from_settings(settings)
+        # HTTPS (--tls-cert/--tls-key, LHPIPE_TLS_*): a bad pair stops the start, exit 2.
+        tls = ServerTls.from_settings(settings)
     except SettingsError as exc:
         log.error("%s", exc)
         return ExitCode.USAGE
     app = EngineApp(supervisor.statuses, starting=True, routes=starting_routes(compiled), worker=me)
     publish_program(app, compiled)
-    listener = HttpListener(app, host=host, port=port, reuse_port=me.one_of_many, limits=limits)
+    listener = HttpListener(
+        app, host=host, port=port, reuse_port=me.one_of_many, limits=limits, tls=tls
+    )
     try:
         await listener.start()
     except OSError as exc:

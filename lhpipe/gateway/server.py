@@ -48,7 +48,9 @@ import html
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -65,7 +67,7 @@ from lhpipe.gateway.http_limits import (
     protocol_class,
 )
 from lhpipe.runtime.status import PipelineStatus
-from lhpipe.settings import Settings
+from lhpipe.settings import TLS_CERT_SETTING, TLS_KEY_SETTING, Settings, SettingsError
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 8080
@@ -350,6 +352,39 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
     return sock
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServerTls:
+    """The certificate (chain) and private key lhpipe's HTTP port serves HTTPS with."""
+
+    cert: str
+    key: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerTls | None:
+        """``LHPIPE_TLS_CERT`` and ``LHPIPE_TLS_KEY`` (``lhpipe run --tls-cert/--tls-key``),
+        both or neither, checked now: a file that cannot be read, or a key that does not fit
+        the certificate, raises :class:`~lhpipe.settings.SettingsError` naming the setting,
+        never the key's contents."""
+        cert, key = settings.get(TLS_CERT_SETTING), settings.get(TLS_KEY_SETTING)
+        if not cert and not key:
+            return None
+        if not cert or not key:
+            raise SettingsError(f"{TLS_CERT_SETTING} and {TLS_KEY_SETTING} go together")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        for name, path in ((TLS_CERT_SETTING, cert), (TLS_KEY_SETTING, key)):
+            if not Path(path).is_file():
+                raise SettingsError(f"{name}: {path} is not a readable file")
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+            raise SettingsError(
+                f"{TLS_CERT_SETTING}/{TLS_KEY_SETTING}: cannot serve HTTPS with {cert} and "
+                f"{key}: {reason}"
+            ) from None
+        return cls(cert, key)
+
+
 class HttpListener:
     """Serves an :class:`EngineApp` on ``host:port`` from the running event loop.
 
@@ -374,8 +409,10 @@ class HttpListener:
         graceful_timeout: int = 10,
         reuse_port: bool = False,
         limits: HttpLimits | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.app = app
+        self.tls = tls
         self.limits = (
             limits if limits is not None else HttpLimits.from_settings(Settings(os.environ))
         )
@@ -411,6 +448,8 @@ class HttpListener:
             server_header=False,
             timeout_graceful_shutdown=self._graceful_timeout,
             timeout_keep_alive=limits.keep_alive_timeout,  # type: ignore[arg-type]  # a float works
+            ssl_certfile=None if self.tls is None else self.tls.cert,
+            ssl_keyfile=None if self.tls is None else self.tls.key,
         )
         server = _EngineServer(config)
         self._server = server
@@ -426,7 +465,8 @@ class HttpListener:
             self._restore_exception_handler()
             self._restore_exception_handler = None
             raise
-        log.info("HTTP listener on http://%s:%d", self.host, self.port)
+        scheme = "http" if self.tls is None else "https"
+        log.info("HTTP listener on %s://%s:%d", scheme, self.host, self.port)
 
     async def stop(self) -> None:
         """Stop accepting connections, let open requests finish, and return."""

@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
             return 1
         for s in statuses:
             state = "ready" if s.ready else ("running, not ready" if s.running else "not running")
-            print(f"{s.name:<12} pid {s.pid:<8} {state:<20} rss {s.rss_mib:7.0f} MiB")
+            print(f"{s.name:<16} pid {s.pid:<8} {state:<20} rss {s.rss_mib:7.0f} MiB")
         return 0 if all(s.ready for s in statuses) else 1
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from lhpipe.check.program import (
     ConnectorInfo,
@@ -37,6 +37,7 @@ from lhpipe.check.types import ArrayType, MapType, OptionalType, RecordType, Typ
 from lhpipe.graph.kinds import (
     CONNECT_SETTINGS,
     KAFKA_SETTINGS,
+    LITTLEHORSE_SETTINGS,
     REGISTRY_SETTINGS,
     KindGraphs,
 )
@@ -110,6 +111,21 @@ def _record_names(t: Type, seen: set[str]) -> None:
         seen.add(t.name)
         for field_type in t.fields.values():
             _record_names(field_type, seen)
+
+
+@runtime_checkable
+class _PrefixedNames(Protocol):
+    """Settings that list their names by prefix (:meth:`lhpipe.settings.Settings.names`)."""
+
+    def names(self, prefix: str) -> list[str]: ...
+
+
+#: Settings passed on to a client as they are, by prefix, counted with the client's own.
+_PASS_THROUGH = (
+    ("LHPIPE_KAFKA_", KAFKA_SETTINGS[0]),
+    ("LHPIPE_REGISTRY_", REGISTRY_SETTINGS[0]),
+    ("LHC_", LITTLEHORSE_SETTINGS[0]),
+)
 
 
 class _Compiler:
@@ -193,7 +209,17 @@ class _Compiler:
     def settings_content(self, names: tuple[str, ...]) -> tuple[object, ...]:
         if self.settings is None:
             return names
-        return tuple((name, self.settings.get(name)) for name in names)
+        # A client's pass-through settings (credentials, TLS) count with its address: a new
+        # password in lhpipe.toml restarts what uses that client on a hot reload.
+        every = set(names)
+        settings = self.settings
+        for prefix, anchor in _PASS_THROUGH:
+            if anchor in every:
+                if isinstance(settings, _PrefixedNames):  # Settings: NAME_FILE counts as NAME
+                    every.update(settings.names(prefix))
+                else:
+                    every.update(name for name in settings if name.startswith(prefix))
+        return tuple((name, self.settings.get(name)) for name in sorted(every))
 
     # --- webhooks ---
 

@@ -163,3 +163,38 @@ def test_an_untrusted_certificate_pauses_the_pipeline_naming_tls(
 
     assert detail.startswith("TLS to Kafka failed: ")
     assert "certificate verify failed" in detail
+
+
+def test_a_paused_pipeline_resumes_when_a_hot_reload_brings_the_right_password(
+    stack: StackAddresses, secure_stack: StackCerts, tmp_path: Path
+) -> None:
+    source, target = unique("secure-in"), unique("secure-out")
+    create_topic(stack, source)
+    create_topic(stack, target)
+    write_pipelines(tmp_path, copy_pipeline(source, target))
+    sent = [f"h-{n}" for n in range(60)]
+    produce(stack, source, ((v.encode(), v.encode(), ()) for v in sent))
+    good = kafka_secure_settings(secure_stack)
+    toml = tmp_path / "lhpipe.toml"
+    toml.write_text(
+        "".join(
+            f'{k} = "{v}"\n'
+            for k, v in {**good, "LHPIPE_KAFKA_SASL_PASSWORD": WRONG_PASSWORD}.items()
+        )
+    )
+
+    with LhpipeRun(tmp_path, args=["--watch"]) as run:
+
+        def state() -> str | None:
+            answer = run.readyz()
+            return answer[1]["pipelines"]["copy"]["state"] if answer else None
+
+        wait_until(lambda: state() == "paused", 60, "the pipeline to be paused")
+        toml.write_text("".join(f'{k} = "{v}"\n' for k, v in good.items()))
+        run.wait_ready(90)
+        values(stack, target, len(sent))
+        output = every_output(run)
+        assert run.terminate() == 0, run.log()
+
+    assert values(stack, target, len(sent)) == sorted(sent)
+    assert_no_secret(output, WRONG_PASSWORD, *SECRETS)

@@ -34,8 +34,15 @@ each record its own key); ``all`` runs the three one after the other. The record
 key and the ids and keys come from the value, so lhpipe's per-key order constrains nothing the
 bare loop is free of.
 
+With ``--secure`` (the stack started with ``lhpipe stack up --secure``, docs/security.md) both
+sides go through the secured listeners: lhpipe with the settings ``lhpipe stack env --secure``
+prints (Kafka over SASL_SSL with SCRAM, or OAuth with ``--kafka-auth oauth``; LittleHorse over
+TLS with OAuth tokens of the realm), and the bare loop over the same TLS channel with the same
+token (lhpipe's own channel and token plugin: the cost of TLS and OAuth on gRPC is in both).
+Records are written and offsets read on the open listener, which measures nothing.
+
 Run: ``.venv/bin/python bench/kafka_to_lh.py [--records N] [--concurrency N] [--rounds N]
-[--sweep] [--target run_wf|post_event|correlate|all]``.
+[--sweep] [--target run_wf|post_event|correlate|all] [--secure [--kafka-auth scram|oauth]]``.
 """
 
 from __future__ import annotations
@@ -94,6 +101,8 @@ DEFAULT_CONCURRENCY = 64  # the bare loop without --sweep (lhpipe starts at 64 a
 #: The bare loop's concurrencies with ``--sweep``: its best is the limit lhpipe is held to.
 SWEEP = (64, 128, 256, 512)
 PHASE_TIMEOUT_SECONDS = 600.0
+#: With --secure: the settings of the secure stack (lhpipe's environment, the bare loop's channel).
+SECURE: dict[str, str] = {}
 RPC_DEADLINE_SECONDS = 10.0
 
 
@@ -228,7 +237,7 @@ async def bare_loop(
     ids = [
         f"{name}-{topic}-{p}-{o}".lower() for p in range(partitions) for o in range(per_partition)
     ][:count]
-    channel = grpc.aio.insecure_channel(f"{LH_HOST}:{LH_PORT}")
+    channel = lh_channel()
     rpc = target.rpc(LittleHorseStub(channel))
     metadata = (("tenantid", TENANT),)
     next_index = 0
@@ -259,6 +268,16 @@ async def bare_loop(
     return elapsed, cpu
 
 
+def lh_channel() -> grpc.aio.Channel:
+    """The bare loop's channel: plaintext, or with --secure TLS and OAuth as lhpipe's."""
+    if not SECURE:
+        return grpc.aio.insecure_channel(f"{LH_HOST}:{LH_PORT}")
+    from lhpipe.clients.littlehorse import LittleHorseConnection
+    from lhpipe.settings import Settings
+
+    return LittleHorseConnection.from_settings(Settings(environ=SECURE)).open_channel()
+
+
 def committed_total(admin: AdminClient, group: str, topic: str, partitions: int) -> int:
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic, p) for p in range(partitions)]
@@ -284,6 +303,7 @@ def run_lhpipe(
         started = time.perf_counter()
         process = subprocess.Popen(
             [str(LHPIPE), "run", str(source), "--port", str(free_port())],
+            env={**os.environ, **SECURE},
             stdout=log_file,
             stderr=subprocess.STDOUT,
             cwd=workdir,
@@ -460,7 +480,22 @@ def main() -> int:
         help=f"run the bare loop at {', '.join(map(str, SWEEP))} in flight and take its best",
     )
     parser.add_argument("--target", choices=(*TARGETS, "all"), default="run_wf")
+    parser.add_argument(
+        "--secure", action="store_true", help="through the secure stack's listeners (TLS, auth)"
+    )
+    parser.add_argument("--kafka-auth", choices=("scram", "oauth"), default="scram")
     args = parser.parse_args()
+    if args.secure:
+        from lhpipe.stack.certs import certs_in
+        from lhpipe.stack.env import kafka_secure_settings, littlehorse_secure_settings
+        from lhpipe.stack.paths import run_dir
+
+        certs = certs_in(run_dir())
+        if not certs.all_present():
+            raise SystemExit("--secure needs `lhpipe stack up --secure` first")
+        SECURE.update(kafka_secure_settings(certs, args.kafka_auth))
+        SECURE.update(littlehorse_secure_settings(certs, "oauth"))
+        print(f"secure: Kafka SASL_SSL ({args.kafka_auth}), LittleHorse TLS + OAuth")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     kinds = TARGETS if args.target == "all" else (args.target,)
     with tempfile.TemporaryDirectory(prefix="lhpipe-bench-") as tmp:

@@ -38,9 +38,14 @@ Every figure is printed with its goal; the topic's record count is checked again
 of 202 answers. Needs ``wrk`` (``apt-get install -y wrk``). Every subprocess is stopped at the
 end, whatever happens.
 
+With ``--secure`` (the stack started with ``lhpipe stack up --secure``, docs/security.md) every
+server answers over HTTPS with the secure stack's certificate (``lhpipe run --tls-cert``), the
+Kafka sides produce over SASL_SSL with SCRAM, and lhpipe registers its schema on the secured
+registry (HTTPS, OAuth tokens): the figures then include the cost of TLS and authentication.
+
 Run: ``.venv/bin/python bench/webhook.py [--duration 10] [--connections 64] [--rate 1000]
-[--rounds 3] [--body schema|json]``; with ``KAFKA_BOOTSTRAP_SERVERS`` set, ``lhpipe run`` writes
-to (and the records are counted on) that broker instead of the local stack's.
+[--rounds 3] [--body schema|json] [--secure]``; with ``KAFKA_BOOTSTRAP_SERVERS`` set, ``lhpipe
+run`` writes to (and the records are counted on) that broker instead of the local stack's.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import hmac
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -131,6 +137,54 @@ end
 """
 
 
+# -- the secure stack (--secure) -----------------------------------------------------------------
+
+#: Set for every process of the bench when it runs with --secure.
+SECURE_VARIABLE = "BENCH_WEBHOOK_SECURE"
+
+
+def secure() -> bool:
+    return os.environ.get(SECURE_VARIABLE) == "1"
+
+
+def secure_settings() -> dict[str, str]:
+    """lhpipe's settings for the secure stack (Kafka SCRAM, the secured registry with OAuth)."""
+    from lhpipe.stack.certs import certs_in
+    from lhpipe.stack.env import kafka_secure_settings, registry_secure_settings
+    from lhpipe.stack.paths import run_dir
+
+    certs = certs_in(run_dir())
+    if not certs.all_present():
+        raise SystemExit("--secure needs `lhpipe stack up --secure` first")
+    return {**kafka_secure_settings(certs), **registry_secure_settings(certs)}
+
+
+def server_tls() -> Any:
+    """The servers' HTTPS certificate with --secure, else None."""
+    if not secure():
+        return None
+    from lhpipe.gateway.server import ServerTls
+    from lhpipe.stack.certs import certs_in
+    from lhpipe.stack.paths import run_dir
+
+    certs = certs_in(run_dir())
+    return ServerTls(str(certs.server_cert), str(certs.server_key))
+
+
+def client_ssl() -> ssl.SSLContext | None:
+    """The load generators' TLS with --secure (trusting the stack's CA), else None."""
+    if not secure():
+        return None
+    from lhpipe.stack.certs import certs_in
+    from lhpipe.stack.paths import run_dir
+
+    return ssl.create_default_context(cafile=str(certs_in(run_dir()).ca))
+
+
+def scheme() -> str:
+    return "https" if secure() else "http"
+
+
 # -- the bare handler ----------------------------------------------------------------------------
 
 
@@ -161,7 +215,7 @@ def serve_bare(port: int) -> None:
     from lhpipe.gateway.server import HttpListener
 
     async def main() -> None:
-        listener = HttpListener(bare_app, host="127.0.0.1", port=port)  # type: ignore[arg-type]
+        listener = HttpListener(bare_app, host="127.0.0.1", port=port, tls=server_tls())  # type: ignore[arg-type]
         await listener.start()
         heap.settle()  # the garbage collector set as `lhpipe run` sets it after start-up
         await asyncio.Event().wait()
@@ -190,9 +244,17 @@ def serve_bare_kafka(port: int, topic: str, bootstrap: str) -> None:
     from lhpipe.gateway.server import HttpListener
 
     secret = SECRET.encode()
+    from lhpipe.clients.kafka.config import client_config
+    from lhpipe.settings import Settings
+
+    connection = (
+        client_config(Settings(environ=secure_settings()))
+        if secure()
+        else {"bootstrap.servers": bootstrap}
+    )
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **connection,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": LINGER_MS,
@@ -269,7 +331,7 @@ def serve_bare_kafka(port: int, topic: str, bootstrap: str) -> None:
     async def main() -> None:
         nonlocal loop
         loop = asyncio.get_running_loop()
-        listener = HttpListener(app, host="127.0.0.1", port=port)  # type: ignore[arg-type]
+        listener = HttpListener(app, host="127.0.0.1", port=port, tls=server_tls())  # type: ignore[arg-type]
         await listener.start()
         heap.settle()
         await asyncio.Event().wait()
@@ -314,7 +376,7 @@ async def read_answer(reader: asyncio.StreamReader) -> int:
 async def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict[str, Any]:
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
-        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", port, ssl=client_ssl()))
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     prefix = uuid.uuid4().hex[:8]
@@ -421,7 +483,7 @@ def run_wrk(
             "10s",
             "-s",
             str(script),
-            f"http://127.0.0.1:{port}{PATH}",
+            f"{scheme()}://127.0.0.1:{port}{PATH}",
         ],
         capture_output=True,
         text=True,
@@ -446,7 +508,9 @@ def wait_answering(port: int, process: subprocess.Popen[bytes], what: str) -> No
         if process.poll() is not None:
             raise SystemExit(f"{what} exited with {process.returncode}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            urllib.request.urlopen(
+                f"{scheme()}://127.0.0.1:{port}/healthz", timeout=2, context=client_ssl()
+            )
             return
         except urllib.error.HTTPError:
             return  # it answers (the bare handler answers everything with 202)
@@ -462,7 +526,9 @@ def back_to_back_ms(port: int, requests: int = 30) -> float:
     import socket
 
     times = []
-    with socket.create_connection(("127.0.0.1", port)) as sock:
+    context = client_ssl()
+    with socket.create_connection(("127.0.0.1", port)) as plain:
+        sock = plain if context is None else context.wrap_socket(plain, server_hostname="127.0.0.1")
         reader = sock.makefile("rb")
         for n in range(requests):
             started = time.perf_counter()
@@ -510,7 +576,18 @@ def main() -> int:
         default="schema",
         help="check the body against the schema and write Avro (default), or take any JSON",
     )
+    parser.add_argument(
+        "--secure", action="store_true", help="HTTPS, Kafka SASL_SSL and the secured registry"
+    )
     args = parser.parse_args()
+    lhpipe_settings: dict[str, str] = {}
+    lhpipe_tls: list[str] = []
+    if args.secure:
+        os.environ[SECURE_VARIABLE] = "1"  # read by the bench's own server processes too
+        lhpipe_settings = secure_settings()
+        tls = server_tls()
+        lhpipe_tls = ["--tls-cert", tls.cert, "--tls-key", tls.key]
+        print("secure: HTTPS, Kafka SASL_SSL (SCRAM), the secured registry (OAuth)")
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
@@ -525,8 +602,8 @@ def main() -> int:
     log = (folder / "lhpipe.log").open("wb")
     processes = {
         "lhpipe": subprocess.Popen(
-            [str(LHPIPE), "run", str(folder), "--port", str(ports["lhpipe"])],
-            env={**os.environ, "BENCH_SECRET": SECRET},
+            [str(LHPIPE), "run", str(folder), "--port", str(ports["lhpipe"]), *lhpipe_tls],
+            env={**os.environ, **lhpipe_settings, "BENCH_SECRET": SECRET},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=folder,

@@ -52,7 +52,14 @@ def main(argv: Sequence[str], out: TextIO | None = None, err: TextIO | None = No
             ns = _wfruns_parser().parse_args(args[1:])
             return wf_runs(ns, out, err)
         ns = _demo_parser().parse_args(args)
-        return run_demo(ns.paths or DEFAULT_PATHS, port=ns.port, watch=ns.watch, out=out, err=err)
+        return run_demo(
+            ns.paths or DEFAULT_PATHS,
+            port=ns.port,
+            watch=ns.watch,
+            secure=ns.secure,
+            out=out,
+            err=err,
+        )
     except SystemExit as exc:  # argparse: usage error or --help
         return exc.code if isinstance(exc.code, int) else 2
     except KeyboardInterrupt:  # Ctrl-C before the engine took over the signal
@@ -80,6 +87,12 @@ def _demo_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="hot-reload the files on every save (default: on)",
+    )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="talk to the secure stack's secured listeners (`lhpipe stack up --secure`): Kafka "
+        "over SASL_SSL, LittleHorse over TLS with OAuth, the secured registry",
     )
     return parser
 
@@ -128,7 +141,13 @@ def _wfruns_parser() -> argparse.ArgumentParser:
 
 
 def run_demo(
-    paths: Sequence[str], *, port: int, out: TextIO, err: TextIO, watch: bool = True
+    paths: Sequence[str],
+    *,
+    port: int,
+    out: TextIO,
+    err: TextIO,
+    watch: bool = True,
+    secure: bool = False,
 ) -> int:
     """Register, start the task worker, run the engine until a signal; the engine's exit
     code."""
@@ -157,6 +176,16 @@ def run_demo(
     if not port_free(port):
         print(f"lhpipe demo: port {port} is in use; choose another with --port", file=err)
         return 2
+    if secure:
+        through = use_secure_stack()
+        if through is None:
+            print(
+                "lhpipe demo: --secure needs the secure stack; start it with "
+                "`lhpipe stack up --secure`",
+                file=err,
+            )
+            return 1
+        print(f"lhpipe demo: through the secure stack's listeners: {through}", file=out)
     try:
         settings = load_settings([Path(p) for p in paths])
     except SettingsError as exc:
@@ -256,6 +285,26 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def use_secure_stack() -> str | None:
+    """Point this process (the engine, the registrations, the task worker) at the secure
+    stack's listeners, as ``lhpipe stack env --secure`` prints them; a one-line summary, or
+    ``None`` when the secure stack is not up."""
+    from lhpipe.stack import control
+    from lhpipe.stack.certs import certs_in
+    from lhpipe.stack.env import secure_settings
+    from lhpipe.stack.paths import run_dir
+
+    certs = certs_in(run_dir())
+    if not (control.is_secure() and certs.all_present()):
+        return None
+    os.environ.update(secure_settings(certs))
+    return (
+        f"Kafka SASL_SSL (SCRAM) at {os.environ['KAFKA_BOOTSTRAP_SERVERS']}, LittleHorse TLS + "
+        f"OAuth at port {os.environ['LHC_API_PORT']}, registry {os.environ['LHPIPE_REGISTRY_URL']}"
+        f" (CA {certs.ca})"
+    )
 
 
 def lh_config(settings: Settings) -> LHConfig:

@@ -71,16 +71,22 @@ class Demo:
         return f"stdout:\n{self.printed()}\nstderr (end):\n{self.err.read_text()[-4000:]}"
 
 
-@pytest.fixture
-def demo(stack: StackAddresses, tmp_path: Path) -> Iterator[Demo]:
+@pytest.fixture(params=["open", "secure"])
+def demo(stack: StackAddresses, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Demo]:
+    """The demo as `make demo` runs it, and with ``--secure`` through the secure stack's
+    listeners (Kafka SASL_SSL, LittleHorse TLS + OAuth, the secured registry; the test checks
+    LittleHorse on the open listener, which sees the same data)."""
     del stack  # the demo finds the stack itself; the fixture makes sure it is up
+    secure = request.param == "secure"
+    if secure:
+        request.getfixturevalue("secure_stack")
     port = free_port()
     out, err = tmp_path / "demo.out", tmp_path / "demo.err"
     # The user has set none of the secrets: the demo's own values are what it must use.
     env = {k: v for k, v in os.environ.items() if k not in DEMO_SECRETS}
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(
-            [LHPIPE, "demo", str(EXAMPLES), "--port", str(port)],
+            [LHPIPE, "demo", str(EXAMPLES), "--port", str(port), *(["--secure"] if secure else [])],
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,

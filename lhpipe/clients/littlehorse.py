@@ -23,6 +23,7 @@ become :class:`LittleHorseTransientError`, :class:`LittleHorsePausedError` or
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,6 +251,27 @@ class LittleHorseConnection:
                 credentials, grpc.metadata_call_credentials(GrpcTokenPlugin(token))
             )
         return grpc.aio.secure_channel(self.target, credentials, options=options)
+
+
+def client_certificate_problem(path: Path, now: datetime.datetime | None = None) -> str | None:
+    """Why the client certificate at ``path`` cannot be accepted (expired, not valid yet), or
+    ``None``; a file that cannot be read or parsed is left to the TLS library to report."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    moment = now or datetime.datetime.now(datetime.UTC)
+    ends, starts = certificate.not_valid_after_utc, certificate.not_valid_before_utc
+    if moment > ends:
+        return f"the client certificate LHC_CLIENT_CERT ({path}) expired at {ends.isoformat()}"
+    if moment < starts:
+        return (
+            f"the client certificate LHC_CLIENT_CERT ({path}) is not valid before "
+            f"{starts.isoformat()}"
+        )
+    return None
 
 
 def _number(text: str | None, name: str, default: int) -> int:
@@ -494,7 +516,16 @@ class LittleHorseClient:
             if code == _S.ALREADY_EXISTS:
                 return None
             described = what if isinstance(what, str) else what(about)
-            raise classify(code, exc.details() or "", described) from exc
+            details = exc.details() or ""
+            if code == _S.UNAVAILABLE and self.connection.client_cert is not None:
+                # TLS 1.3: the server's refusal of our certificate comes after the handshake,
+                # and gRPC says only "Secure read failed"; the certificate itself says why.
+                problem = client_certificate_problem(self.connection.client_cert)
+                if problem is not None:
+                    raise LittleHorsePausedError(
+                        f"{described}: TLS to LittleHorse failed: {problem}", code=code.name
+                    ) from exc
+            raise classify(code, details, described) from exc
         self._reachable = True
         return response
 

@@ -179,3 +179,23 @@ def test_a_call_that_got_no_token_is_paused_when_refused_and_transient_when_unre
     assert str(paused).startswith("RunWf 'a': no OAuth token: OAuth token for lhpipe from")
     assert isinstance(transient, LittleHorseTransientError)
     assert isinstance(tls, LittleHorsePausedError) and "TLS to LittleHorse failed" in str(tls)
+
+
+def test_a_client_certificate_out_of_its_validity_is_named_with_its_dates(tmp_path: Any) -> None:
+    import datetime
+
+    from lhpipe.clients.littlehorse import client_certificate_problem
+    from lhpipe.stack.certs import ensure_certs
+
+    certs = ensure_certs(tmp_path)
+    now = datetime.datetime.now(datetime.UTC)
+    later = now + datetime.timedelta(days=20 * 365)
+    earlier = now - datetime.timedelta(days=1)
+
+    assert client_certificate_problem(certs.client_cert, now) is None
+    expired = client_certificate_problem(certs.client_cert, later)
+    early = client_certificate_problem(certs.client_cert, earlier)
+    assert expired is not None and "expired at" in expired and str(certs.client_cert) in expired
+    assert early is not None and "is not valid before" in early
+    assert client_certificate_problem(tmp_path / "missing.pem", now) is None
+    assert client_certificate_problem(certs.client_key, now) is None  # not a certificate

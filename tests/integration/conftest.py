@@ -45,7 +45,9 @@ def secure_stack(stack: StackAddresses) -> Iterator[StackCerts]:
     from lhpipe.stack.paths import run_dir
 
     if not (control.is_secure() and port_open(KAFKA_SECURE_PORT)):
-        control.up(DEFAULT_SERVICES, secure=True)
+        # Restarted secured: what ran before (Kafka Connect too) runs again.
+        extra = ("connect",) if _all_ready(stack, ("connect",)) else ()
+        control.up((*DEFAULT_SERVICES, *extra), secure=True)
     yield certs_in(run_dir())
 
 

@@ -14,6 +14,7 @@ import json
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_run import (
@@ -66,6 +67,13 @@ def every_output(run: LhpipeRun) -> str:
     return run.log() + "\n".join(pages)
 
 
+def paused_view(run: LhpipeRun, pipeline: str) -> dict[str, Any] | None:
+    """The pipeline's entry in ``/readyz`` while it is paused, else ``None``."""
+    answer = run.readyz()
+    view: dict[str, Any] | None = answer[1]["pipelines"].get(pipeline) if answer else None
+    return view if view is not None and view["state"] == "paused" else None
+
+
 def assert_no_secret(text: str, *secrets: str) -> None:
     for secret in secrets:
         assert secret not in text, f"a secret appears in lhpipe's output: {secret[:3]}…"
@@ -104,18 +112,10 @@ def test_a_wrong_password_pauses_the_pipeline_with_one_line_and_loses_nothing(
     wrong = {**kafka_secure_settings(secure_stack), "LHPIPE_KAFKA_SASL_PASSWORD": WRONG_PASSWORD}
 
     with LhpipeRun(tmp_path, env=wrong) as run:
-
-        def paused() -> dict[str, object] | None:
-            answer = run.readyz()
-            if answer is None:
-                return None
-            pipeline: dict[str, object] = answer[1]["pipelines"]["copy"]
-            return pipeline if pipeline["state"] == "paused" else None
-
-        status = wait_until(paused, 60, "the pipeline to be paused")
+        status = wait_until(lambda: paused_view(run, "copy"), 60, "the pipeline to be paused")
         code, _ = run.readyz() or (0, {})
         time.sleep(3)  # a refused consumer must keep its reason, not trade it for "brokers down"
-        later = paused()
+        later = paused_view(run, "copy")
         output = every_output(run)
 
     assert code == 503
@@ -153,13 +153,8 @@ def test_an_untrusted_certificate_pauses_the_pipeline_naming_tls(
     }
 
     with LhpipeRun(tmp_path, env=settings) as run:
-
-        def paused() -> str | None:
-            answer = run.readyz()
-            pipeline = answer[1]["pipelines"]["copy"] if answer else None
-            return pipeline["detail"] if pipeline and pipeline["state"] == "paused" else None
-
-        detail = wait_until(paused, 60, "the pipeline to be paused")
+        view = wait_until(lambda: paused_view(run, "copy"), 60, "the pipeline to be paused")
+        detail = str(view["detail"])
 
     assert detail.startswith("TLS to Kafka failed: ")
     assert "certificate verify failed" in detail

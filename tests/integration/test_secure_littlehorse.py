@@ -27,7 +27,7 @@ from engine_run import (
 )
 from lh import lh_config, register_wf_spec
 from littlehorse.workflow import Workflow, WorkflowThread
-from test_secure_kafka import SECRETS, assert_no_secret, every_output
+from test_secure_kafka import SECRETS, assert_no_secret, every_output, paused_view
 
 from lhpipe.stack import addresses as at
 from lhpipe.stack.addresses import StackAddresses
@@ -108,13 +108,7 @@ def test_a_refused_oauth_client_pauses_run_wf_and_a_restart_with_the_fix_loses_n
     send(stack, topic, range(50))
 
     with LhpipeRun(folder, env=wrong) as run:
-
-        def paused() -> dict[str, object] | None:
-            answer = run.readyz()
-            view = answer[1]["pipelines"]["secured"] if answer else None
-            return view if view and view["state"] == "paused" else None
-
-        view = wait_until(paused, 90, "the pipeline to be paused")
+        view = wait_until(lambda: paused_view(run, "secured"), 90, "the pipeline to be paused")
         code = (run.readyz() or (0, {}))[0]
         output = every_output(run)
         assert run.terminate() == 0, run.log()

@@ -30,7 +30,7 @@ from engine_run import (
     wait_until,
     write_pipelines,
 )
-from test_secure_kafka import SECRETS, assert_no_secret, every_output
+from test_secure_kafka import SECRETS, assert_no_secret, every_output, paused_view
 
 from lhpipe.core.avro.wire import parse_avro_schema
 from lhpipe.stack import addresses as at
@@ -152,13 +152,8 @@ pipeline export {{
     }
 
     with LhpipeRun(folder, env=readonly) as run:
-
-        def paused() -> str | None:
-            answer = run.readyz()
-            view = answer[1]["pipelines"]["export"] if answer else None
-            return str(view["detail"]) if view and view["state"] == "paused" else None
-
-        detail = wait_until(paused, 90, "the pipeline to be paused")
+        view = wait_until(lambda: paused_view(run, "export"), 90, "the pipeline to be paused")
+        detail = str(view["detail"])
         output = every_output(run)
         assert run.terminate() == 0, run.log()
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from engine_run import LhpipeRun, committed, settled_wf_run_count, unique, wait_until
 from lh import lh_config
+from test_secure_kafka import paused_view
 from test_secure_littlehorse import all_committed, run_wf_pipeline, send
 
 from lhpipe.stack import addresses as at
@@ -97,9 +98,8 @@ class KeycloakAdmin:
 
 
 def paused_detail(run: LhpipeRun) -> str | None:
-    answer = run.readyz()
-    view = answer[1]["pipelines"]["secured"] if answer else None
-    return str(view["detail"]) if view and view["state"] == "paused" else None
+    view = paused_view(run, "secured")
+    return None if view is None else str(view["detail"])
 
 
 def test_a_client_revoked_in_keycloak_pauses_run_wf_once_its_token_is_renewed(

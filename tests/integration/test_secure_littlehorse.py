@@ -18,6 +18,7 @@ from engine_run import (
     LhpipeRun,
     committed,
     create_topic,
+    external_events_of,
     produce,
     read_all,
     settled_wf_run_count,
@@ -25,7 +26,7 @@ from engine_run import (
     wait_until,
     write_pipelines,
 )
-from lh import lh_config, register_wf_spec
+from lh import correlated_event, lh_config, register_external_event_def, register_wf_spec
 from littlehorse.workflow import Workflow, WorkflowThread
 from test_secure_kafka import SECRETS, assert_no_secret, every_output, paused_view
 
@@ -165,4 +166,70 @@ def test_tokens_are_renewed_through_several_lifespans_with_no_error_and_no_pause
         assert word not in log, word
     assert settled_wf_run_count(lh_config(stack), wf_name, sent) == sent
     assert read_all(stack, dlq, expected=0) == []
+    assert_no_secret(output, *SECRETS)
+
+
+@pytest.mark.parametrize("auth", ["oauth", "mtls"])
+def test_post_event_and_correlate_over_tls_post_every_event_once(
+    stack: StackAddresses, secure_stack: StackCerts, tmp_path: Path, auth: str
+) -> None:
+    config = lh_config(stack)
+    event, correlated = unique("sec-evt"), unique("sec-corr")
+    register_external_event_def(config, event)
+    register_external_event_def(config, correlated, correlated=True)
+    events_in, keys_in = unique("sec-evt-in"), unique("sec-corr-in")
+    create_topic(stack, events_in)
+    create_topic(stack, keys_in)
+    folder = write_pipelines(
+        tmp_path,
+        f"""
+pipeline posted {{
+  from topic "{events_in}" {{ value = json }}
+  post_event "{event}" {{ content = value.note }}
+}}
+
+pipeline correlated {{
+  from topic "{keys_in}" {{ value = json }}
+  correlate "{correlated}" {{ content = value.note }}
+}}
+""",
+    )
+    tag = unique("k")
+    wf_run_ids = [f"{tag}-w-{n}" for n in range(15)]
+    keys = [f"{tag}-c-{n}" for n in range(15)]
+    settings = {
+        **kafka_secure_settings(secure_stack),
+        **littlehorse_secure_settings(secure_stack, auth),
+    }
+
+    with LhpipeRun(folder, env=settings) as run:
+        run.wait_ready()
+        produce(
+            stack,
+            events_in,
+            ((i.encode(), json.dumps({"note": f"n-{i}"}).encode(), ()) for i in wf_run_ids),
+        )
+        produce(
+            stack,
+            keys_in,
+            ((k.encode(), json.dumps({"note": f"n-{k}"}).encode(), ()) for k in keys),
+        )
+        wait_until(
+            lambda: (
+                sum(committed(stack, "lhpipe-posted", events_in))
+                + sum(committed(stack, "lhpipe-correlated", keys_in))
+                == len(wf_run_ids) + len(keys)
+            ),
+            120,
+            "every event posted",
+            every=1.0,
+        )
+        output = every_output(run)
+        assert run.terminate() == 0, run.log()
+
+    for wf_run_id in wf_run_ids:
+        posted = external_events_of(config, wf_run_id).results
+        assert len(posted) == 1, wf_run_id
+    for key in keys:
+        assert correlated_event(config, key, correlated) == f"n-{key}"
     assert_no_secret(output, *SECRETS)

@@ -486,12 +486,11 @@ def main() -> int:
     parser.add_argument("--kafka-auth", choices=("scram", "oauth"), default="scram")
     args = parser.parse_args()
     if args.secure:
-        from lhpipe.stack.certs import certs_in
+        from lhpipe.stack.certs import stack_certs
         from lhpipe.stack.env import kafka_secure_settings, littlehorse_secure_settings
-        from lhpipe.stack.paths import run_dir
 
-        certs = certs_in(run_dir())
-        if not certs.all_present():
+        certs = stack_certs()
+        if certs is None:
             raise SystemExit("--secure needs `lhpipe stack up --secure` first")
         SECURE.update(kafka_secure_settings(certs, args.kafka_auth))
         SECURE.update(littlehorse_secure_settings(certs, "oauth"))

@@ -147,15 +147,21 @@ def secure() -> bool:
     return os.environ.get(SECURE_VARIABLE) == "1"
 
 
+def secure_certs() -> Any:
+    """The secure stack's certificates (``lhpipe.stack.certs.StackCerts``)."""
+    from lhpipe.stack.certs import stack_certs
+
+    certs = stack_certs()
+    if certs is None:
+        raise SystemExit("--secure needs `lhpipe stack up --secure` first")
+    return certs
+
+
 def secure_settings() -> dict[str, str]:
     """lhpipe's settings for the secure stack (Kafka SCRAM, the secured registry with OAuth)."""
-    from lhpipe.stack.certs import certs_in
     from lhpipe.stack.env import kafka_secure_settings, registry_secure_settings
-    from lhpipe.stack.paths import run_dir
 
-    certs = certs_in(run_dir())
-    if not certs.all_present():
-        raise SystemExit("--secure needs `lhpipe stack up --secure` first")
+    certs = secure_certs()
     return {**kafka_secure_settings(certs), **registry_secure_settings(certs)}
 
 
@@ -164,10 +170,8 @@ def server_tls() -> Any:
     if not secure():
         return None
     from lhpipe.gateway.server import ServerTls
-    from lhpipe.stack.certs import certs_in
-    from lhpipe.stack.paths import run_dir
 
-    certs = certs_in(run_dir())
+    certs = secure_certs()
     return ServerTls(str(certs.server_cert), str(certs.server_key))
 
 
@@ -175,10 +179,7 @@ def client_ssl() -> ssl.SSLContext | None:
     """The load generators' TLS with --secure (trusting the stack's CA), else None."""
     if not secure():
         return None
-    from lhpipe.stack.certs import certs_in
-    from lhpipe.stack.paths import run_dir
-
-    return ssl.create_default_context(cafile=str(certs_in(run_dir()).ca))
+    return ssl.create_default_context(cafile=str(secure_certs().ca))
 
 
 def scheme() -> str:

@@ -292,12 +292,11 @@ def use_secure_stack() -> str | None:
     stack's listeners, as ``lhpipe stack env --secure`` prints them; a one-line summary, or
     ``None`` when the secure stack is not up."""
     from lhpipe.stack import control
-    from lhpipe.stack.certs import certs_in
+    from lhpipe.stack.certs import stack_certs
     from lhpipe.stack.env import secure_settings
-    from lhpipe.stack.paths import run_dir
 
-    certs = certs_in(run_dir())
-    if not (control.is_secure() and certs.all_present()):
+    certs = stack_certs()
+    if certs is None or not control.is_secure():
         return None
     os.environ.update(secure_settings(certs))
     return (

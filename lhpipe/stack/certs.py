@@ -93,6 +93,15 @@ def certs_in(run_root: Path) -> StackCerts:
     return StackCerts(run_root / "secure")
 
 
+def stack_certs() -> StackCerts | None:
+    """The local stack's certificates (in its run directory), or ``None`` while
+    ``lhpipe stack up --secure`` has not made them."""
+    from lhpipe.stack.paths import run_dir
+
+    certs = certs_in(run_dir())
+    return certs if certs.all_present() else None
+
+
 def ensure_certs(run_root: Path) -> StackCerts:
     """The stack's certificates under ``run_root``, made now when any file is missing (then all
     of them anew, so that they always chain to the CA beside them)."""

@@ -108,12 +108,11 @@ def main(argv: list[str]) -> int:
 
 def _print_env(secure: bool, kafka_auth: str, lh_auth: str, registry_auth: str, toml: bool) -> int:
     from lhpipe.stack import env
-    from lhpipe.stack.certs import certs_in
-    from lhpipe.stack.paths import run_dir
+    from lhpipe.stack.certs import stack_certs
 
     if secure:
-        certs = certs_in(run_dir())
-        if not certs.all_present():
+        certs = stack_certs()
+        if certs is None:
             print(
                 "error: the secure stack's certificates are not made yet; run "
                 "`lhpipe stack up --secure` first",

@@ -436,13 +436,12 @@ class SecureApicurio(Service):
 
     def is_ready(self, stack: StackAddresses) -> bool:
         # The system information needs no token; the stack's CA vouches for the certificate.
-        from lhpipe.stack.certs import certs_in
-        from lhpipe.stack.paths import run_dir
+        from lhpipe.stack.certs import stack_certs
 
-        ca = certs_in(run_dir()).ca
-        if not ca.is_file():
+        certs = stack_certs()
+        if certs is None:
             return False
-        context = ssl.create_default_context(cafile=str(ca))
+        context = ssl.create_default_context(cafile=str(certs.ca))
         url = f"{stack.secure_registry_url}/apis/registry/v3/system/info"
         try:
             with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_SECONDS, context=context) as r:
